@@ -1,0 +1,45 @@
+# TinyEngine: `make demo` and `make test` set up everything they need on a fresh Debian machine.
+PYTHON ?= python3
+VENV ?= .venv
+MODELS ?= ../shared/models
+DEMO_MODEL ?= $(MODELS)/mlperf_tiny/vww_96_int8.tflite
+DEMO_BOARD ?= stm32f746
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+
+.PHONY: all setup system-deps python-deps demo test bench clean
+
+all: test
+
+setup: system-deps python-deps
+
+# Debian packages: installed only when a tool is missing.
+system-deps:
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null \
+	   && [ -f /usr/lib/arm-none-eabi/newlib/thumb/v7e-m+dp/hard/libc_nano.a ]; then \
+	  echo "toolchain: arm-none-eabi-gcc and qemu-system-arm present"; \
+	else \
+	  echo "toolchain: installing $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+# Python packages in a virtual environment, reinstalled when pyproject.toml changes.
+python-deps: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/tinyengine run $(DEMO_MODEL) --board $(DEMO_BOARD) -o build/demo --demo-input
+
+test: setup
+	$(VENV)/bin/python -m pytest -q tests
+
+bench: setup
+	$(VENV)/bin/python bench/run.py --models $(MODELS)
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,148 @@
+"""C generation: a planned graph -> model.c, model.h, weights.c, weights.h.
+
+All C text comes from jinja2 templates in codegen_templates/: the model skeleton
+(model.c.j2, model.h.j2, weights.*.j2) and one call template per op
+(codegen_templates/ops/).  Python decides everything (offsets, parameters, which kernel);
+the generated C holds no target #ifdefs.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from . import ops
+from .ir import C_TYPES, Graph
+from .planner import MemoryPlan
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "codegen_templates"
+KERNEL_DIR = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
+DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "int32": 3, "float32": 4, "int64": 5}
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+def c_comment(text: str) -> str:
+    """Make arbitrary text safe inside a /* */ comment, on one line."""
+    return re.sub(r"\s+", " ", str(text).replace("*/", "* /"))
+
+
+@dataclass
+class ConstArray:
+    symbol: str
+    ctype: str
+    values: np.ndarray
+    comment: str
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes)
+
+    def body(self, per_line: int = 24) -> str:
+        flat = self.values.ravel()
+        if flat.dtype.kind == "f":
+            items = [("%.9g" % float(v)) + ("f" if self.ctype == "float" else "") for v in flat]
+            items = [i if any(c in i for c in ".en") else i.replace("f", ".0f") for i in items]
+        else:
+            items = [str(v) for v in flat.tolist()]
+            if flat.dtype == np.int32:
+                items = ["(-2147483647 - 1)" if v == "-2147483648" else v for v in items]
+        if not items:
+            items = ["0"]
+        return ",\n".join("    " + ", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
+
+
+def _ctype_of(arr: np.ndarray) -> str:
+    return C_TYPES[str(arr.dtype)] if str(arr.dtype) in C_TYPES else "int32_t"
+
+
+@dataclass
+class GeneratedModel:
+    files: dict          # file name -> text
+    kernel_files: list   # firmware/kernels/*.c used
+    const_bytes: int     # bytes of constant data in Flash
+    symbols: dict        # tensor -> C expression
+
+
+def generate(graph: Graph, plan: MemoryPlan, stamp: dict) -> GeneratedModel:
+    env = environment()
+    arena = "te_arena"
+
+    def ptr(tname: str) -> str:
+        t = graph.tensors[tname]
+        return f"(({t.c_type} *)({arena} + {plan.offsets[tname]}))"
+
+    consts: dict = {}
+    const_of_tensor: dict = {}
+    for i, (name, t) in enumerate(graph.tensors.items()):
+        if t.is_const:
+            sym = f"te_const_{i}"
+            consts[sym] = ConstArray(sym, t.c_type, np.ascontiguousarray(t.data), c_comment(name))
+            const_of_tensor[name] = sym
+
+    calls = []
+    kernel_files: list = []
+    for idx, node in enumerate(graph.nodes):
+        opdef = ops.get(node.op)
+        p = {}
+        for key, value in node.params.items():
+            if isinstance(value, np.ndarray):
+                sym = f"te_n{idx}_{key}"
+                consts[sym] = ConstArray(sym, _ctype_of(value), np.ascontiguousarray(value),
+                                         c_comment(f"{node.name}: {key}"))
+                p[key] = sym
+            else:
+                p[key] = value
+        inp = [None if t is None else (const_of_tensor[t] if graph.tensors[t].is_const else ptr(t))
+               for t in node.inputs]
+        out = [ptr(t) for t in node.outputs]
+        scratch = "NULL"
+        if node.name in plan.scratch:
+            scratch = f"((int8_t *)({arena} + {plan.scratch[node.name][0]}))"
+        same_buffer = bool(node.inputs and node.inputs[0] is not None and node.outputs
+                           and plan.same_buffer(node.inputs[0], node.outputs[0]))
+        body = env.get_template(opdef.template).render(
+            node=node, p=p, inp=inp, out=out, scratch=scratch, same_buffer=same_buffer,
+            tin=[graph.tensors[t] if t is not None else None for t in node.inputs],
+            tout=[graph.tensors[t] for t in node.outputs])
+        calls.append({"index": idx, "node": node, "body": body.rstrip(),
+                      "inputs": [c_comment(t) for t in node.inputs if t is not None and not graph.tensors[t].is_const],
+                      "outputs": [c_comment(t) for t in node.outputs]})
+        for k in opdef.kernels:
+            if k not in kernel_files:
+                kernel_files.append(k)
+
+    # only constants some call refers to go to Flash
+    text = "\n".join(c["body"] for c in calls)
+    used = set(re.findall(r"\bte_(?:const|n)\w+", text))
+    const_list = [c for s, c in consts.items() if s in used]
+
+    headers = sorted({Path(k).with_suffix(".h").name for k in kernel_files})
+    io = {
+        "inputs": [_io(graph, t, ptr(t)) for t in graph.inputs],
+        "outputs": [_io(graph, t, ptr(t)) for t in graph.outputs],
+    }
+    ctx = dict(stamp=stamp, graph=graph, plan=plan, calls=calls, consts=const_list, headers=headers,
+               io=io, arena_bytes=max(plan.arena_bytes, 16),
+               tensors=[(c_comment(t), plan.offsets[t], graph.tensors[t].nbytes) for t in plan.offsets])
+    files = {
+        "model.h": env.get_template("model.h.j2").render(**ctx),
+        "model.c": env.get_template("model.c.j2").render(**ctx),
+        "weights.h": env.get_template("weights.h.j2").render(**ctx),
+        "weights.c": env.get_template("weights.c.j2").render(**ctx),
+    }
+    return GeneratedModel(files, [KERNEL_DIR / k for k in kernel_files],
+                          sum(c.nbytes for c in const_list), {t: ptr(t) for t in plan.offsets})
+
+
+def _io(graph: Graph, name: str, expr: str) -> dict:
+    t = graph.tensors[name]
+    return {"name": c_comment(name).replace('"', "'").replace("\\", "/"), "expr": expr, "bytes": t.nbytes,
+            "dtype": DTYPE_CODES[t.dtype], "shape": t.shape}

@@ -1,0 +1,237 @@
+"""The TinyEngine intermediate representation.
+
+A :class:`Graph` is a list of :class:`Node` in execution (topological) order over
+named :class:`Tensor` objects.  Every tensor carries its shape, dtype and, for
+quantized tensors, its :class:`QuantParams`.  Activations are NHWC; constant
+tensors keep TFLite's layouts (CONV_2D weights OHWI, DEPTHWISE_CONV_2D weights
+1HW(C*M), FULLY_CONNECTED weights [out, in]).
+
+The IR is deliberately open to what comes after inference: dtypes include float32
+and int32 so that training graphs (gradients) live in the same structure, and node
+``attrs`` are free-form dictionaries validated by each op's definition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+DTYPES = {
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "float32": np.float32,
+}
+
+C_TYPES = {
+    "int8": "int8_t",
+    "uint8": "uint8_t",
+    "int16": "int16_t",
+    "int32": "int32_t",
+    "int64": "int64_t",
+    "float32": "float",
+}
+
+
+class IRError(ValueError):
+    """A graph that breaks an IR invariant (bad shape, dangling tensor, cycle...)."""
+
+
+@dataclass
+class QuantParams:
+    """Affine quantization: real = scale * (q - zero_point).
+
+    ``scale`` and ``zero_point`` are 1-D arrays; length 1 means per-tensor, longer
+    means per-channel along ``axis``.
+    """
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        self.scale = np.atleast_1d(np.asarray(self.scale, dtype=np.float64))
+        self.zero_point = np.atleast_1d(np.asarray(self.zero_point, dtype=np.int64))
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.size > 1
+
+    @property
+    def s(self) -> float:
+        """The per-tensor scale (error if per-channel)."""
+        if self.per_channel:
+            raise IRError("per-channel quantization where a per-tensor one is required")
+        return float(self.scale[0])
+
+    @property
+    def zp(self) -> int:
+        """The per-tensor zero point."""
+        return int(self.zero_point[0])
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple
+    dtype: str
+    quant: Optional[QuantParams] = None
+    data: Optional[np.ndarray] = None  # set for constants (weights, biases, shape vectors)
+
+    def __post_init__(self) -> None:
+        self.shape = tuple(int(d) for d in self.shape)
+        if self.dtype not in DTYPES:
+            raise IRError(f"tensor '{self.name}': unsupported dtype {self.dtype}")
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(DTYPES[self.dtype]).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.itemsize
+
+    @property
+    def np_dtype(self):
+        return DTYPES[self.dtype]
+
+    @property
+    def c_type(self) -> str:
+        return C_TYPES[self.dtype]
+
+
+@dataclass
+class Node:
+    op: str                      # upper-case TFLite builtin name, e.g. "CONV_2D"
+    name: str                    # unique, human readable (used in errors and generated comments)
+    inputs: list                 # tensor names; None for an omitted optional input
+    outputs: list
+    attrs: dict = field(default_factory=dict)   # op options, normalized by the frontend
+    params: dict = field(default_factory=dict)  # filled by ops' prepare(): multipliers, shifts, ...
+
+    def __repr__(self) -> str:
+        return f"Node({self.op} '{self.name}')"
+
+
+@dataclass
+class Graph:
+    tensors: dict                # name -> Tensor
+    nodes: list                  # execution order
+    inputs: list                 # tensor names
+    outputs: list
+    name: str = "model"
+    meta: dict = field(default_factory=dict)
+
+    def tensor(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def producers(self) -> dict:
+        return {t: n for n in self.nodes for t in n.outputs}
+
+    def consumers(self) -> dict:
+        out: dict = {}
+        for n in self.nodes:
+            for t in n.inputs:
+                if t is not None:
+                    out.setdefault(t, []).append(n)
+        return out
+
+    def activations(self) -> list:
+        """Names of non-constant tensors in first-use order (graph inputs first)."""
+        seen, order = set(), []
+        for t in self.inputs:
+            if t not in seen:
+                seen.add(t)
+                order.append(t)
+        for n in self.nodes:
+            for t in list(n.inputs) + list(n.outputs):
+                if t is not None and t not in seen and not self.tensors[t].is_const:
+                    seen.add(t)
+                    order.append(t)
+        return order
+
+    def validate(self) -> None:
+        """Check the invariants every pass must keep; raise IRError naming the culprit."""
+        names = set()
+        for n in self.nodes:
+            if n.name in names:
+                raise IRError(f"duplicate node name '{n.name}'")
+            names.add(n.name)
+        available = set(self.inputs) | {k for k, t in self.tensors.items() if t.is_const}
+        for t in self.inputs:
+            if t not in self.tensors:
+                raise IRError(f"graph input '{t}' is not a tensor")
+        written = set()
+        for n in self.nodes:
+            for t in n.inputs:
+                if t is None:
+                    continue
+                if t not in self.tensors:
+                    raise IRError(f"node '{n.name}' ({n.op}): unknown input tensor '{t}'")
+                if t not in available:
+                    raise IRError(f"node '{n.name}' ({n.op}): input '{t}' is used before it is produced")
+            for t in n.outputs:
+                if t not in self.tensors:
+                    raise IRError(f"node '{n.name}' ({n.op}): unknown output tensor '{t}'")
+                if t in written or t in self.inputs or self.tensors[t].is_const:
+                    raise IRError(f"node '{n.name}' ({n.op}): tensor '{t}' is written twice")
+                written.add(t)
+                available.add(t)
+        for t in self.outputs:
+            if t not in available:
+                raise IRError(f"graph output '{t}' is never produced")
+        for t in self.tensors.values():
+            if any(d <= 0 for d in t.shape):
+                raise IRError(f"tensor '{t.name}' has a non-positive dimension {t.shape}")
+            if t.is_const and t.data.size != t.size:
+                raise IRError(f"constant '{t.name}': data has {t.data.size} elements, shape says {t.size}")
+
+
+def toposort(nodes: list, graph_inputs: list, tensors: dict) -> list:
+    """Order nodes so that every input is produced before use (stable w.r.t. file order)."""
+    producer = {}
+    for n in nodes:
+        for t in n.outputs:
+            producer[t] = n
+    done: set = set()
+    order: list = []
+    state: dict = {}
+    for root in nodes:
+        if id(root) in done:
+            continue
+        stack = [(root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                if state.get(id(node)) == 1:
+                    raise IRError(f"the graph has a cycle through node '{node.name}'")
+                if id(node) in done:
+                    continue
+                state[id(node)] = 1
+            deps = [producer[t] for t in node.inputs if t is not None and t in producer]
+            if i < len(deps):
+                stack.append((node, i + 1))
+                dep = deps[i]
+                if id(dep) not in done:
+                    if state.get(id(dep)) == 1:
+                        raise IRError(f"the graph has a cycle through node '{dep.name}'")
+                    stack.append((dep, 0))
+            else:
+                state[id(node)] = 2
+                done.add(id(node))
+                order.append(node)
+    return order

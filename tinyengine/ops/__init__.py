@@ -1,0 +1,100 @@
+"""Operator definitions: one module per op family, one :class:`OpDef` per op.
+
+An OpDef is the single place that knows an operator:
+
+* ``check(node, graph)``     validate attrs, shapes, dtypes and quantization; raise
+                              :class:`UnsupportedError` naming the node and what is supported.
+* ``prepare(node, graph)``   compute everything the kernels need at compile time
+                              (multipliers, shifts, clamp bounds, folded offsets, padding) and
+                              return it as a dict.  The result is stored in ``node.params``.
+                              Values are Python ints/floats/bools/strings or NumPy arrays; arrays
+                              are emitted by codegen as ``static const`` C arrays.
+* ``reference(node, graph, inputs)``  NumPy execution, bit-exact with TFLite Micro; takes the
+                              list of input arrays (None for omitted optional inputs; constants are
+                              passed too) and returns the list of output arrays.
+* ``scratch_bytes(node, graph)``  bytes of scratch memory the C kernel needs (0 if none).  The
+                              same formula is used by the planner and documented in the kernel.
+* ``template``               path (under codegen_templates/) of the jinja2 template that renders
+                              the C call.  The template sees:
+                                ``node``   the Node (``node.name``, ``node.op``, ``node.attrs``)
+                                ``p``      node.params with every array replaced by its C symbol
+                                ``inp``    list of C pointer expressions of the inputs (constants are
+                                           the names of their const arrays; None if omitted)
+                                ``out``    list of C pointer expressions of the outputs
+                                ``scratch`` C pointer expression (int8_t *) of the scratch area or
+                                           "NULL"
+                                ``tin`` / ``tout``  the input / output Tensor objects
+                              and must render complete C statements (usually one call).
+* ``kernels``                C source files (under firmware/kernels/) the template calls; codegen
+                              copies only these into the generated project.
+* ``inplace``                whether output 0 may share input 0's memory (elementwise ops).
+"""
+from __future__ import annotations
+
+
+class UnsupportedError(ValueError):
+    """A model feature TinyEngine does not support; the message names node, op and what is."""
+
+
+class OpDef:
+    name: str = ""
+    template: str = ""
+    kernels: tuple = ()
+    inplace: bool = False
+
+    def check(self, node, graph) -> None:  # pragma: no cover - overridden
+        pass
+
+    def prepare(self, node, graph) -> dict:
+        return {}
+
+    def reference(self, node, graph, inputs: list) -> list:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def scratch_bytes(self, node, graph) -> int:
+        return 0
+
+    def macs(self, node, graph) -> int:
+        return 0
+
+
+REGISTRY: dict = {}
+
+
+def register(cls):
+    """Class decorator: instantiate and register an OpDef under its ``name``."""
+    inst = cls()
+    REGISTRY[inst.name] = inst
+    return cls
+
+
+def get(op: str) -> OpDef:
+    _load_all()
+    return REGISTRY[op]
+
+
+def supported_ops() -> list:
+    _load_all()
+    return sorted(REGISTRY)
+
+
+_LOADED = False
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def unsupported(node, what: str) -> UnsupportedError:
+    return UnsupportedError(f"node '{node.name}' ({node.op}): {what}")
+
+

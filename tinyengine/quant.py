@@ -1,0 +1,107 @@
+"""TFLite's fixed-point arithmetic in NumPy, bit for bit.
+
+These are the integer helpers of TensorFlow Lite (``quantization_util.cc`` and
+``common.h``) with the double rounding TensorFlow Lite Micro uses by default.  All
+functions accept scalars or arrays and work in int64 internally, wrapping to
+int32 where the C code would.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+
+def tflite_round(x):
+    """std::round: halves away from zero."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def quantize_multiplier(real: float) -> tuple:
+    """QuantizeMultiplier: real ~= multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = int(tflite_round(q * (1 << 31)))
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift = 0
+        q_fixed = 0
+    return q_fixed, shift
+
+
+def quantize_multiplier_array(reals) -> tuple:
+    """Per-channel quantize_multiplier: returns (int32 multipliers, int32 shifts)."""
+    pairs = [quantize_multiplier(float(r)) for r in np.atleast_1d(reals)]
+    mult = np.array([p[0] for p in pairs], dtype=np.int32)
+    shift = np.array([p[1] for p in pairs], dtype=np.int32)
+    return mult, shift
+
+
+def wrap_int32(x):
+    x = np.asarray(x, dtype=np.int64)
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _trunc_div(a, b):
+    """C integer division (toward zero) for int64 arrays."""
+    q = np.abs(a) // b
+    return np.where(a < 0, -q, q)
+
+
+def saturating_rounding_doubling_high_mul(a, b):
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    overflow = (a == b) & (a == INT32_MIN)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    res = _trunc_div(ab + nudge, 1 << 31)
+    return np.where(overflow, INT32_MAX, res).astype(np.int64)
+
+
+def rounding_divide_by_pot(x, exponent):
+    x = np.asarray(x, dtype=np.int64)
+    exponent = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0).astype(np.int64)
+    return (x >> exponent) + (remainder > threshold).astype(np.int64)
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift):
+    """TFLite MultiplyByQuantizedMultiplier (double rounding), int32 semantics."""
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.where(shift > 0, shift, 0)
+    right = np.where(shift > 0, 0, -shift)
+    xl = wrap_int32(np.asarray(x, dtype=np.int64) * (np.int64(1) << left))
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xl, multiplier), right)
+
+
+def multiply_by_quantized_multiplier_smaller_than_one_exp(x, multiplier, shift):
+    """TFLite MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0)."""
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier),
+                                  -np.asarray(shift, dtype=np.int64))
+
+
+def activation_range(activation: str, scale: float, zero_point: int, dtype: str = "int8") -> tuple:
+    """CalculateActivationRangeQuantized: the clamp bounds of a fused activation."""
+    qmin, qmax = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}[dtype]
+
+    def q(v: float) -> int:
+        return zero_point + int(tflite_round(v / scale))
+
+    if activation in (None, "NONE"):
+        return qmin, qmax
+    if activation == "RELU":
+        return max(qmin, q(0.0)), qmax
+    if activation == "RELU6":
+        return max(qmin, q(0.0)), min(qmax, q(6.0))
+    if activation == "RELU_N1_TO_1":
+        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    raise ValueError(f"unsupported fused activation {activation}")
