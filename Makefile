@@ -33,7 +33,9 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: setup
-	$(VENV)/bin/tinyengine run $(DEMO_MODEL) --board $(DEMO_BOARD) -o build/demo --demo-input
+	@mkdir -p build/demo
+	$(VENV)/bin/python examples/image_to_npy.py $(DEMO_MODEL) build/demo-input.npy
+	$(VENV)/bin/tinyengine run $(DEMO_MODEL) --board $(DEMO_BOARD) -o build/demo --input build/demo-input.npy
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests

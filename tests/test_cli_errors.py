@@ -1,0 +1,90 @@
+"""Bad input gets a one-line error naming the problem and a non-zero exit, never a traceback."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.tflite_builder import ModelBuilder
+
+
+def tinyengine(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tinyengine.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_corrupt_file(tmp_path):
+    bad = tmp_path / "corrupt.tflite"
+    bad.write_bytes(np.random.default_rng(1).integers(0, 255, 5000, dtype=np.uint8).tobytes())
+    assert_one_line_error(tinyengine("compile", bad, "--board", "stm32f746", "-o", tmp_path / "o"),
+                          "corrupt.tflite", "not a TFLite model")
+
+
+def test_truncated_real_model(tmp_path, models_dir):
+    data = (models_dir / "mlperf_tiny" / "vww_96_int8.tflite").read_bytes()
+    bad = tmp_path / "truncated.tflite"
+    bad.write_bytes(data[: len(data) // 3])
+    assert_one_line_error(tinyengine("compile", bad, "--board", "stm32f746", "-o", tmp_path / "o"),
+                          "truncated.tflite")
+
+
+def test_missing_file(tmp_path):
+    assert_one_line_error(tinyengine("compile", tmp_path / "nope.tflite", "-o", tmp_path / "o"),
+                          "nope.tflite", "cannot read")
+
+
+def test_float_only_model(tmp_path, models_dir):
+    proc = tinyengine("compile", models_dir / "mlperf_tiny" / "vww_96_float.tflite", "-o", tmp_path / "o")
+    assert_one_line_error(proc, "vww_96_float.tflite", "float32", "int8")
+
+
+def test_unknown_op(tmp_path):
+    mb = ModelBuilder()
+    x = mb.tensor("x", (1, 4), "int8", scale=0.1, zero_point=0)
+    y = mb.tensor("y", (1, 4), "int8", scale=1 / 128, zero_point=0)
+    mb.op("TANH", [x], [y])
+    mb.inputs([x])
+    mb.outputs([y])
+    path = tmp_path / "tanh.tflite"
+    path.write_bytes(mb.build())
+    proc = tinyengine("compile", path, "-o", tmp_path / "o")
+    assert_one_line_error(proc, "tanh.tflite", "TANH", "tanh_0", "CONV_2D", "FULLY_CONNECTED")
+
+
+def test_model_too_large_for_the_board(tmp_path):
+    # a 1x1 conv to 96x96x64: 589,824 bytes of output activations > stm32f746's 320 KB
+    mb = ModelBuilder()
+    x = mb.tensor("x", (1, 96, 96, 8), "int8", scale=0.1, zero_point=0)
+    w = mb.const("w", np.ones((64, 1, 1, 8)), "int8", scale=np.full(64, 0.01),
+                 zero_point=np.zeros(64), quantized_dimension=0)
+    y = mb.tensor("y", (1, 96, 96, 64), "int8", scale=0.1, zero_point=0)
+    mb.op("CONV_2D", [x, w, -1], [y], padding="VALID", stride_w=1, stride_h=1)
+    mb.inputs([x])
+    mb.outputs([y])
+    path = tmp_path / "big.tflite"
+    path.write_bytes(mb.build())
+    proc = tinyengine("compile", path, "--board", "stm32f746", "-o", tmp_path / "o")
+    assert_one_line_error(proc, "big.tflite", "stm32f746", "327680")
+    needed = int(proc.stderr.split("needs ")[1].split()[0])
+    assert needed >= 96 * 96 * 72
+
+
+def test_unknown_board(tmp_path, models_dir):
+    proc = tinyengine("compile", models_dir / "mlperf_tiny" / "ad01_int8.tflite", "--board", "esp32",
+                      "-o", tmp_path / "o")
+    assert_one_line_error(proc, "esp32", "stm32f746")
+
+
+@pytest.mark.parametrize("args", [["run"], ["verify"], ["compile"]])
+def test_usage_errors_are_not_tracebacks(args):
+    proc = tinyengine(*args)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
