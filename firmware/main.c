@@ -1,0 +1,322 @@
+/*
+ * main.c - TinyEngine firmware runner.
+ *
+ * Reads records from input.bin (each record: every input's bytes, in
+ * te_inputs order), runs te_invoke() on each and appends every output's bytes
+ * to output.bin.  Without input.bin it runs once on the default input
+ * (input_data.c; all zeros when that is empty).  Prints, one line each:
+ *   TE_OUTPUT <i>: <values of output i of the last record>
+ *   TE_INSTRUCTIONS <n>     (or TE_CYCLES; first inference; when measurable)
+ *   TE_STACK_BYTES <n>      (deepest stack use during inference; when measurable)
+ *   TE_RECORDS <n>
+ *   ~~~TE DONE~~~
+ * and exits 0.  Any failure prints "TE_ERROR <what>" and exits non-zero.
+ * No allocation, no printf: a small formatter writes the text.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "model.h"
+#include "te_default_input.h"
+#include "te_platform.h"
+
+/* ---- text output: a line buffer flushed through te_puts ---------------- */
+
+static char g_line[200];
+static uint32_t g_len;
+
+static void out_flush(void)
+{
+    if (g_len > 0) {
+        g_line[g_len] = '\0';
+        te_puts(g_line);
+        g_len = 0;
+    }
+}
+
+static void out_char(char c)
+{
+    if (g_len + 1 >= sizeof(g_line)) {
+        out_flush();
+    }
+    g_line[g_len++] = c;
+}
+
+static void out_str(const char *s)
+{
+    while (*s != '\0') {
+        out_char(*s++);
+    }
+}
+
+static void out_u64(uint64_t v)
+{
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + (unsigned)(v % 10u));
+        v /= 10u;
+    } while (v != 0u);
+    while (n > 0) {
+        out_char(digits[--n]);
+    }
+}
+
+static void out_u32(uint32_t v)
+{
+    char digits[10];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v != 0u);
+    while (n > 0) {
+        out_char(digits[--n]);
+    }
+}
+
+static void out_i64(int64_t v)
+{
+    if (v < 0) {
+        out_char('-');
+        out_u64(0u - (uint64_t)v);
+    } else {
+        out_u64((uint64_t)v);
+    }
+}
+
+static void out_i32(int32_t v)
+{
+    if (v < 0) {
+        out_char('-');
+        out_u32(0u - (uint32_t)v);
+    } else {
+        out_u32((uint32_t)v);
+    }
+}
+
+/* Human-readable float with 6 decimals (exact values are in output.bin). */
+static void out_f32(float v)
+{
+    if (v != v) {
+        out_str("nan");
+        return;
+    }
+    if (v < 0.0f) {
+        out_char('-');
+        v = -v;
+    }
+    if (v >= 4.0e9f) {
+        out_str("inf");
+        return;
+    }
+    uint32_t whole = (uint32_t)v;
+    uint32_t frac = (uint32_t)((v - (float)whole) * 1000000.0f + 0.5f);
+    if (frac >= 1000000u) {
+        whole += 1u;
+        frac -= 1000000u;
+    }
+    out_u32(whole);
+    out_char('.');
+    for (uint32_t div = 100000u; div > 0u; div /= 10u) {
+        out_char((char)('0' + (frac / div) % 10u));
+    }
+}
+
+static uint32_t elem_size(uint8_t dtype)
+{
+    switch (dtype) {
+    case TE_DTYPE_INT16:
+        return 2u;
+    case TE_DTYPE_INT32:
+    case TE_DTYPE_FLOAT32:
+        return 4u;
+    case TE_DTYPE_INT64:
+        return 8u;
+    default:
+        return 1u;
+    }
+}
+
+static void out_value(const te_io_t *io, uint32_t index)
+{
+    const uint8_t *p = (const uint8_t *)io->data + elem_size(io->dtype) * index;
+    switch (io->dtype) {
+    case TE_DTYPE_UINT8:
+        out_u32(*p);
+        break;
+    case TE_DTYPE_INT16: {
+        int16_t v;
+        memcpy(&v, p, sizeof(v));
+        out_i32(v);
+        break;
+    }
+    case TE_DTYPE_INT32: {
+        int32_t v;
+        memcpy(&v, p, sizeof(v));
+        out_i32(v);
+        break;
+    }
+    case TE_DTYPE_INT64: {
+        int64_t v;
+        memcpy(&v, p, sizeof(v));
+        out_i64(v);
+        break;
+    }
+    case TE_DTYPE_FLOAT32: {
+        float v;
+        memcpy(&v, p, sizeof(v));
+        out_f32(v);
+        break;
+    }
+    default: /* TE_DTYPE_INT8: signed bytes */
+        out_i32((int8_t)*p);
+        break;
+    }
+}
+
+static void fail(const char *what, const char *detail)
+{
+    out_str("TE_ERROR ");
+    out_str(what);
+    if (detail != 0) {
+        out_str(detail);
+    }
+    out_char('\n');
+    out_flush();
+    te_exit(1);
+}
+
+static void line_u32(const char *key, uint32_t v)
+{
+    out_str(key);
+    out_char(' ');
+    out_u32(v);
+    out_char('\n');
+}
+
+/* ---- inputs ------------------------------------------------------------- */
+
+static uint32_t input_record_bytes(void)
+{
+    uint32_t total = 0;
+    for (int i = 0; i < TE_NUM_INPUTS; ++i) {
+        total += te_inputs[i].bytes;
+    }
+    return total;
+}
+
+static void load_default_input(void)
+{
+    if (te_default_input_bytes == 0u) {
+        for (int i = 0; i < TE_NUM_INPUTS; ++i) {
+            memset(te_inputs[i].data, 0, te_inputs[i].bytes);
+        }
+        return;
+    }
+    if (te_default_input_bytes != input_record_bytes()) {
+        fail("te_default_input has the wrong size", 0);
+    }
+    uint32_t offset = 0;
+    for (int i = 0; i < TE_NUM_INPUTS; ++i) {
+        memcpy(te_inputs[i].data, te_default_input + offset, te_inputs[i].bytes);
+        offset += te_inputs[i].bytes;
+    }
+}
+
+/* Reads one record; returns 0 at a clean end of file, 1 when a record was read. */
+static int read_record(int handle)
+{
+    for (int i = 0; i < TE_NUM_INPUTS; ++i) {
+        const int32_t got = te_file_read(handle, te_inputs[i].data, te_inputs[i].bytes);
+        if (i == 0 && got == 0 && te_inputs[i].bytes != 0u) {
+            return 0;
+        }
+        if (got < 0 || (uint32_t)got != te_inputs[i].bytes) {
+            fail("input.bin: short read (not a whole number of records) at input ",
+                 te_inputs[i].name);
+        }
+    }
+    return 1;
+}
+
+/* ---- the runner --------------------------------------------------------- */
+
+int main(void)
+{
+    te_platform_init();
+
+    const int in = te_file_open("input.bin", 0);
+    const int out = te_file_open("output.bin", 1);
+    if (out < 0) {
+        fail("cannot open output.bin for writing", 0);
+    }
+
+    uint32_t records = 0;
+    uint32_t first_count = 0;
+    int32_t stack_max = -1;
+    for (;;) {
+        if (in >= 0) {
+            if (!read_record(in)) {
+                break;
+            }
+        } else {
+            load_default_input();
+        }
+
+        te_stack_paint();
+        te_timer_start();
+        te_invoke();
+        const uint32_t count = te_timer_stop();
+        const int32_t stack = te_stack_used();
+
+        if (records == 0u) {
+            first_count = count;
+        }
+        if (stack > stack_max) {
+            stack_max = stack;
+        }
+        for (int i = 0; i < TE_NUM_OUTPUTS; ++i) {
+            if (te_file_write(out, te_outputs[i].data, te_outputs[i].bytes) != 0) {
+                fail("cannot write output.bin", 0);
+            }
+        }
+        ++records;
+        if (in < 0) {
+            break;
+        }
+    }
+    if (in >= 0) {
+        te_file_close(in);
+    }
+    te_file_close(out);
+    if (records == 0u) {
+        fail("input.bin is empty", 0);
+    }
+
+    for (int i = 0; i < TE_NUM_OUTPUTS; ++i) {
+        const te_io_t *io = &te_outputs[i];
+        const uint32_t n = io->bytes / elem_size(io->dtype);
+        out_str("TE_OUTPUT ");
+        out_u32((uint32_t)i);
+        out_char(':');
+        for (uint32_t k = 0; k < n; ++k) {
+            out_char(' ');
+            out_value(io, k);
+        }
+        out_char('\n');
+    }
+    if (te_timer_label != 0) {
+        line_u32(te_timer_label, first_count);
+    }
+    if (stack_max >= 0) {
+        line_u32("TE_STACK_BYTES", (uint32_t)stack_max);
+        if (te_stack_size() != 0u && (uint32_t)stack_max >= te_stack_size()) {
+            fail("stack overflow: inference used the whole stack; raise the stack size", 0);
+        }
+    }
+    line_u32("TE_RECORDS", records);
+    out_str("~~~TE DONE~~~\n");
+    out_flush();
+    return 0;
+}
