@@ -216,7 +216,8 @@ class ModelBuilder:
             b.StartVector(1, len(payload), 16)
             b.head = b.Head() - len(payload)
             b.Bytes[b.Head():b.Head() + len(payload)] = payload
-            vec = b.EndVector(len(payload))
+            b.vectorNumElems = len(payload)
+            vec = b.EndVector()
         Buffer.BufferStart(b)
         if vec is not None:
             Buffer.BufferAddData(b, vec)

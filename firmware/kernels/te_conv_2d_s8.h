@@ -1,0 +1,43 @@
+/*
+ * te_conv_2d_s8.h - int8 2-D convolution, portable C99 (TFLite CONV_2D).
+ *
+ * Bit-exact with TensorFlow Lite Micro's reference_integer_ops::ConvPerChannel.
+ */
+#ifndef TE_CONV_2D_S8_H
+#define TE_CONV_2D_S8_H
+
+#include <stdint.h>
+
+/*
+ * output[b, oy, ox, oc] = clamp(te_mbqm(acc, out_mult[oc], out_shift[oc]) + output_offset,
+ *                               act_min, act_max)
+ * acc = acc_init[oc] + sum_{ky, kx, ic} filter[oc, ky, kx, ic] * X(b, iy, ix, ic)
+ *   with iy = oy * stride_h - pad_top + ky * dil_h, ix = ox * stride_w - pad_left + kx * dil_w,
+ *   X = input[b, iy, ix, ic] inside the image and pad_value outside it.
+ *
+ * Arguments
+ *   input     [batches, in_h, in_w, in_c] int8, NHWC.
+ *   filter    [out_c, k_h, k_w, in_c] int8 (OHWI, TFLite's layout), symmetric (zero point 0).
+ *   acc_init  [out_c] int32: bias[oc] + input_offset * sum(filter[oc]) folded at compile time
+ *             (input_offset = -input zero point; bias 0 when the model has none).
+ *   output    [batches, out_h, out_w, out_c] int8, NHWC.  Must not overlap input.
+ *   pad_value the input zero point, in [-128, 127] (a padded tap then contributes 0 to
+ *             the TFLite accumulator).
+ *   out_mult, out_shift  [out_c] per-channel requantization (QuantizeMultiplier form:
+ *             multiplier in [2^30, 2^31) or 0, shift in [-31, 30]).  Per-tensor weights
+ *             repeat one value.
+ *   output_offset  output zero point in [-128, 127].
+ *   act_min <= act_max, both in [-128, 127]: the fused activation's bounds.
+ * Preconditions (checked at compile time by the op's check()): all sizes >= 1, strides and
+ *   dilations >= 1, 0 <= pad_top, pad_left, the accumulator does not overflow int32.
+ * Scratch: none.
+ */
+void te_conv_2d_s8(const int8_t *input, int32_t batches, int32_t in_h, int32_t in_w,
+                   int32_t in_c, const int8_t *filter, int32_t out_c, int32_t k_h,
+                   int32_t k_w, const int32_t *acc_init, int8_t *output, int32_t out_h,
+                   int32_t out_w, int32_t stride_h, int32_t stride_w, int32_t dil_h,
+                   int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t pad_value,
+                   const int32_t *out_mult, const int32_t *out_shift, int32_t output_offset,
+                   int32_t act_min, int32_t act_max);
+
+#endif /* TE_CONV_2D_S8_H */

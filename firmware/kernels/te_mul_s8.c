@@ -1,0 +1,13 @@
+/* te_mul_s8.c - int8 MUL, same-shape operands.  Contract in te_mul_s8.h. */
+#include "te_mul_s8.h"
+
+void te_mul_s8(const int8_t *in1, const int8_t *in2, int8_t *out, int32_t size,
+               int32_t in1_offset, int32_t in2_offset, int32_t out_offset,
+               int32_t out_mult, int32_t out_shift, int32_t act_min, int32_t act_max)
+{
+    int32_t i;
+    for (i = 0; i < size; i++) {
+        out[i] = te_mul_elem_s8(in1[i], in2[i], in1_offset, in2_offset, out_offset, out_mult,
+                                out_shift, act_min, act_max);
+    }
+}

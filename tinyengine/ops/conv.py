@@ -1,0 +1,297 @@
+"""CONV_2D and DEPTHWISE_CONV_2D (int8 activations, int8 weights, int32 bias).
+
+Arithmetic of TFLite Micro's reference kernels (``reference_integer_ops::ConvPerChannel``
+and ``DepthwiseConvPerChannel``)::
+
+    acc = sum over in-bounds taps of w * (x + input_offset)     (int32)
+    acc += bias[oc]                                               (if bias)
+    y   = clamp(MultiplyByQuantizedMultiplier(acc, M[oc], S[oc]) + output_zero_point)
+
+with ``input_offset = -input_zero_point``; taps in the padding are skipped, which is the
+same as reading ``input_zero_point`` there.  TFLM treats per-tensor weights as per-channel
+with one repeated scale; M/S come from ``double(in_scale) * double(w_scale) /
+double(out_scale)``.  Weight zero points are not used by TFLM (they must be 0).
+
+The C kernels get ``acc_init[oc] = bias[oc] + input_offset * sum(w[oc])`` folded at
+compile time and read ``input_zero_point`` for padded taps, so their inner loop is a
+plain dot product; the sums are equal modulo 2^32, hence bit-exact.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyengine.ops import OpDef, register, unsupported
+from tinyengine.ops._common import act_bounds, c_i32, require_int8, window_geometry
+from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier_array,
+                              wrap_int32)
+
+
+def _pair(v, default=(1, 1)) -> tuple:
+    if v is None:
+        return tuple(default)
+    if isinstance(v, (int, np.integer)):
+        return (int(v), int(v))
+    return (int(v[0]), int(v[1]))
+
+
+def per_channel_multipliers(in_scale: float, w_scales, out_scale: float, n: int) -> tuple:
+    """PopulateConvolutionQuantizationParams: per-channel (multiplier, shift) int32 arrays.
+
+    The scales are float32 in the model; TFLite widens each to double before the product.
+    """
+    w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float32)).astype(np.float64)
+    if w_scales.size == 1:
+        w_scales = np.full(n, w_scales[0])
+    real = [float(np.float32(in_scale)) * float(s) / float(np.float32(out_scale))
+            for s in w_scales]
+    return quantize_multiplier_array(real)
+
+
+def _requantize(acc, bias, mult, shift, out_zp, act_min, act_max) -> np.ndarray:
+    """int32 accumulator (+bias) -> int8, broadcast over the last (channel) axis."""
+    acc = wrap_int32(acc)
+    if bias is not None:
+        acc = wrap_int32(acc + np.asarray(bias, dtype=np.int64))
+    y = multiply_by_quantized_multiplier(acc, mult.astype(np.int64), shift.astype(np.int64))
+    y = y + out_zp
+    return np.clip(y, act_min, act_max).astype(np.int8)
+
+
+def _pad_for_windows(x, g, k_hw, stride, dil, value) -> np.ndarray:
+    """Pad NHWC x with `value` so that every window of the output grid is in range."""
+    n, h, w, c = x.shape
+    need_h = (g["out_h"] - 1) * stride[0] + (k_hw[0] - 1) * dil[0] + 1
+    need_w = (g["out_w"] - 1) * stride[1] + (k_hw[1] - 1) * dil[1] + 1
+    bottom = max(0, need_h - h - g["pad_top"])
+    right = max(0, need_w - w - g["pad_left"])
+    return np.pad(x, ((0, 0), (g["pad_top"], bottom), (g["pad_left"], right), (0, 0)),
+                  constant_values=value)
+
+
+def _tap(xp, ky, kx, g, stride, dil) -> np.ndarray:
+    """The input pixels tap (ky, kx) reads for every output position: [N, OH, OW, C]."""
+    y0, x0 = ky * dil[0], kx * dil[1]
+    return xp[:, y0:y0 + (g["out_h"] - 1) * stride[0] + 1:stride[0],
+              x0:x0 + (g["out_w"] - 1) * stride[1] + 1:stride[1], :]
+
+
+class _ConvBase(OpDef):
+    """What CONV_2D and DEPTHWISE_CONV_2D share: attrs, geometry, quantization."""
+
+    weight_qdim = 0
+
+    def _attrs(self, node) -> tuple:
+        a = node.attrs
+        padding = a.get("padding", "VALID")
+        return padding, _pair(a.get("stride")), _pair(a.get("dilation"))
+
+    def _geometry(self, node, graph) -> dict:
+        x = graph.tensor(node.inputs[0])
+        w = graph.tensor(node.inputs[1])
+        padding, stride, dil = self._attrs(node)
+        return window_geometry(padding, x.shape[1:3], w.shape[1:3], stride, dil)
+
+    def _check_common(self, node, graph, out_c: int) -> None:
+        if len(node.inputs) < 2 or node.inputs[0] is None or node.inputs[1] is None:
+            raise unsupported(node, "needs an input and a weight tensor")
+        x = graph.tensor(node.inputs[0])
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        require_int8(node, graph, [node.inputs[0]], "input")
+        require_int8(node, graph, [node.outputs[0]], "output")
+        if len(x.shape) != 4 or len(y.shape) != 4 or len(w.shape) != 4:
+            raise unsupported(node, "input, weights and output must be 4-D (NHWC)")
+        if w.dtype != "int8" or not w.is_const or w.quant is None:
+            raise unsupported(node, "weights must be constant int8 with quantization "
+                                    f"(got {w.dtype}{'' if w.is_const else ', not constant'})")
+        if np.any(w.quant.zero_point != 0):
+            raise unsupported(node, "weights must be symmetric (zero point 0), as TFLite Micro "
+                                    "requires for int8")
+        if w.quant.per_channel:
+            if w.quant.scale.size != out_c:
+                raise unsupported(node, f"{w.quant.scale.size} weight scales for {out_c} "
+                                        "output channels")
+            if w.quant.axis is not None and w.quant.axis != self.weight_qdim:
+                raise unsupported(node, f"per-channel weights quantized along axis "
+                                        f"{w.quant.axis}; TFLite uses {self.weight_qdim}")
+        b = node.inputs[2] if len(node.inputs) > 2 else None
+        if b is not None:
+            bt = graph.tensor(b)
+            if bt.dtype != "int32" or not bt.is_const or bt.size != out_c:
+                raise unsupported(node, f"bias must be a constant int32 vector of {out_c} "
+                                        f"values (got {bt.dtype} {bt.shape})")
+        padding, stride, dil = self._attrs(node)
+        if padding not in ("SAME", "VALID"):
+            raise unsupported(node, f"padding {padding!r} (SAME or VALID)")
+        if min(stride) < 1 or min(dil) < 1:
+            raise unsupported(node, f"stride {stride} / dilation {dil} must be >= 1")
+        g = self._geometry(node, graph)
+        want = (x.shape[0], g["out_h"], g["out_w"], out_c)
+        if tuple(y.shape) != want:
+            raise unsupported(node, f"output shape {y.shape}, the attributes give {want}")
+        act_bounds(node, y)
+
+    def _quant(self, node, graph, out_c: int) -> dict:
+        x = graph.tensor(node.inputs[0])
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        mult, shift = per_channel_multipliers(x.quant.scale[0], w.quant.scale,
+                                              y.quant.scale[0], out_c)
+        act_min, act_max = act_bounds(node, y)
+        return dict(input_offset=-int(x.quant.zero_point[0]),
+                    output_offset=int(y.quant.zero_point[0]),
+                    out_mult=mult, out_shift=shift, act_min=int(act_min), act_max=int(act_max))
+
+    @staticmethod
+    def _bias(node, graph):
+        b = node.inputs[2] if len(node.inputs) > 2 else None
+        return None if b is None else np.asarray(graph.tensor(b).data, dtype=np.int64)
+
+
+@register
+class Conv2D(_ConvBase):
+    """CONV_2D, weights OHWI.  Kernel: te_conv_2d_s8 (firmware/kernels/te_conv_2d_s8.h)."""
+
+    name = "CONV_2D"
+    template = "ops/conv_2d.c.j2"
+    kernels = ("te_conv_2d_s8.c",)
+    weight_qdim = 0
+
+    def check(self, node, graph) -> None:
+        w = graph.tensor(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+        if w is None or len(w.shape) != 4:
+            raise unsupported(node, "weights must be a 4-D OHWI tensor")
+        self._check_common(node, graph, w.shape[0])
+        x = graph.tensor(node.inputs[0])
+        if w.shape[3] != x.shape[3]:
+            raise unsupported(node, f"grouped convolution (input has {x.shape[3]} channels, "
+                                    f"weights {w.shape[3]}) is not supported")
+
+    def prepare(self, node, graph) -> dict:
+        x = graph.tensor(node.inputs[0])
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        out_c, k_h, k_w, in_c = w.shape
+        q = self._quant(node, graph, out_c)
+        g = self._geometry(node, graph)
+        _, stride, dil = self._attrs(node)
+        wsum = np.asarray(w.data, dtype=np.int64).reshape(out_c, -1).sum(axis=1)
+        bias = self._bias(node, graph)
+        acc_init = wrap_int32((bias if bias is not None else 0) + q["input_offset"] * wsum)
+        return dict(
+            batches=x.shape[0], in_h=x.shape[1], in_w=x.shape[2], in_c=in_c,
+            out_c=out_c, k_h=k_h, k_w=k_w, out_h=y.shape[1], out_w=y.shape[2],
+            stride_h=stride[0], stride_w=stride[1], dil_h=dil[0], dil_w=dil[1],
+            pad_top=g["pad_top"], pad_left=g["pad_left"],
+            pad_value=int(x.quant.zero_point[0]),
+            acc_init=c_i32(acc_init), out_mult=c_i32(q["out_mult"]),
+            out_shift=c_i32(q["out_shift"]), output_offset=q["output_offset"],
+            act_min=q["act_min"], act_max=q["act_max"],
+        )
+
+    def reference(self, node, graph, inputs: list) -> list:
+        x, w = inputs[0], inputs[1]
+        bias = inputs[2] if len(inputs) > 2 else None
+        out_c, k_h, k_w, in_c = w.shape
+        q = self._quant(node, graph, out_c)
+        g = self._geometry(node, graph)
+        _, stride, dil = self._attrs(node)
+        # (x + input_offset) with padded taps at 0 (TFLM skips them)
+        xs = x.astype(np.float64) + q["input_offset"]
+        xp = _pad_for_windows(xs, g, (k_h, k_w), stride, dil, 0.0)
+        cols = np.stack([_tap(xp, ky, kx, g, stride, dil)
+                         for ky in range(k_h) for kx in range(k_w)], axis=3)
+        n = x.shape[0]
+        cols = cols.reshape(n * g["out_h"] * g["out_w"], k_h * k_w * in_c)
+        # products <= 255 * 128 and sums far below 2^53: float64 matmul is exact
+        acc = cols @ w.reshape(out_c, -1).astype(np.float64).T
+        acc = np.rint(acc).astype(np.int64).reshape(n, g["out_h"], g["out_w"], out_c)
+        y = _requantize(acc, bias, q["out_mult"], q["out_shift"], q["output_offset"],
+                        q["act_min"], q["act_max"])
+        return [y]
+
+    def macs(self, node, graph) -> int:
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        return int(np.prod(y.shape)) * int(np.prod(w.shape[1:]))
+
+
+@register
+class DepthwiseConv2D(_ConvBase):
+    """DEPTHWISE_CONV_2D, weights [1, KH, KW, C*M].  Kernel: te_depthwise_conv_2d_s8."""
+
+    name = "DEPTHWISE_CONV_2D"
+    template = "ops/depthwise_conv_2d.c.j2"
+    kernels = ("te_depthwise_conv_2d_s8.c",)
+    weight_qdim = 3
+
+    def _mult(self, node, graph) -> int:
+        x = graph.tensor(node.inputs[0])
+        w = graph.tensor(node.inputs[1])
+        return w.shape[3] // x.shape[3]
+
+    def check(self, node, graph) -> None:
+        if len(node.inputs) < 2 or node.inputs[1] is None:
+            raise unsupported(node, "needs a weight tensor")
+        x = graph.tensor(node.inputs[0])
+        w = graph.tensor(node.inputs[1])
+        if len(w.shape) != 4 or w.shape[0] != 1 or len(x.shape) != 4:
+            raise unsupported(node, f"weights must be [1, KH, KW, C*M] (got {w.shape}) and "
+                                    f"the input 4-D (got {x.shape})")
+        if w.shape[3] % x.shape[3] != 0:
+            raise unsupported(node, f"{w.shape[3]} output channels is not a multiple of "
+                                    f"{x.shape[3]} input channels")
+        m_attr = node.attrs.get("depth_multiplier")
+        m = w.shape[3] // x.shape[3]
+        if m_attr not in (None, 0) and int(m_attr) != m:
+            raise unsupported(node, f"depth_multiplier {m_attr} disagrees with the shapes "
+                                    f"({x.shape[3]} -> {w.shape[3]} channels)")
+        self._check_common(node, graph, w.shape[3])
+
+    def prepare(self, node, graph) -> dict:
+        x = graph.tensor(node.inputs[0])
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        _, k_h, k_w, out_c = w.shape
+        q = self._quant(node, graph, out_c)
+        g = self._geometry(node, graph)
+        _, stride, dil = self._attrs(node)
+        wsum = np.asarray(w.data, dtype=np.int64).reshape(-1, out_c).sum(axis=0)
+        bias = self._bias(node, graph)
+        acc_init = wrap_int32((bias if bias is not None else 0) + q["input_offset"] * wsum)
+        return dict(
+            batches=x.shape[0], in_h=x.shape[1], in_w=x.shape[2], in_c=x.shape[3],
+            depth_multiplier=self._mult(node, graph), k_h=k_h, k_w=k_w,
+            out_h=y.shape[1], out_w=y.shape[2],
+            stride_h=stride[0], stride_w=stride[1], dil_h=dil[0], dil_w=dil[1],
+            pad_top=g["pad_top"], pad_left=g["pad_left"],
+            pad_value=int(x.quant.zero_point[0]),
+            acc_init=c_i32(acc_init), out_mult=c_i32(q["out_mult"]),
+            out_shift=c_i32(q["out_shift"]), output_offset=q["output_offset"],
+            act_min=q["act_min"], act_max=q["act_max"],
+        )
+
+    def reference(self, node, graph, inputs: list) -> list:
+        x, w = inputs[0], inputs[1]
+        bias = inputs[2] if len(inputs) > 2 else None
+        _, k_h, k_w, out_c = w.shape
+        m = out_c // x.shape[3]
+        q = self._quant(node, graph, out_c)
+        g = self._geometry(node, graph)
+        _, stride, dil = self._attrs(node)
+        xs = x.astype(np.int64) + q["input_offset"]
+        xp = _pad_for_windows(xs, g, (k_h, k_w), stride, dil, 0)
+        xp = xp[..., np.arange(out_c) // m]          # output channel c*M+m reads input c
+        wt = w.astype(np.int64)
+        acc = np.zeros((x.shape[0], g["out_h"], g["out_w"], out_c), dtype=np.int64)
+        for ky in range(k_h):
+            for kx in range(k_w):
+                acc += _tap(xp, ky, kx, g, stride, dil) * wt[0, ky, kx, :]
+        y = _requantize(acc, bias, q["out_mult"], q["out_shift"], q["output_offset"],
+                        q["act_min"], q["act_max"])
+        return [y]
+
+    def macs(self, node, graph) -> int:
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        return int(np.prod(y.shape)) * int(w.shape[1] * w.shape[2])

@@ -1,0 +1,134 @@
+"""FULLY_CONNECTED (int8 activations, int8 weights [out, in], int32 bias).
+
+TFLite Micro's reference kernels (``reference_integer_ops::FullyConnected`` and
+``FullyConnectedPerChannel``)::
+
+    acc = sum_i (w[o, i] + weights_offset) * (x[b, i] + input_offset)   (int32)
+    acc += bias[o]                                                        (if bias)
+    y   = clamp(MultiplyByQuantizedMultiplier(acc, M, S) + output_zero_point)
+
+MultiplyByQuantizedMultiplier rounds twice (SRDHM, then RoundingDivideByPOT).  The
+multipliers are computed differently for the two cases, exactly as TFLM does:
+
+* per-tensor: ``double(float(in_scale * w_scale)) / double(out_scale)`` (the product of
+  the two scales is taken in float32, GetQuantizedConvolutionMultipler);
+* per-channel: ``double(in_scale) * double(w_scale[o]) / double(out_scale)``.
+
+The input may have any rank; it is read as [batches, in_features] with batches taken
+from the output (all output dims but the last).  Weights must be symmetric (zero point
+0), which TFLite requires for int8.  The C kernels get
+``acc_init[o] = bias[o] + input_offset * sum_i w[o, i]`` folded at compile time.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyengine.ops import OpDef, register, unsupported
+from tinyengine.ops._common import act_bounds, c_i32, require_int8
+from tinyengine.ops.conv import per_channel_multipliers
+from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier,
+                              wrap_int32)
+
+
+def per_tensor_multiplier(in_scale: float, w_scale: float, out_scale: float) -> tuple:
+    """GetQuantizedConvolutionMultipler + QuantizeMultiplier (float32 scale product)."""
+    product = np.float32(in_scale) * np.float32(w_scale)      # float32 * float32 in C++
+    return quantize_multiplier(float(product) / float(np.float32(out_scale)))
+
+
+@register
+class FullyConnected(OpDef):
+    """Kernels: te_fully_connected_s8 (per-tensor), te_fully_connected_per_channel_s8."""
+
+    name = "FULLY_CONNECTED"
+    template = "ops/fully_connected.c.j2"
+    kernels = ("te_fully_connected_s8.c", "te_fully_connected_per_channel_s8.c")
+
+    def check(self, node, graph) -> None:
+        if len(node.inputs) < 2 or node.inputs[0] is None or node.inputs[1] is None:
+            raise unsupported(node, "needs an input and a weight tensor")
+        require_int8(node, graph, [node.inputs[0]], "input")
+        require_int8(node, graph, [node.outputs[0]], "output")
+        x = graph.tensor(node.inputs[0])
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        if w.dtype != "int8" or not w.is_const or w.quant is None or len(w.shape) != 2:
+            raise unsupported(node, f"weights must be a constant quantized int8 [out, in] "
+                                    f"matrix (got {w.dtype} {w.shape})")
+        out_f, in_f = w.shape
+        if np.any(w.quant.zero_point != 0):
+            raise unsupported(node, "weights must be symmetric (zero point 0)")
+        if w.quant.per_channel:
+            if w.quant.scale.size != out_f:
+                raise unsupported(node, f"{w.quant.scale.size} weight scales for {out_f} outputs")
+            if w.quant.axis not in (None, 0):
+                raise unsupported(node, f"per-channel weights along axis {w.quant.axis} (need 0)")
+        if y.shape[-1] != out_f:
+            raise unsupported(node, f"output's last dim {y.shape[-1]} != {out_f} weight rows")
+        batches = y.size // out_f
+        if x.size != batches * in_f:
+            raise unsupported(node, f"input {x.shape} does not flatten to [{batches}, {in_f}]")
+        b = node.inputs[2] if len(node.inputs) > 2 else None
+        if b is not None:
+            bt = graph.tensor(b)
+            if bt.dtype != "int32" or not bt.is_const or bt.size != out_f:
+                raise unsupported(node, f"bias must be a constant int32 vector of {out_f} values")
+        act_bounds(node, y)
+
+    def _quant(self, node, graph) -> dict:
+        x = graph.tensor(node.inputs[0])
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        out_f = w.shape[0]
+        if w.quant.per_channel:
+            mult, shift = per_channel_multipliers(x.quant.scale[0], w.quant.scale,
+                                                  y.quant.scale[0], out_f)
+        else:
+            m, s = per_tensor_multiplier(x.quant.scale[0], w.quant.scale[0], y.quant.scale[0])
+            mult, shift = np.array([m], np.int64), np.array([s], np.int64)
+        act_min, act_max = act_bounds(node, y)
+        return dict(per_channel=bool(w.quant.per_channel),
+                    input_offset=-int(x.quant.zero_point[0]),
+                    weights_offset=-int(w.quant.zero_point[0]),
+                    output_offset=int(y.quant.zero_point[0]),
+                    out_mult=mult, out_shift=shift, act_min=int(act_min), act_max=int(act_max))
+
+    def prepare(self, node, graph) -> dict:
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        out_f, in_f = w.shape
+        q = self._quant(node, graph)
+        b = node.inputs[2] if len(node.inputs) > 2 else None
+        bias = 0 if b is None else np.asarray(graph.tensor(b).data, dtype=np.int64)
+        wsum = np.asarray(w.data, dtype=np.int64).sum(axis=1)
+        params = dict(
+            per_channel=q["per_channel"], batches=y.size // out_f, in_features=in_f,
+            out_features=out_f, acc_init=c_i32(wrap_int32(bias + q["input_offset"] * wsum)),
+            output_offset=q["output_offset"], act_min=q["act_min"], act_max=q["act_max"],
+        )
+        if q["per_channel"]:
+            params.update(out_mult=c_i32(q["out_mult"]), out_shift=c_i32(q["out_shift"]))
+        else:
+            params.update(out_mult=int(q["out_mult"][0]), out_shift=int(q["out_shift"][0]))
+        return params
+
+    def reference(self, node, graph, inputs: list) -> list:
+        x, w = inputs[0], inputs[1]
+        bias = inputs[2] if len(inputs) > 2 else None
+        y_t = graph.tensor(node.outputs[0])
+        out_f, in_f = w.shape
+        q = self._quant(node, graph)
+        xs = x.reshape(-1, in_f).astype(np.float64) + q["input_offset"]
+        ws = w.astype(np.float64) + q["weights_offset"]
+        # |products| <= 255 * 255, sums far below 2^53: the float64 matmul is exact
+        acc = wrap_int32(np.rint(xs @ ws.T).astype(np.int64))
+        if bias is not None:
+            acc = wrap_int32(acc + bias.astype(np.int64))
+        y = multiply_by_quantized_multiplier(acc, q["out_mult"], q["out_shift"])
+        y = np.clip(y + q["output_offset"], q["act_min"], q["act_max"]).astype(np.int8)
+        return [y.reshape(y_t.shape)]
+
+    def macs(self, node, graph) -> int:
+        w = graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        return int(y.size) * int(w.shape[1])
