@@ -10,6 +10,7 @@ from tinyengine import reference
 from tinyengine.cli import main, random_records
 from tinyengine.compiler import load_model, run_passes
 from tinyengine.golden import run_tflm_many
+from tinyengine.hostio import host_io_of
 
 MODELS = [
     "mlperf_tiny/vww_96_int8.tflite",
@@ -26,8 +27,9 @@ def test_reference_executor_is_bit_exact(model, models_dir):
     graph = run_passes(load_model(path))
     records = random_records(graph, 2, seed=7)
     golden = run_tflm_many(path, records)
+    hio = host_io_of(graph)
     for rec, gold in zip(records, golden):
-        for y, g in zip(reference.run(graph, rec), gold):
+        for y, g in zip(hio.from_device(reference.run(graph, hio.to_device(rec))), gold):
             np.testing.assert_array_equal(y, np.asarray(g).reshape(y.shape))
 
 

@@ -26,6 +26,7 @@ from tests.tflite_builder import ModelBuilder
 from tinyengine import codegen, ops, reference
 from tinyengine.compiler import run_passes
 from tinyengine.frontends.tflite import load
+from tinyengine.hostio import host_io_of
 from tinyengine.ops import UnsupportedError
 from tinyengine.ops._common import window_geometry
 
@@ -556,7 +557,7 @@ def test_real_model_layers(models_dir, model):
     output tensor exactly, through the NumPy reference and through the C kernel."""
     path = models_dir / model
     graph = run_passes(load(path))
-    x_t = graph.tensors[graph.inputs[0]]
+    x_t = host_io_of(graph).model_inputs[0]
     rng = _rng("real", model)
     if x_t.dtype == "float32":
         x = rng.uniform(0.0, 1.0, size=x_t.shape).astype(np.float32)

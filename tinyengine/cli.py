@@ -13,6 +13,7 @@ import numpy as np
 from . import __version__
 from .compiler import CompileOptions, compile_model, write_project
 from .errors import TinyEngineError
+from .hostio import host_io_of
 from .ir import IRError
 from .ops import UnsupportedError
 
@@ -28,10 +29,13 @@ def _add_compile_args(p: argparse.ArgumentParser, out_required: bool) -> None:
                    help="folder for the generated C project and report.json")
     p.add_argument("--planner", choices=["greedy", "linear"], default="greedy",
                    help="memory planner (default: greedy)")
+    p.add_argument("--device-float-io", action="store_true",
+                   help="keep a float model's input QUANTIZE / output DEQUANTIZE in the firmware "
+                        "(default: they run on the host and the firmware takes and returns int8)")
 
 
 def _options(args) -> CompileOptions:
-    return CompileOptions(board=args.board, planner=args.planner)
+    return CompileOptions(board=args.board, planner=args.planner, device_float_io=args.device_float_io)
 
 
 def _out_dir(args, purpose: str) -> Path:
@@ -43,12 +47,13 @@ def _out_dir(args, purpose: str) -> Path:
 # -- input / output conversion ------------------------------------------------------------
 def _records_from_files(graph, paths: list) -> list:
     """Load --input files into a list of records (each a list of one array per model input)."""
-    if len(paths) != len(graph.inputs):
-        raise UsageError(f"the model has {len(graph.inputs)} input(s); give one --input per input "
+    model_inputs = host_io_of(graph).model_inputs
+    if len(paths) != len(model_inputs):
+        raise UsageError(f"the model has {len(model_inputs)} input(s); give one --input per input "
                          f"(got {len(paths)})")
     per_input = []
-    for path, name in zip(paths, graph.inputs):
-        t = graph.tensors[name]
+    for path, t in zip(paths, model_inputs):
+        name = t.name
         try:
             x = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
@@ -69,17 +74,20 @@ def _records_from_files(graph, paths: list) -> list:
 
 
 def random_records(graph, n: int, seed: int) -> list:
-    """Seeded random inputs over each input's full quantized range."""
+    """Seeded random model inputs over each input's full quantized range."""
     rng = np.random.default_rng(seed)
+    hio = host_io_of(graph)
     consumers = graph.consumers()
     records = []
     for _ in range(n):
         rec = []
-        for name in graph.inputs:
-            t = graph.tensors[name]
+        for i, t in enumerate(hio.model_inputs):
             if t.dtype == "float32":
                 q = None
-                for node in consumers.get(name, []):
+                if i in hio.in_adapters:
+                    a = hio.in_adapters[i].graph
+                    q = a.tensors[a.outputs[0]].quant
+                for node in consumers.get(t.name, []):
                     if node.op == "QUANTIZE":
                         q = graph.tensors[node.outputs[0]].quant
                 lo, hi = (-1.0, 1.0) if q is None else (q.s * (-128 - q.zp), q.s * (127 - q.zp))
@@ -96,10 +104,13 @@ def _output_specs(graph) -> list:
 
 
 def _build_and_run(compiled, out: Path, records: list):
+    """Build and run the firmware on model-level records; outputs come back model-level too."""
     from . import runner
 
+    hio = host_io_of(compiled.graph)
     runner.build(out)
-    result = runner.run(out, records, _output_specs(compiled.graph))
+    result = runner.run(out, [hio.to_device(r) for r in records], _output_specs(compiled.graph))
+    result.outputs = [hio.from_device(o) for o in result.outputs]
     sizes = runner.size(out)
     report = compiled.report
     report["flash_bytes"] = sizes["flash_bytes"]
@@ -148,16 +159,17 @@ def cmd_run(args) -> int:
     result = _build_and_run(c, out, records)
     if args.output:
         outs = [np.stack([r[i] for r in result.outputs]) if len(records) > 1 else result.outputs[0][i]
-                for i in range(len(c.graph.outputs))]
+                for i in range(len(result.outputs[-1]))]
         if len(outs) == 1:
             np.save(args.output, outs[0])
         else:
             for i, o in enumerate(outs):
                 np.save(Path(args.output).with_suffix(f".{i}.npy"), o)
     last = result.outputs[-1]
+    names = [t.name for t in host_io_of(c.graph).model_outputs]
     for i, y in enumerate(last):
         flat = y.ravel()
-        print(f"output {i} '{c.graph.outputs[i]}' {y.dtype}{list(y.shape)}: "
+        print(f"output {i} '{names[i]}' {y.dtype}{list(y.shape)}: "
               f"{np.array2string(flat[:16], separator=' ')}{' ...' if flat.size > 16 else ''}")
         if flat.size > 1:
             print(f"prediction: class {int(np.argmax(flat))}")
@@ -192,8 +204,9 @@ def cmd_verify(args) -> int:
                 if args.verbose:
                     print(f"input {k} output {i}: differs from TFLite Micro")
     if args.reference:
+        hio = host_io_of(c.graph)
         for k, rec in enumerate(records):
-            ref = reference.run(c.graph, rec)
+            ref = hio.from_device(reference.run(c.graph, hio.to_device(rec)))
             for y, g in zip(ref, expected[k]):
                 if not np.array_equal(y, np.asarray(g).reshape(y.shape)):
                     bad += 1

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, codegen, ops, passes, planner
+from . import __version__, codegen, hostio, ops, passes, planner
 from .boards import Board, get_board
 from .errors import FitError, ModelError
 from .ir import Graph
@@ -22,6 +22,7 @@ PASSES = [
     passes.check_ops,
     passes.remove_dead_nodes,
     passes.prepare,
+    hostio.host_io,           # float QUANTIZE/DEQUANTIZE at the model's edges run on the host
 ]
 
 
@@ -29,9 +30,13 @@ PASSES = [
 class CompileOptions:
     board: str = "stm32f746"
     planner: str = "greedy"
+    device_float_io: bool = False   # keep float edge QUANTIZE/DEQUANTIZE in the firmware
 
     def describe(self) -> str:
-        return f"planner={self.planner}"
+        return f"planner={self.planner}" + (" device_float_io" if self.device_float_io else "")
+
+    def passes(self) -> list:
+        return [p for p in PASSES if not (self.device_float_io and p is hostio.host_io)]
 
 
 @dataclass
@@ -55,8 +60,8 @@ def load_model(path) -> Graph:
     raise ModelError(f"{path}: unknown model format '{suffix or '(none)'}' (supported: .tflite)")
 
 
-def run_passes(graph: Graph) -> Graph:
-    for p in PASSES:
+def run_passes(graph: Graph, options: CompileOptions | None = None) -> Graph:
+    for p in (options or CompileOptions()).passes():
         graph = p(graph)
         graph.validate()
     return graph
@@ -65,7 +70,7 @@ def run_passes(graph: Graph) -> Graph:
 def compile_model(path, options: CompileOptions) -> Compiled:
     board = get_board(options.board)
     data = Path(path).read_bytes() if Path(str(path)).exists() else b""
-    graph = run_passes(load_model(path))
+    graph = run_passes(load_model(path), options)
     plan = planner.plan_graph(graph, options.planner)
     c = Compiled(graph, plan, board, options, str(path), hashlib.sha256(data).hexdigest())
     return c
@@ -97,6 +102,7 @@ def write_project(c: Compiled, out_dir) -> dict:
 def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
     g = c.graph
     io_bytes = sum(g.tensors[t].nbytes for t in g.inputs + g.outputs)
+    hio = hostio.host_io_of(g)
     layers = []
     for i, (node, mem) in enumerate(zip(g.nodes, c.plan.per_layer)):
         layers.append({"index": i, "node": node.name, "op": node.op,
@@ -111,6 +117,7 @@ def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
         "options": c.options.describe(),
         "arena_bytes": c.plan.arena_bytes,
         "io_bytes_in_arena": io_bytes,
+        "host_conversions": hio.describe(),
         "stack_reserved_bytes": c.board.stack_bytes,
         # the arena holds inputs, outputs, activations and scratch; the stack is reserved by the
         # linker script.  After `tinyengine run` the measured stack use replaces the reservation.

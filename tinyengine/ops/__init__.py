@@ -55,6 +55,7 @@ class OpDef:
         return 0
 
     def macs(self, node, graph) -> int:
+        """Multiply-accumulates; only CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED count."""
         return 0
 
 

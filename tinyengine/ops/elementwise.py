@@ -159,8 +159,6 @@ class Add(OpDef):
         out = np.clip(raw, p["act_min"], p["act_max"])
         return [out.astype(np.int8).reshape(y.shape)]
 
-    def macs(self, node, graph):
-        return graph.tensor(node.outputs[0]).size
 
 
 # -- MUL ------------------------------------------------------------------------------------
@@ -196,8 +194,6 @@ class Mul(OpDef):
         out = np.clip(raw, p["act_min"], p["act_max"])
         return [out.astype(np.int8).reshape(y.shape)]
 
-    def macs(self, node, graph):
-        return graph.tensor(node.outputs[0]).size
 
 
 # -- LOGISTIC -------------------------------------------------------------------------------

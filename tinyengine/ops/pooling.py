@@ -80,8 +80,6 @@ class _PoolBase(OpDef):
                 xs, xe = max(0, x0), min(p["in_w"], x0 + p["filter_w"])
                 yield oy, ox, x[:, ys:ye, xs:xe, :]
 
-    def macs(self, node, graph) -> int:
-        return 0
 
 
 @register

@@ -116,8 +116,6 @@ class Softmax(OpDef):
         out = np.where(valid, np.clip(unsat + qmin, qmin, qmax), qmin)
         return [out.astype(y_t.np_dtype).reshape(y_t.shape)]
 
-    def macs(self, node, graph):
-        return 3 * graph.tensor(node.inputs[0]).size
 
 
 # -- LOG_SOFTMAX ----------------------------------------------------------------------------
@@ -178,5 +176,3 @@ class LogSoftmax(OpDef):
         out = np.where(diff > adjusted_diff_min, np.clip(out, -128, 127), -128)
         return [out.astype(np.int8).reshape(y_t.shape)]
 
-    def macs(self, node, graph):
-        return 3 * graph.tensor(node.inputs[0]).size

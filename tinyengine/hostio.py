@@ -1,0 +1,99 @@
+"""Host-side conversion between a model's own inputs/outputs and the device's.
+
+A model with float input and output wraps its int8 body in QUANTIZE / DEQUANTIZE
+(mcunet-vww1 does).  On a microcontroller the camera or the microphone delivers integers:
+keeping a float copy of the input in SRAM only costs memory.  The ``host_io`` pass moves
+those edge conversions off the device: the firmware takes and returns the int8 tensors,
+and `run` / `verify` convert on the host with the very same op references, so results stay
+bit-exact with TFLite Micro running the whole model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ops
+from .ir import Graph, Node
+
+
+@dataclass
+class Adapter:
+    """One model-edge conversion: a single-node graph run on the host."""
+    graph: Graph
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        node = self.graph.nodes[0]
+        return ops.get(node.op).reference(node, self.graph, [x])[0]
+
+
+@dataclass
+class HostIO:
+    model_inputs: list                                  # ir.Tensor, as the user feeds them
+    model_outputs: list                                 # Tensor, as the user gets them
+    in_adapters: dict = field(default_factory=dict)     # index -> Adapter (model -> device)
+    out_adapters: dict = field(default_factory=dict)    # index -> Adapter (device -> model)
+
+    @classmethod
+    def identity(cls, graph: Graph) -> "HostIO":
+        return cls([graph.tensors[t] for t in graph.inputs], [graph.tensors[t] for t in graph.outputs])
+
+    def to_device(self, record: list) -> list:
+        return [self.in_adapters[i](x) if i in self.in_adapters else x for i, x in enumerate(record)]
+
+    def from_device(self, outputs: list) -> list:
+        return [self.out_adapters[i](y) if i in self.out_adapters else y for i, y in enumerate(outputs)]
+
+    def describe(self) -> list:
+        lines = []
+        for i, a in self.in_adapters.items():
+            lines.append(f"input {i} '{self.model_inputs[i].name}': {a.graph.nodes[0].op} on the host")
+        for i, a in self.out_adapters.items():
+            lines.append(f"output {i} '{self.model_outputs[i].name}': {a.graph.nodes[0].op} on the host")
+        return lines
+
+
+def _single(node: Node, graph: Graph) -> Adapter:
+    tensors = {t: graph.tensors[t] for t in node.inputs + node.outputs if t is not None}
+    g = Graph(tensors, [node], [node.inputs[0]], [node.outputs[0]])
+    return Adapter(g)
+
+
+def host_io(graph: Graph) -> Graph:
+    """Pass: move float QUANTIZE at the inputs and DEQUANTIZE at the outputs to the host."""
+    hio = HostIO.identity(graph)
+    consumers = graph.consumers()
+    producers = graph.producers()
+    new_inputs = list(graph.inputs)
+    new_outputs = list(graph.outputs)
+    removed = set()
+    for i, name in enumerate(graph.inputs):
+        users = consumers.get(name, [])
+        if (graph.tensors[name].dtype == "float32" and len(users) == 1 and users[0].op == "QUANTIZE"
+                and name not in graph.outputs):
+            q = users[0]
+            hio.in_adapters[i] = _single(q, graph)
+            new_inputs[i] = q.outputs[0]
+            removed.add(id(q))
+    for i, name in enumerate(graph.outputs):
+        node = producers.get(name)
+        if (node is not None and node.op == "DEQUANTIZE" and graph.tensors[name].dtype == "float32"
+                and graph.outputs.count(name) == 1 and not consumers.get(name)):
+            hio.out_adapters[i] = _single(node, graph)
+            new_outputs[i] = node.inputs[0]
+            removed.add(id(node))
+    if not removed:
+        graph.meta.setdefault("host_io", hio)
+        return graph
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    graph.inputs, graph.outputs = new_inputs, new_outputs
+    used = set(graph.inputs) | set(graph.outputs)
+    for n in graph.nodes:
+        used.update(t for t in n.inputs + n.outputs if t is not None)
+    graph.tensors = {k: v for k, v in graph.tensors.items() if k in used}
+    graph.meta["host_io"] = hio
+    return graph
+
+
+def host_io_of(graph: Graph) -> HostIO:
+    return graph.meta.get("host_io") or HostIO.identity(graph)
