@@ -43,6 +43,11 @@ class Board:
     notes: tuple = field(default_factory=tuple)
 
     @property
+    def has_dsp(self) -> bool:
+        """Armv7E-M DSP extension (SMLAD, SXTB16...): Cortex-M4 and M7."""
+        return self.cpu in ("cortex-m4", "cortex-m7")
+
+    @property
     def is_host(self) -> bool:
         return self.kind == "host"
 

@@ -108,14 +108,14 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict) -> GeneratedModel:
             scratch = f"((int8_t *)({arena} + {plan.scratch[node.name][0]}))"
         same_buffer = bool(node.inputs and node.inputs[0] is not None and node.outputs
                            and plan.same_buffer(node.inputs[0], node.outputs[0]))
-        body = env.get_template(opdef.template).render(
+        body = env.get_template(opdef.template_for(node)).render(
             node=node, p=p, inp=inp, out=out, scratch=scratch, same_buffer=same_buffer,
             tin=[graph.tensors[t] if t is not None else None for t in node.inputs],
             tout=[graph.tensors[t] for t in node.outputs])
         calls.append({"index": idx, "node": node, "body": body.rstrip(),
                       "inputs": [c_comment(t) for t in node.inputs if t is not None and not graph.tensors[t].is_const],
                       "outputs": [c_comment(t) for t in node.outputs]})
-        for k in opdef.kernels:
+        for k in opdef.kernel_sources(node):
             if k not in kernel_files:
                 kernel_files.append(k)
 

@@ -70,7 +70,9 @@ def run_passes(graph: Graph, options: CompileOptions | None = None) -> Graph:
 def compile_model(path, options: CompileOptions) -> Compiled:
     board = get_board(options.board)
     data = Path(path).read_bytes() if Path(str(path)).exists() else b""
-    graph = run_passes(load_model(path), options)
+    graph = load_model(path)
+    graph.meta["target"] = ops.Target(board.name, board.cpu, board.has_dsp)
+    graph = run_passes(graph, options)
     plan = planner.plan_graph(graph, options.planner)
     c = Compiled(graph, plan, board, options, str(path), hashlib.sha256(data).hexdigest())
     return c

@@ -26,10 +26,16 @@ An OpDef is the single place that knows an operator:
                                 ``tin`` / ``tout``  the input / output Tensor objects
                               and must render complete C statements (usually one call).
 * ``kernels``                C source files (under firmware/kernels/) the template calls; codegen
-                              copies only these into the generated project.
+                              copies only these into the generated project.  An op whose prepare()
+                              picks a kernel per node (e.g. a SIMD one when the target has the DSP
+                              extension) overrides ``kernel_sources(node)`` / ``template_for(node)``.
+* target                     ``graph.meta["target"]`` (a :class:`Target`) says what the board's core
+                              offers; prepare() decides kernels from it, the C has no #ifdefs.
 * ``inplace``                whether output 0 may share input 0's memory (elementwise ops).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class UnsupportedError(ValueError):
@@ -54,9 +60,29 @@ class OpDef:
     def scratch_bytes(self, node, graph) -> int:
         return 0
 
+    def kernel_sources(self, node) -> tuple:
+        """Kernel .c files this node's call needs (default: the op's ``kernels``)."""
+        return self.kernels
+
+    def template_for(self, node) -> str:
+        """Call template of this node (default: the op's ``template``)."""
+        return self.template
+
     def macs(self, node, graph) -> int:
         """Multiply-accumulates; only CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED count."""
         return 0
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the code generator may assume about the core that runs the kernels."""
+    name: str = "host"          # board name
+    cpu: str = ""               # "cortex-m7", "cortex-m4", "" for the host
+    dsp: bool = False           # Armv7E-M DSP extension (SMLAD, SXTB16, ...)
+
+
+def target_of(graph) -> Target:
+    return graph.meta.get("target") or Target()
 
 
 REGISTRY: dict = {}
