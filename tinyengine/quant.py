@@ -90,11 +90,14 @@ def multiply_by_quantized_multiplier_smaller_than_one_exp(x, multiplier, shift):
 
 
 def activation_range(activation: str, scale: float, zero_point: int, dtype: str = "int8") -> tuple:
-    """CalculateActivationRangeQuantized: the clamp bounds of a fused activation."""
+    """CalculateActivationRangeQuantized: the clamp bounds of a fused activation.
+
+    TFLite divides in float32 (``6.0f / scale``); so does this, whatever type ``scale`` has.
+    """
     qmin, qmax = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}[dtype]
 
     def q(v: float) -> int:
-        return zero_point + int(tflite_round(v / scale))
+        return zero_point + int(tflite_round(np.float32(v) / np.float32(scale)))
 
     if activation in (None, "NONE"):
         return qmin, qmax

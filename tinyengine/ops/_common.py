@@ -51,16 +51,12 @@ def window_geometry(padding: str, in_hw: tuple, k_hw: tuple, stride: tuple,
 
 # -- fused activations ---------------------------------------------------------------------
 def act_bounds(node, out_tensor) -> tuple:
-    """CalculateActivationRangeQuantized for a node's fused activation (int8 output).
-
-    TFLite divides in float32 (``x / scale`` with a float scale); passing the scale as
-    np.float32 makes :func:`activation_range` do the same.
-    """
+    """CalculateActivationRangeQuantized for a node's fused activation (int8 output)."""
     act = node.attrs.get("activation", "NONE") or "NONE"
     if act not in ACTIVATIONS:
         raise unsupported(node, f"fused activation {act} (supported: {', '.join(ACTIVATIONS)})")
     q = out_tensor.quant
-    return activation_range(act, np.float32(q.scale[0]), int(q.zero_point[0]), out_tensor.dtype)
+    return activation_range(act, float(q.scale[0]), int(q.zero_point[0]), out_tensor.dtype)
 
 
 # -- validation helpers --------------------------------------------------------------------
