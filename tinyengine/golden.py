@@ -42,3 +42,22 @@ def _num_outputs(model) -> int:
 
     data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
     return tflite.Model.GetRootAsModel(data, 0).Subgraphs(0).OutputsLength()
+
+
+def run_onnxruntime_many(model, records: list) -> list:
+    """Run an ONNX model (path) in onnxruntime on model-level records (each a list of input
+    arrays in the model's own layout and dtype); the golden of `verify` for ONNX files.
+    onnxruntime computes QDQ models with its own integer kernels, so agreement is reported
+    as top-1 agreement and exactly equal outputs, not bit-exactness."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    out = []
+    for rec in records:
+        feed = {n: np.ascontiguousarray(x).reshape([d if isinstance(d, int) else 1 for d in i.shape])
+                for n, x, i in zip(names, rec, sess.get_inputs())}
+        out.append([np.asarray(y) for y in sess.run(None, feed)])
+    return out
