@@ -8,6 +8,11 @@ the arena size.  Two planners share it:
 * :class:`GreedyPlanner`  largest buffers first, each at the lowest offset where it does
   not collide with a buffer alive at the same time (TFLM's greedy strategy).
 
+One addition to TFLM's interface: ``allow_overlap(out, inp, max_delta)`` says that buffer
+``out`` may start at ``offset(inp) + d`` for any ``d <= max_delta`` although both are alive
+at the same step (an op whose kernel streams its output over its own consumed input, see
+tinyengine/overlap.py).  The greedy planner uses it; the linear baseline ignores it.
+
 :func:`plan_graph` derives the buffers of a graph (activation tensors, aliases of
 in-place ops and reshapes, per-node scratch) and returns a :class:`MemoryPlan`.
 """
@@ -38,6 +43,10 @@ class MemoryPlanner:
 
     def __init__(self) -> None:
         self.buffers: list = []
+        self.overlaps: dict = {}   # (out, inp) -> max_delta (aligned down)
+
+    def allow_overlap(self, out: str, inp: str, max_delta: int) -> None:
+        self.overlaps[(out, inp)] = max_delta // ALIGN * ALIGN
 
     def add_buffer(self, name: str, size: int, first: int, last: int) -> None:
         if last < first:
@@ -58,21 +67,65 @@ class LinearPlanner(MemoryPlanner):
 
 
 class GreedyPlanner(MemoryPlanner):
-    def plan(self) -> tuple:
-        order = sorted(self.buffers, key=lambda b: (-b.size, b.first, b.name))
-        placed: list = []  # (offset, end, first, last)
+    """TFLM's greedy placement, tried in a few orders and in both arena directions.
+
+    Overlap permissions are directional (an output usually starts before its input), so
+    the same greedy sweep is also run on the mirrored arena (offset' = top - offset - size),
+    and with buffers taken by first use as well as by size; the smallest arena wins
+    (ties: the first variant, TFLM's order).  Without overlaps the first variant is TFLM's.
+    """
+
+    ORDERS = (lambda b: (-b.size, b.first, b.name), lambda b: (b.first, -b.size, b.name),
+              lambda b: (-b.last, -b.size, b.name), lambda b: (-b.first, -b.size, b.name))
+
+    def _forbidden(self, b: Buffer, a: Buffer, a_off: int, mirror: bool) -> tuple:
+        """Open interval of offsets of b that collide with a (placed at a_off)."""
+        lo, hi = a_off - b.size, a_off + a.size
+        d = self.overlaps.get((b.name, a.name))
+        if d is not None:          # b = output, a = its input (real: b.off <= a.off + d)
+            if mirror:
+                hi = min(hi, a_off + a.size - b.size - d)
+            else:
+                lo = max(lo, a_off + d)
+        d = self.overlaps.get((a.name, b.name))
+        if d is not None:          # a = output, b = its input (real: b.off >= a.off - d)
+            if mirror:
+                lo = max(lo, a_off + a.size - b.size + d)
+            else:
+                hi = min(hi, a_off - d)
+        return lo, hi
+
+    def _sweep(self, key, mirror: bool) -> tuple:
+        order = sorted(self.buffers, key=key)
+        placed: list = []  # (buffer, offset)
         offsets, top = {}, 0
         for b in order:
-            live = sorted((o, e) for o, e, f, l in placed if f <= b.last and b.first <= l)
+            bad = sorted(self._forbidden(b, a, o, mirror) for a, o in placed
+                         if a.first <= b.last and b.first <= a.last)
             offset = 0
-            for o, e in live:
-                if offset + b.size <= o:
+            for lo, hi in bad:          # sweep: lowest offset inside no forbidden interval
+                if hi <= lo:
+                    continue
+                if offset <= lo:
                     break
-                offset = max(offset, e)
+                offset = max(offset, hi)
             offsets[b.name] = offset
-            placed.append((offset, offset + b.size, b.first, b.last))
+            placed.append((b, offset))
             top = max(top, offset + b.size)
+        if mirror:
+            offsets = {b.name: top - offsets[b.name] - b.size for b in self.buffers}
         return offsets, top
+
+    def plan(self) -> tuple:
+        variants = [(self.ORDERS[0], False)]
+        if self.overlaps:
+            variants += [(k, m) for k in self.ORDERS for m in (False, True)][1:]
+        best = None
+        for key, mirror in variants:
+            offsets, top = self._sweep(key, mirror)
+            if best is None or top < best[1]:
+                best = (offsets, top)
+        return best
 
 
 PLANNERS = {"greedy": GreedyPlanner, "linear": LinearPlanner}
@@ -86,6 +139,9 @@ class MemoryPlan:
     lifetimes: dict                 # buffer name -> (first, last, bytes)
     aliases: dict = field(default_factory=dict)   # tensor -> tensor whose memory it reuses
     per_layer: list = field(default_factory=list)  # per node: live bytes and arena high-water mark
+    overlaps: dict = field(default_factory=dict)   # (out buffer, in buffer) -> max start delta
+    extra: dict = field(default_factory=dict)      # patch copy buffers: name -> offset
+    patch: object = None                           # patching.PatchSchedule or None
 
     def same_buffer(self, a: str, b: str) -> bool:
         return a in self.offsets and b in self.offsets and self.offsets[a] == self.offsets[b]
@@ -113,7 +169,38 @@ def _aliases(graph: Graph, last_use: dict) -> dict:
     return aliases
 
 
-def plan_graph(graph: Graph, planner: str = "greedy") -> MemoryPlan:
+def _overlaps(graph: Graph, roots: dict, aliases: dict, patch=None) -> list:
+    """(out root, in root, max_delta) for every node whose output may overlap a dying input."""
+    from . import overlap
+
+    found = []
+    for i, node in enumerate(graph.nodes):
+        if len(node.outputs) != 1:
+            continue
+        out = aliases.get(node.outputs[0], node.outputs[0])
+        if roots[out][0] != i:
+            continue
+        for idx, t in enumerate(node.inputs):
+            if t is None or graph.tensors[t].is_const:
+                continue
+            src = aliases.get(t, t)
+            if src == out or roots[src][1] != i:
+                continue  # read again later (or an output): must survive this node
+            if patch is not None and i <= patch.split:
+                d = patch.overlaps.get((i, idx))       # the worst patch's delta
+            else:
+                d = overlap.max_delta(node, graph, idx)
+            if d is not None:
+                found.append((out, src, d))
+    return found
+
+
+def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
+               patch=None) -> MemoryPlan:
+    """Plan every buffer of a prepared graph.  overlap=False keeps each op's input and output
+    apart (a plain layer-by-layer plan).  patch: a patching.PatchSchedule: the stage's
+    tensors get patch-sized buffers, the model input and the split tensor stay whole and
+    alive over the whole stage, plus the copy-in / copy-out buffers of a 2-D grid."""
     n = len(graph.nodes)
     first: dict = {t: 0 for t in graph.inputs}
     last: dict = {}
@@ -128,8 +215,15 @@ def plan_graph(graph: Graph, planner: str = "greedy") -> MemoryPlan:
         last[t] = n  # outputs stay valid after te_invoke() returns
     for t in graph.inputs:
         last.setdefault(t, 0)
+    if patch is not None:
+        last[patch.input] = max(last[patch.input], patch.split)
+        first[patch.output] = 0
 
     aliases = _aliases(graph, last)
+    if patch is not None:   # patch buffers and whole tensors never share memory
+        aliases = {d: r for d, r in aliases.items()
+                   if d != patch.output and r != patch.input and d not in patch.sizes
+                   and r not in patch.sizes}
     roots: dict = {}
     for t in first:
         root = aliases.get(t, t)
@@ -140,11 +234,30 @@ def plan_graph(graph: Graph, planner: str = "greedy") -> MemoryPlan:
     lifetimes = {}
     for root, (lo, hi) in roots.items():
         size = graph.tensors[root].nbytes
+        if patch is not None and root in patch.sizes:
+            size = patch.sizes[root]
         p.add_buffer(root, size, lo, hi)
         lifetimes[root] = (lo, hi, size)
+    overlaps = _overlaps(graph, roots, aliases, patch) if overlap else []
+    for out, src, d in overlaps:
+        p.allow_overlap(out, src, d)
     scratch_sizes = {}
+    extra = {}
+    if patch is not None:
+        consumers = [i for i, nd in enumerate(graph.nodes) if patch.input in nd.inputs]
+        r_in = [pt.graph.tensors[patch.input].nbytes for pt in patch.patches]
+        r_out = [pt.graph.tensors[patch.output].nbytes for pt in patch.patches]
+        if patch.copy_in:
+            extra["patch_in"] = (max(r_in), min(consumers), max(consumers))
+        if patch.copy_out:
+            extra["patch_out"] = (max(r_out), patch.split, patch.split)
+    for name, (size, lo, hi) in extra.items():
+        p.add_buffer(name, size, lo, hi)
+        lifetimes[name] = (lo, hi, size)
     for i, node in enumerate(graph.nodes):
         s = ops.get(node.op).scratch_bytes(node, graph)
+        if patch is not None and i <= patch.split:
+            s = patch.scratch.get(node.name, 0)
         if s:
             scratch_sizes[node.name] = s
             p.add_buffer(f"scratch:{node.name}", s, i, i)
@@ -162,4 +275,6 @@ def plan_graph(graph: Graph, planner: str = "greedy") -> MemoryPlan:
             "arena_high_water": max((o + s for o, s in live), default=0),
             "scratch_bytes": scratch_sizes.get(node.name, 0),
         })
-    return MemoryPlan(arena, tensor_offsets, scratch, lifetimes, aliases, per_layer)
+    return MemoryPlan(arena, tensor_offsets, scratch, lifetimes, aliases, per_layer,
+                      {(o, i): d for o, i, d in overlaps},
+                      {name: offsets[name] for name in extra}, patch)
