@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyengine.ops import OpDef, register, unsupported
-from tinyengine.ops._common import act_bounds, c_i32, require_int8, window_geometry
+from tinyengine.ops import OpDef, register, target_of, unsupported
+from tinyengine.ops._common import (act_bounds, c_i32, is_padding, require_int8,
+                                    window_geometry)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier_array,
                               wrap_int32)
 
@@ -75,6 +76,48 @@ def _tap(xp, ky, kx, g, stride, dil) -> np.ndarray:
               x0:x0 + (g["out_w"] - 1) * stride[1] + 1:stride[1], :]
 
 
+# -- DSP kernels (Cortex-M4/M7): compile-time data layouts -------------------------------------
+def pack_weights_dsp(w2d) -> np.ndarray:
+    """[rows, K] int8 weights -> the layout of te_conv_2d_mat_mult_s8_dsp.h.
+
+    Each row is zero-padded to 4 * ceil(K / 4) values; rows go in pairs (2p, 2p+1) with their
+    groups of 4 interleaved (4 bytes of row 2p, then 4 of row 2p+1); an odd last row follows
+    on its own.  The result has rows * 4 * ceil(K / 4) bytes.
+    """
+    w2d = np.asarray(w2d, dtype=np.int8)
+    rows, k = w2d.shape
+    k4 = (k + 3) // 4
+    padded = np.zeros((rows, 4 * k4), dtype=np.int8)
+    padded[:, :k] = w2d
+    pairs = rows // 2
+    body = padded[:2 * pairs].reshape(pairs, 2, k4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return np.ascontiguousarray(np.concatenate([body, padded[2 * pairs:].reshape(-1)]))
+
+
+def requant_table_dsp(mult, shift) -> np.ndarray:
+    """Per-channel {multiplier, sh, k_lo, k_hi} of te_requant_table_dsp (firmware/kernels/te_dsp.h).
+
+    shift <= -1 (right shift e >= 1): sh = e - 1 and k = 2^30 + 2^(30 + e), the SRDHM nudge and
+    the RoundingDivideByPOT half in one 64-bit constant; shift >= 0: sh = -1 - shift (k unused).
+    """
+    mult = np.asarray(mult, dtype=np.int64).ravel()
+    shift = np.asarray(shift, dtype=np.int64).ravel()
+    table = np.zeros((mult.size, 4), dtype=np.int64)
+    for i, (m, s) in enumerate(zip(mult.tolist(), shift.tolist())):
+        if s <= -1 or m == 0:         # a zero multiplier gives 0 on either path
+            e = max(-s, 1)
+            k = (1 << 30) + (1 << (30 + e))
+            table[i] = (m, e - 1, k & 0xFFFFFFFF, k >> 32)
+        else:
+            table[i] = (m, -1 - s, 0, 0)
+    return c_i32(wrap_int32(table).reshape(-1))
+
+
+def dsp_k4(k: int) -> int:
+    """Groups of 4 column values of the DSP stage (te_conv_2d_mat_mult_s8_dsp.h)."""
+    return (int(k) + 3) // 4
+
+
 class _ConvBase(OpDef):
     """What CONV_2D and DEPTHWISE_CONV_2D share: attrs, geometry, quantization."""
 
@@ -121,7 +164,7 @@ class _ConvBase(OpDef):
                 raise unsupported(node, f"bias must be a constant int32 vector of {out_c} "
                                         f"values (got {bt.dtype} {bt.shape})")
         padding, stride, dil = self._attrs(node)
-        if padding not in ("SAME", "VALID"):
+        if not is_padding(padding):
             raise unsupported(node, f"padding {padding!r} (SAME or VALID)")
         if min(stride) < 1 or min(dil) < 1:
             raise unsupported(node, f"stride {stride} / dilation {dil} must be >= 1")
@@ -150,12 +193,39 @@ class _ConvBase(OpDef):
 
 @register
 class Conv2D(_ConvBase):
-    """CONV_2D, weights OHWI.  Kernel: te_conv_2d_s8 (firmware/kernels/te_conv_2d_s8.h)."""
+    """CONV_2D, weights OHWI.
+
+    Kernels: te_conv_2d_s8 (portable, firmware/kernels/te_conv_2d_s8.h); on a target with
+    the DSP extension te_conv_2d_1x1_s8_dsp (1x1 filter, no padding) or te_conv_2d_s8_dsp
+    (any other), both on the te_conv_2d_mat_mult_s8_dsp stage.  prepare() records the
+    choice in ``params["kernel"]``.
+    """
 
     name = "CONV_2D"
     template = "ops/conv_2d.c.j2"
     kernels = ("te_conv_2d_s8.c",)
     weight_qdim = 0
+    DSP_TEMPLATES = {"te_conv_2d_1x1_s8_dsp": "ops/conv_2d_1x1_dsp.c.j2",
+                     "te_conv_2d_s8_dsp": "ops/conv_2d_dsp.c.j2"}
+
+    def kernel_sources(self, node) -> tuple:
+        k = node.params.get("kernel", "te_conv_2d_s8")
+        if k in self.DSP_TEMPLATES:
+            return (f"{k}.c", "te_conv_2d_mat_mult_s8_dsp.c")
+        return self.kernels
+
+    def template_for(self, node) -> str:
+        return self.DSP_TEMPLATES.get(node.params.get("kernel"), self.template)
+
+    def scratch_bytes(self, node, graph) -> int:
+        """TE_CONV_2D_1X1_S8_DSP_SCRATCH / TE_CONV_2D_S8_DSP_SCRATCH of the kernel headers."""
+        p = node.params
+        k = p.get("kernel")
+        if k == "te_conv_2d_1x1_s8_dsp":
+            return 16 * dsp_k4(p["in_c"])
+        if k == "te_conv_2d_s8_dsp":
+            return 24 * dsp_k4(p["k_h"] * p["k_w"] * p["in_c"])
+        return 0
 
     def check(self, node, graph) -> None:
         w = graph.tensor(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
@@ -187,7 +257,21 @@ class Conv2D(_ConvBase):
             acc_init=c_i32(acc_init), out_mult=c_i32(q["out_mult"]),
             out_shift=c_i32(q["out_shift"]), output_offset=q["output_offset"],
             act_min=q["act_min"], act_max=q["act_max"],
+            **self._dsp_params(node, graph, g),
         )
+
+    def _dsp_params(self, node, graph, g) -> dict:
+        """The kernel choice; with the DSP extension, packed weights and requant table."""
+        if not target_of(graph).dsp:
+            return dict(kernel="te_conv_2d_s8")
+        w = graph.tensor(node.inputs[1])
+        out_c, k_h, k_w, in_c = w.shape
+        q = self._quant(node, graph, out_c)
+        no_pad = not any(g[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
+        kernel = "te_conv_2d_1x1_s8_dsp" if (k_h, k_w) == (1, 1) and no_pad else "te_conv_2d_s8_dsp"
+        return dict(kernel=kernel,
+                    w_packed=pack_weights_dsp(np.asarray(w.data).reshape(out_c, -1)),
+                    requant=requant_table_dsp(q["out_mult"], q["out_shift"]))
 
     def reference(self, node, graph, inputs: list) -> list:
         x, w = inputs[0], inputs[1]

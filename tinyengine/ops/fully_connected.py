@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyengine.ops import OpDef, register, unsupported
+from tinyengine.ops import OpDef, register, target_of, unsupported
 from tinyengine.ops._common import act_bounds, c_i32, require_int8
-from tinyengine.ops.conv import per_channel_multipliers
+from tinyengine.ops.conv import (dsp_k4, pack_weights_dsp, per_channel_multipliers,
+                                  requant_table_dsp)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier,
                               wrap_int32)
 
@@ -38,11 +39,30 @@ def per_tensor_multiplier(in_scale: float, w_scale: float, out_scale: float) -> 
 
 @register
 class FullyConnected(OpDef):
-    """Kernels: te_fully_connected_s8 (per-tensor), te_fully_connected_per_channel_s8."""
+    """Kernels: te_fully_connected_s8 (per-tensor), te_fully_connected_per_channel_s8;
+    on a target with the DSP extension te_fully_connected_s8_dsp (both cases; prepare()
+    records the choice in ``params["kernel"]``)."""
 
     name = "FULLY_CONNECTED"
     template = "ops/fully_connected.c.j2"
     kernels = ("te_fully_connected_s8.c", "te_fully_connected_per_channel_s8.c")
+    DSP_KERNEL = "te_fully_connected_s8_dsp"
+
+    def kernel_sources(self, node) -> tuple:
+        if node.params.get("kernel") == self.DSP_KERNEL:
+            return (f"{self.DSP_KERNEL}.c", "te_conv_2d_mat_mult_s8_dsp.c")
+        return self.kernels
+
+    def template_for(self, node) -> str:
+        if node.params.get("kernel") == self.DSP_KERNEL:
+            return "ops/fully_connected_dsp.c.j2"
+        return self.template
+
+    def scratch_bytes(self, node, graph) -> int:
+        """TE_FULLY_CONNECTED_S8_DSP_SCRATCH of te_fully_connected_s8_dsp.h."""
+        if node.params.get("kernel") == self.DSP_KERNEL:
+            return 16 * dsp_k4(node.params["in_features"])
+        return 0
 
     def check(self, node, graph) -> None:
         if len(node.inputs) < 2 or node.inputs[0] is None or node.inputs[1] is None:
@@ -110,6 +130,15 @@ class FullyConnected(OpDef):
             params.update(out_mult=c_i32(q["out_mult"]), out_shift=c_i32(q["out_shift"]))
         else:
             params.update(out_mult=int(q["out_mult"][0]), out_shift=int(q["out_shift"][0]))
+        if target_of(graph).dsp:
+            mult = np.broadcast_to(np.asarray(q["out_mult"]), (out_f,))
+            shift = np.broadcast_to(np.asarray(q["out_shift"]), (out_f,))
+            params.update(kernel=self.DSP_KERNEL,
+                          w_packed=pack_weights_dsp(np.asarray(w.data).reshape(out_f, in_f)),
+                          requant=requant_table_dsp(mult, shift))
+        else:
+            params.update(kernel="te_fully_connected_s8" if not q["per_channel"]
+                          else "te_fully_connected_per_channel_s8")
         return params
 
     def reference(self, node, graph, inputs: list) -> list:

@@ -1,0 +1,277 @@
+"""DSP (SMLAD/SXTB16) kernels for CONV_2D and FULLY_CONNECTED against TensorFlow Lite Micro.
+
+The kernels (firmware/kernels/te_conv_2d_1x1_s8_dsp, te_conv_2d_s8_dsp,
+te_fully_connected_s8_dsp on te_conv_2d_mat_mult_s8_dsp) are chosen by prepare() for boards
+whose core has the DSP extension.  Each test builds one .tflite model holding many layers (one
+input and one output per layer, so every layer is checked on its own), compiles it for a
+Cortex-M7 (stm32f746) and a Cortex-M4 (stm32f411) board, runs several random records under
+QEMU and requires exact equality with
+
+1. TFLite Micro (the golden), and
+2. the same model built for the host with the portable kernels (the kernels' twins).
+
+Host-only tests check that the kernel choice, packed layouts and scratch formulas agree with
+the kernel headers, and run the DSP kernels' plain-C fallback (te_dsp.h without
+__ARM_FEATURE_DSP) against the portable kernels through ctypes.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import re
+import subprocess
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.ckernels import CFLAGS, load_kernels, ptr
+from tests.golden import run_tflm_many
+from tests.tflite_builder import ModelBuilder
+from tinyengine import ops, runner
+from tinyengine.cli import _output_specs
+from tinyengine.compiler import CompileOptions, compile_model, write_project
+from tinyengine.hostio import host_io_of
+from tinyengine.ops.conv import pack_weights_dsp, requant_table_dsp
+
+KERNELS = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
+DSP_SOURCES = ("te_conv_2d_mat_mult_s8_dsp.c", "te_conv_2d_1x1_s8_dsp.c", "te_conv_2d_s8_dsp.c",
+               "te_fully_connected_s8_dsp.c", "te_conv_2d_s8.c", "te_fully_connected_s8.c",
+               "te_fully_connected_per_channel_s8.c")
+
+
+def _rng(*key) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+# -- model construction ----------------------------------------------------------------------
+def _conv_layer(mb, rng, tag, in_hw, in_c, out_c, k_hw, stride, padding, per_channel, act,
+                batch=1, dil=(1, 1)):
+    """Add one CONV_2D with its own input and output; returns (input index, output index)."""
+    x = mb.tensor(f"x{tag}", (batch, *in_hw, in_c), "int8", scale=0.02 + 0.01 * rng.random(),
+                  zero_point=int(rng.integers(-20, 20)))
+    w = rng.integers(-127, 128, size=(out_c, *k_hw, in_c)).astype(np.int8)
+    fan_in = k_hw[0] * k_hw[1] * in_c
+    ws = (0.5 + rng.random(out_c if per_channel else 1)) / (40.0 * np.sqrt(fan_in))
+    wt = mb.const(f"w{tag}", w, "int8", scale=ws, zero_point=np.zeros(ws.size, np.int64),
+                  quantized_dimension=0)
+    b = mb.const(f"b{tag}", rng.integers(-3000, 3000, size=out_c).astype(np.int32), "int32")
+    if padding == "SAME":
+        out_hw = [-(-in_hw[i] // stride[i]) for i in range(2)]
+    else:
+        out_hw = [(in_hw[i] - (k_hw[i] - 1) * dil[i] - 1) // stride[i] + 1 for i in range(2)]
+    y = mb.tensor(f"y{tag}", (batch, *out_hw, out_c), "int8", scale=0.05 + 0.05 * rng.random(),
+                  zero_point=int(rng.integers(-10, 10)))
+    mb.op("CONV_2D", [x, wt, b], [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
+          dilation_h_factor=dil[0], dilation_w_factor=dil[1], fused_activation_function=act)
+    return x, y
+
+
+def _fc_layer(mb, rng, tag, batch, in_f, out_f, per_channel, act):
+    x = mb.tensor(f"x{tag}", (batch, in_f), "int8", scale=0.03, zero_point=int(rng.integers(-20, 20)))
+    w = rng.integers(-127, 128, size=(out_f, in_f)).astype(np.int8)
+    ws = (0.5 + rng.random(out_f if per_channel else 1)) / (40.0 * np.sqrt(in_f))
+    wt = mb.const(f"w{tag}", w, "int8", scale=ws, zero_point=np.zeros(ws.size, np.int64),
+                  quantized_dimension=0)
+    b = mb.const(f"b{tag}", rng.integers(-3000, 3000, size=out_f).astype(np.int32), "int32")
+    y = mb.tensor(f"y{tag}", (batch, out_f), "int8", scale=0.07, zero_point=int(rng.integers(-10, 10)))
+    mb.op("FULLY_CONNECTED", [x, wt, b], [y], fused_activation_function=act)
+    return x, y
+
+
+def _model(layers) -> bytes:
+    """layers: list of (kind, kwargs); one input and one output per layer."""
+    mb = ModelBuilder("dsp kernel test")
+    ins, outs = [], []
+    for i, (kind, kw) in enumerate(layers):
+        rng = _rng(kind, i, sorted(kw.items()))
+        x, y = (_conv_layer if kind == "conv" else _fc_layer)(mb, rng, i, **kw)
+        ins.append(x)
+        outs.append(y)
+    mb.inputs(ins)
+    mb.outputs(outs)
+    return mb.build()
+
+
+POINTWISE = [dict(in_hw=(5, 3 + (c % 4)), in_c=c, out_c=oc, k_hw=(1, 1), stride=(1, 1),
+                  padding="VALID", per_channel=c % 3 != 0, act=("NONE", "RELU", "RELU6")[c % 3])
+             for c, oc in [(1, 3), (2, 5), (3, 4), (4, 8), (5, 7), (6, 2), (7, 9), (8, 16), (9, 1),
+                           (10, 6), (11, 11), (12, 13), (13, 4), (14, 10), (15, 3), (16, 32),
+                           (17, 5), (19, 8), (21, 7), (23, 12), (24, 48), (25, 6), (27, 5),
+                           (29, 9), (31, 2), (32, 33), (33, 17), (96, 24)]]
+POINTWISE += [dict(in_hw=(7, 9), in_c=16, out_c=8, k_hw=(1, 1), stride=(2, 2), padding="SAME",
+                   per_channel=True, act="RELU"),
+              dict(in_hw=(8, 6), in_c=24, out_c=16, k_hw=(1, 1), stride=(2, 1), padding="VALID",
+                   per_channel=False, act="NONE"),
+              dict(in_hw=(3, 3), in_c=96, out_c=160, k_hw=(1, 1), stride=(1, 1), padding="VALID",
+                   per_channel=True, act="RELU6"),
+              dict(in_hw=(4, 5), in_c=8, out_c=12, k_hw=(1, 1), stride=(1, 1), padding="SAME",
+                   per_channel=True, act="NONE", batch=3)]
+
+GENERAL = [
+    dict(in_hw=(12, 12), in_c=3, out_c=8, k_hw=(3, 3), stride=(2, 2), padding="SAME",
+         per_channel=True, act="RELU6"),                                 # first layer, vww-like
+    dict(in_hw=(11, 10), in_c=3, out_c=16, k_hw=(3, 3), stride=(2, 2), padding="VALID",
+         per_channel=True, act="RELU"),                                  # first layer, mcunet-like
+    dict(in_hw=(9, 9), in_c=8, out_c=5, k_hw=(3, 3), stride=(1, 1), padding="SAME",
+         per_channel=False, act="NONE"),
+    dict(in_hw=(9, 8), in_c=5, out_c=7, k_hw=(5, 5), stride=(1, 1), padding="SAME",
+         per_channel=True, act="RELU"),
+    dict(in_hw=(10, 11), in_c=4, out_c=6, k_hw=(5, 5), stride=(2, 2), padding="SAME",
+         per_channel=True, act="NONE"),
+    dict(in_hw=(11, 11), in_c=2, out_c=3, k_hw=(7, 7), stride=(2, 2), padding="SAME",
+         per_channel=True, act="RELU6"),
+    dict(in_hw=(15, 6), in_c=1, out_c=9, k_hw=(10, 4), stride=(2, 2), padding="SAME",
+         per_channel=True, act="RELU"),                                  # kws first layer
+    dict(in_hw=(8, 8), in_c=16, out_c=16, k_hw=(3, 3), stride=(1, 1), padding="VALID",
+         per_channel=True, act="RELU"),                                  # resnet-like
+    dict(in_hw=(7, 7), in_c=6, out_c=4, k_hw=(3, 3), stride=(1, 1), padding="SAME",
+         per_channel=True, act="NONE", dil=(2, 2)),
+    dict(in_hw=(6, 5), in_c=7, out_c=3, k_hw=(3, 2), stride=(1, 2), padding="SAME",
+         per_channel=False, act="NONE", batch=2),
+]
+
+FC = [dict(batch=b, in_f=i, out_f=o, per_channel=pc, act=a)
+      for b, i, o, pc, a in [(1, 1, 1, False, "NONE"), (1, 7, 3, False, "RELU"), (1, 33, 10, True, "NONE"),
+                             (2, 16, 5, False, "RELU6"), (3, 250, 17, True, "NONE"),
+                             (1, 640, 128, False, "RELU"), (4, 9, 2, True, "NONE")]]
+
+
+# -- host-only checks ------------------------------------------------------------------------
+def _compiled(model: bytes, board: str, tmp_path, name: str):
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(model)
+    return path, compile_model(path, CompileOptions(board=board))
+
+
+def test_dsp_kernel_choice_and_scratch(tmp_path):
+    layers = [("conv", POINTWISE[0]), ("conv", POINTWISE[-1]), ("conv", GENERAL[0]), ("fc", FC[2])]
+    model = _model(layers)
+    _, host = _compiled(model, "host", tmp_path, "m")
+    _, m7 = _compiled(model, "stm32f746", tmp_path, "m")
+    def kernels(c):
+        return sorted(n.params["kernel"] for n in c.graph.nodes)
+
+    assert kernels(host) == ["te_conv_2d_s8"] * 3 + ["te_fully_connected_per_channel_s8"]
+    assert kernels(m7) == ["te_conv_2d_1x1_s8_dsp"] * 2 + ["te_conv_2d_s8_dsp",
+                                                           "te_fully_connected_s8_dsp"]
+    # scratch: the planner reserves exactly the headers' formulas
+    macro = {"te_conv_2d_1x1_s8_dsp": lambda p: 16 * ((p["in_c"] + 3) // 4),
+             "te_conv_2d_s8_dsp": lambda p: 24 * ((p["k_h"] * p["k_w"] * p["in_c"] + 3) // 4),
+             "te_fully_connected_s8_dsp": lambda p: 16 * ((p["in_features"] + 3) // 4)}
+    for n in m7.graph.nodes:
+        k = n.params["kernel"]
+        text = (KERNELS / f"{k}.h").read_text()
+        assert re.search(r"#define TE_\w+_SCRATCH\(", text), k
+        assert ops.get(n.op).scratch_bytes(n, m7.graph) == macro[k](n.params) > 0
+        assert m7.plan.scratch[n.name][1] >= macro[k](n.params)
+        assert set(ops.get(n.op).kernel_sources(n)) == {f"{k}.c", "te_conv_2d_mat_mult_s8_dsp.c"}
+    for n in host.graph.nodes:
+        assert ops.get(n.op).scratch_bytes(n, host.graph) == 0
+
+
+def test_pack_weights_dsp_layout():
+    w = np.arange(5 * 6).reshape(5, 6).astype(np.int8)     # 5 rows, K = 6 -> k4 = 2
+    p = pack_weights_dsp(w)
+    assert p.size == 5 * 8
+    # rows 0/1 interleaved by groups of 4, zero padded to 8, then rows 2/3, then row 4 alone
+    assert list(p[:16]) == [0, 1, 2, 3, 6, 7, 8, 9, 4, 5, 0, 0, 10, 11, 0, 0]
+    assert list(p[32:]) == [24, 25, 26, 27, 28, 29, 0, 0]
+
+
+@functools.lru_cache(maxsize=None)
+def _dsp_lib() -> ctypes.CDLL:
+    """The DSP kernels built natively (te_dsp.h's plain-C path), with the project's flags."""
+    out = Path(tempfile.mkdtemp(prefix="te_dsp_")) / "libtedsp.so"
+    sources = [str(KERNELS / f) for f in DSP_SOURCES]
+    subprocess.run(["gcc", *CFLAGS, "-I", str(KERNELS), "-o", str(out), *sources],
+                   check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(out))
+
+
+def _requant_table_c(x, mult, shift):
+    """te_requant_table_dsp through the stage with K = 1 and zero weights (acc = acc_init)."""
+    fn = _dsp_lib().te_conv_2d_mat_mult_s8_dsp
+    # one channel, one column of K = 1: acc = acc_init + w * col, with w = 0 -> acc = x
+    out = np.zeros(1, np.int8)
+    cols = np.zeros(2, np.int32)
+    wts = np.zeros(4, np.int8)
+    acc = np.array([x], np.int32)
+    rq = requant_table_dsp([mult], [shift])
+    fn(ptr(wts), ptr(cols), ctypes.c_int32(1), ctypes.c_int32(1), ctypes.c_int32(1), ptr(acc),
+       ptr(rq), ctypes.c_int32(0), ctypes.c_int32(-128), ctypes.c_int32(127), ptr(out),
+       ctypes.c_void_p(0))
+    return int(out[0])
+
+
+def test_requant_table_matches_tflite():
+    from tinyengine.quant import multiply_by_quantized_multiplier
+    rng = _rng("requant")
+    cases = [(x, m, s) for x, m, s in [(-1, 1 << 30, -1), (1, 1 << 30, -1), (-3, 1 << 30, -2),
+                                        (5, 0, 0), (-5, 0, 3), (100, (1 << 31) - 1, 2),
+                                        (-(1 << 31), (1 << 31) - 1, -31), ((1 << 31) - 1, 1 << 30, -31)]]
+    for _ in range(300):
+        cases.append((int(rng.integers(-5000, 5000)), int(rng.integers(1 << 30, 1 << 31)),
+                      int(rng.integers(-12, 2))))
+    for x, m, s in cases:
+        want = int(np.clip(multiply_by_quantized_multiplier(np.array([x]), np.array([m]),
+                                                            np.array([s]))[0], -128, 127))
+        assert _requant_table_c(x, m, s) == want, (x, m, s)
+
+
+# -- QEMU --------------------------------------------------------------------------------------
+def _run_board(path, board: str, tmp_path, records):
+    c = compile_model(path, CompileOptions(board=board))
+    out = tmp_path / f"proj_{board}"
+    write_project(c, out)
+    hio = host_io_of(c.graph)
+    result = runner.run(out, [hio.to_device(r) for r in records], _output_specs(c.graph))
+    return c, [hio.from_device(o) for o in result.outputs]
+
+
+def _random_records(model_path, n, seed):
+    c = compile_model(model_path, CompileOptions(board="host"))
+    rng = np.random.default_rng(seed)
+    return [[rng.integers(-128, 128, size=c.graph.tensors[t].shape).astype(np.int8)
+             for t in c.graph.inputs] for _ in range(n)]
+
+
+def _check_layers(layers, tmp_path, name, boards=("stm32f746", "stm32f411"), n=3):
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(_model(layers))
+    records = _random_records(path, n, zlib.crc32(name.encode()))
+    golden = run_tflm_many(path, records)
+    _, host = _run_board(path, "host", tmp_path, records)
+    for board in boards:
+        c, got = _run_board(path, board, tmp_path, records)
+        dsp = [n.params.get("kernel", "") for n in c.graph.nodes]
+        assert all(k.endswith("_dsp") for k in dsp), dsp
+        for r, (g_rec, y_rec, h_rec) in enumerate(zip(golden, got, host)):
+            for i, (g, y, h) in enumerate(zip(g_rec, y_rec, h_rec)):
+                g = np.asarray(g).reshape(y.shape)
+                assert np.array_equal(h, g), f"host portable kernel, layer {i} {layers[i]}"
+                assert np.array_equal(y, g), \
+                    f"{board} record {r} layer {i} {layers[i]}: {np.count_nonzero(y != g)} of " \
+                    f"{y.size} values differ from TFLM (max {np.abs(y.astype(int) - g).max()})"
+                assert np.array_equal(y, h)
+    for g_rec in golden:
+        for g in g_rec:
+            if np.asarray(g).size >= 16:
+                assert len(np.unique(g)) > 1, "degenerate test: constant output"
+
+
+@pytest.mark.qemu
+def test_conv_1x1_dsp_on_qemu(tmp_path):
+    _check_layers([("conv", kw) for kw in POINTWISE], tmp_path, "pointwise")
+
+
+@pytest.mark.qemu
+def test_conv_general_dsp_on_qemu(tmp_path):
+    _check_layers([("conv", kw) for kw in GENERAL], tmp_path, "general")
+
+
+@pytest.mark.qemu
+def test_fully_connected_dsp_on_qemu(tmp_path):
+    _check_layers([("fc", kw) for kw in FC], tmp_path, "fc")
