@@ -29,7 +29,7 @@ python-deps: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test,profile]'
 	@touch $@
 
 demo: setup

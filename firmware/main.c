@@ -8,6 +8,8 @@
  *   TE_OUTPUT <i>: <values of output i of the last record>
  *   TE_INSTRUCTIONS <n>     (or TE_CYCLES; first inference; when measurable)
  *   TE_STACK_BYTES <n>      (deepest stack use during inference; when measurable)
+ *   TE_LAYER <i> <n>        (models compiled with profiling: the count of layer i in the
+ *                            first inference, printed as it runs; when measurable)
  *   TE_RECORDS <n>
  *   ~~~TE DONE~~~
  * and exits 0.  Any failure prints "TE_ERROR <what>" and exits non-zero.
@@ -195,6 +197,28 @@ static void line_u32(const char *key, uint32_t v)
     out_char('\n');
 }
 
+/* ---- per-layer profile -------------------------------------------------- */
+
+static int g_profiling;          /* nonzero during the first inference */
+static uint32_t g_profile_last;  /* count at the previous mark */
+
+/* Called by te_invoke() after layer `layer` when the model was compiled with profiling
+ * (te_profile_mark in model.h); never referenced otherwise.  The timer is paused while the
+ * line is written, so the printing is counted neither in the layers nor in the total. */
+void te_profile_mark(uint32_t layer)
+{
+    const uint32_t now = te_timer_pause();
+    if (g_profiling && te_timer_label != 0) {
+        out_str("TE_LAYER ");
+        out_u32(layer);
+        out_char(' ');
+        out_u32(now - g_profile_last);
+        out_char('\n');
+    }
+    g_profile_last = now;
+    te_timer_resume();
+}
+
 /* ---- inputs ------------------------------------------------------------- */
 
 static uint32_t input_record_bytes(void)
@@ -265,6 +289,8 @@ int main(void)
         }
 
         te_stack_paint();
+        g_profiling = (records == 0u);
+        g_profile_last = 0u;
         te_timer_start();
         te_invoke();
         const uint32_t count = te_timer_stop();

@@ -75,7 +75,7 @@ def test_model_too_large_for_the_board(tmp_path):
     proc = tinyengine("compile", path, "--board", "stm32f746", "-o", tmp_path / "o")
     assert_one_line_error(proc, "big.tflite", "stm32f746", "327680")
     needed = int(proc.stderr.split("needs ")[1].split()[0])
-    assert needed >= 96 * 96 * 72
+    assert needed >= 96 * 96 * 64    # the output alone (the 1x1 conv's input may lie inside it)
 
 
 def test_unknown_board(tmp_path, models_dir):

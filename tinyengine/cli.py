@@ -1,4 +1,4 @@
-"""The `tinyengine` command line: compile, run, verify, boards."""
+"""The `tinyengine` command line: compile, run, verify, profile, boards."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +23,7 @@ class UsageError(TinyEngineError):
 
 
 def _add_compile_args(p: argparse.ArgumentParser, out_required: bool) -> None:
-    p.add_argument("model", help="model file (.tflite)")
+    p.add_argument("model", help="model file (.tflite or .onnx)")
     p.add_argument("--board", default="stm32f746", help="target board (see `tinyengine boards`)")
     p.add_argument("-o", "--output-dir", dest="out", required=out_required,
                    help="folder for the generated C project and report.json")
@@ -32,10 +32,73 @@ def _add_compile_args(p: argparse.ArgumentParser, out_required: bool) -> None:
     p.add_argument("--device-float-io", action="store_true",
                    help="keep a float model's input QUANTIZE / output DEQUANTIZE in the firmware "
                         "(default: they run on the host and the firmware takes and returns int8)")
+    m = p.add_argument_group("memory (peak SRAM)")
+    m.add_argument("--patch", metavar="auto|RxC@LAYER",
+                   help="run the first layers patch by patch (MCUNetV2): 'auto' picks the split layer "
+                        "and grid with the lowest peak SRAM within 10%% extra MACs; 'RxC@LAYER' (e.g. "
+                        "3x3@7) sets the grid and the split layer (node index or name)")
+    m.add_argument("--sram-limit", type=_byte_count, metavar="BYTES",
+                   help="pick the fastest schedule (patches or none) whose peak SRAM fits BYTES; "
+                        "an error says how much is needed when none does")
+    m.add_argument("--no-overlap", action="store_true",
+                   help="keep every op's output apart from its input (plain layer-by-layer plan)")
+    m.add_argument("--no-fold-pad", action="store_true", help="keep PAD ops as separate layers")
+    m.add_argument("--no-reorder", action="store_true", help="keep the model's op order")
+    g = p.add_argument_group("quantization of a float ONNX model (post-training, int8)")
+    g.add_argument("--calibration", metavar="DATA",
+                   help="calibration inputs: a .npy array (N x the model's input, float32, the model's "
+                        "own layout, NCHW for PyTorch exports) or a folder of images")
+    g.add_argument("--calib-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="resize calibration images to H x W (default: the model's input size)")
+    g.add_argument("--calib-mean", type=float, nargs="+", metavar="M",
+                   help="subtract from pixels scaled to [0, 1] (one value or one per channel; default 0)")
+    g.add_argument("--calib-std", type=float, nargs="+", metavar="S",
+                   help="then divide by (one value or one per channel; default 1)")
+    g.add_argument("--calib-layout", choices=["NCHW", "NHWC"], default="NCHW",
+                   help="layout of a .npy calibration array (default NCHW, the model's own)")
+    g.add_argument("--calib-limit", type=int, default=1000, metavar="N",
+                   help="use at most N calibration samples (default 1000)")
 
 
 def _options(args) -> CompileOptions:
-    return CompileOptions(board=args.board, planner=args.planner, device_float_io=args.device_float_io)
+    return CompileOptions(board=args.board, planner=args.planner, device_float_io=args.device_float_io,
+                          calibration=_calibration(args), **_memory_options(args))
+
+
+def _byte_count(text: str) -> int:
+    """'46000', '46_000', '45k' / '45K' (x1000), '44KiB' (x1024) -> bytes."""
+    t = text.strip().replace("_", "").replace(",", "")
+    scale = 1
+    for suffix, mult in (("kib", 1024), ("k", 1000), ("kb", 1000)):
+        if t.lower().endswith(suffix):
+            t, scale = t[:-len(suffix)], mult
+            break
+    try:
+        value = int(float(t) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a byte count (e.g. 46000 or 45k)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the limit must be positive")
+    return value
+
+
+def _memory_options(args) -> dict:
+    return dict(patch=getattr(args, "patch", None), sram_limit=getattr(args, "sram_limit", None),
+                overlap=not getattr(args, "no_overlap", False),
+                fold_pad=not getattr(args, "no_fold_pad", False),
+                reorder=not getattr(args, "no_reorder", False))
+
+
+def _calibration(args):
+    """--calibration and its preprocessing options as a quantizer.Calibration (or None)."""
+    if not getattr(args, "calibration", None):
+        return None
+    from .quantizer import Calibration
+
+    return Calibration(args.calibration, size=tuple(args.calib_size) if args.calib_size else None,
+                       mean=tuple(args.calib_mean) if args.calib_mean else None,
+                       std=tuple(args.calib_std) if args.calib_std else None,
+                       layout=args.calib_layout, limit=args.calib_limit)
 
 
 def _out_dir(args, purpose: str) -> Path:
@@ -64,6 +127,8 @@ def _records_from_files(graph, paths: list) -> list:
             per_input.append([x.reshape(t.shape)])
         elif x.ndim == len(t.shape) + 1 and tuple(x.shape[1:]) == t.shape:
             per_input.append([r for r in x])
+        elif x.ndim == len(t.shape) and t.shape and t.shape[0] == 1 and tuple(x.shape[1:]) == t.shape[1:]:
+            per_input.append([x[i:i + 1] for i in range(len(x))])   # batch-1 model: N x ... stacked
         else:
             raise UsageError(f"{path}: input '{name}' has shape {t.shape} (or N x that for N inputs); "
                              f"the file holds {x.shape}")
@@ -84,7 +149,7 @@ def random_records(graph, n: int, seed: int) -> list:
         for i, t in enumerate(hio.model_inputs):
             if t.dtype == "float32":
                 q = None
-                if i in hio.in_adapters:
+                if i in hio.in_adapters and getattr(hio.in_adapters[i], "graph", None) is not None:
                     a = hio.in_adapters[i].graph
                     q = a.tensors[a.outputs[0]].quant
                 for node in consumers.get(t.name, []):
@@ -189,6 +254,8 @@ def cmd_verify(args) -> int:
     c = compile_model(args.model, _options(args))
     out = _out_dir(args, "verify")
     write_project(c, out)
+    if c.graph.meta.get("format") == "onnx":
+        return _verify_onnx(args, c, out)
     records = random_records(c.graph, args.count, args.seed)
     expected = golden.run_tflm_many(args.model, records)
     result = _build_and_run(c, out, records)
@@ -218,6 +285,101 @@ def cmd_verify(args) -> int:
     extra = f", {c.report['instructions']:,} instructions" if "instructions" in c.report else ""
     print(f"OK: {Path(args.model).name} on {where}: bit-exact with TensorFlow Lite Micro on "
           f"{args.count} random inputs (seed {args.seed}){extra}")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from dataclasses import replace
+
+    from . import profile
+
+    c = compile_model(args.model, replace(_options(args), profile=True))
+    if c.board.kind == "host":
+        raise UsageError(f"board {c.board.name} cannot count instructions: profile on a Cortex-M board "
+                         "(it runs under QEMU with -icount)")
+    out = _out_dir(args, "profile")
+    write_project(c, out)
+    if args.input:
+        records = _records_from_files(c.graph, args.input)[:1]
+    else:
+        records = random_records(c.graph, 1, args.seed)
+    result = _build_and_run(c, out, records)
+    _, table, picture, note = profile.write_profile(c, result, c.report, out)
+    print(table)
+    if note:
+        print(f"tinyengine profile: {note}", file=sys.stderr)
+    print(f"profile.json, profile.txt{', arena.png' if picture else ''} and the project in {out}")
+    return 0
+
+
+def _verify_onnx(args, c, out: Path) -> int:
+    """ONNX: our firmware against onnxruntime running the same .onnx file.
+
+    onnxruntime's integer kernels round differently from TFLite's (which TinyEngine follows),
+    and a float file is compared with our int8 quantization of it, so the measure is top-1
+    agreement (and, for QDQ files, how many outputs are exactly equal), not bit-exactness.
+    With --reference our NumPy reference must equal our firmware exactly.
+    """
+    from . import golden, reference
+
+    if args.input:
+        records = _records_from_files(c.graph, args.input)
+        what = f"{len(records)} inputs from {', '.join(Path(p).name for p in args.input)}"
+    else:
+        records = random_records(c.graph, args.count, args.seed)
+        what = f"{args.count} random inputs (seed {args.seed})"
+    expected = golden.run_onnxruntime_many(args.model, records)
+    result = _build_and_run(c, out, records)
+    n = len(records)
+    agree = equal = 0
+    steps = 0.0
+    ours, theirs = [], []
+    adapter = host_io_of(c.graph).out_adapters.get(0)
+    dq = getattr(adapter, "graph", None)
+    out_scale = dq.tensors[dq.inputs[0]].quant.s if dq is not None else 1.0
+    for k, (rec_out, gold) in enumerate(zip(result.outputs, expected)):
+        y, g = rec_out[0], np.asarray(gold[0]).reshape(rec_out[0].shape)
+        a, b = int(np.argmax(y)), int(np.argmax(g))
+        ours.append(a)
+        theirs.append(b)
+        agree += a == b
+        same = all(np.array_equal(yy, np.asarray(gg).reshape(yy.shape)) for yy, gg in zip(rec_out, gold))
+        equal += same
+        steps = max(steps, float(np.max(np.abs(y.astype(np.float64) - g.astype(np.float64)))) / out_scale)
+        if args.verbose and a != b:
+            print(f"input {k}: class {a}, onnxruntime says {b}")
+    ref_bad = 0
+    if args.reference:
+        hio = host_io_of(c.graph)
+        for rec, rec_out in zip(records, result.outputs):
+            ref = hio.from_device(reference.run(c.graph, hio.to_device(rec)))
+            ref_bad += sum(not np.array_equal(r, y) for r, y in zip(ref, rec_out))
+    qdq = bool(c.graph.meta.get("onnx_qdq"))
+    need = args.min_agreement if args.min_agreement is not None else (99.0 if qdq else 97.0)
+    pct = 100.0 * agree / max(n, 1)
+    where = "host" if c.board.kind == "host" else f"{c.board.name} on QEMU {c.board.qemu_machine}"
+    kind = "QDQ int8" if qdq else "float, quantized by TinyEngine"
+    print(f"{Path(args.model).name} ({kind}) on {where}, {what}:")
+    print(f"  top-1 agreement with onnxruntime: {agree}/{n} ({pct:.1f}%)"
+          + (f"; outputs exactly equal: {equal}/{n}, largest difference {steps:.0f} "
+             "output quantization steps" if qdq else ""))
+    if args.labels:
+        labels = np.load(args.labels, allow_pickle=False).reshape(-1)[:n]
+        if len(labels) != n:
+            raise UsageError(f"{args.labels}: {len(labels)} labels for {n} inputs")
+        acc_ours = 100.0 * np.mean(np.array(ours) == labels)
+        acc_ort = 100.0 * np.mean(np.array(theirs) == labels)
+        print(f"  accuracy: TinyEngine int8 {acc_ours:.1f}%, onnxruntime {acc_ort:.1f}%")
+    if args.reference:
+        print(f"  NumPy reference vs firmware: {n - ref_bad}/{n} bit-exact")
+    if "instructions" in c.report:
+        print(f"  {c.report['instructions']:,} instructions per inference, peak SRAM "
+              f"{c.report['peak_sram_bytes']:,} B")
+    if pct < need or ref_bad:
+        print(f"FAIL: top-1 agreement {pct:.1f}% (required {need:g}%)"
+              + (f", {ref_bad} reference mismatches" if ref_bad else ""))
+        return 1
+    print(f"OK: top-1 agreement {pct:.1f}% >= {need:g}%")
     return 0
 
 
@@ -253,7 +415,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", action="store_true", help="also check the NumPy reference executor")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--input", action="append", help="ONNX: .npy inputs to compare on (N x the model's "
+                   "input; default: -n seeded random inputs)")
+    p.add_argument("--labels", help="ONNX: .npy of the N true classes, to report both accuracies")
+    p.add_argument("--min-agreement", type=float, metavar="PCT",
+                   help="ONNX: fail below this top-1 agreement with onnxruntime (default 99 for a "
+                        "QDQ model, 97 for a float model quantized by TinyEngine)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("profile", help="per-layer instructions, MACs and SRAM on the board (QEMU), "
+                       "with a picture of the arena")
+    _add_compile_args(p, out_required=False)
+    p.add_argument("--input", action="append", help=".npy input (one per model input; the first record "
+                   "is profiled); default: a seeded random input")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input used without --input")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("boards", help="list the supported boards")
     p.set_defaults(func=cmd_boards)

@@ -71,7 +71,8 @@ class GeneratedModel:
     symbols: dict        # tensor -> C expression
 
 
-def generate(graph: Graph, plan: MemoryPlan, stamp: dict) -> GeneratedModel:
+def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False) -> GeneratedModel:
+    """profile: te_invoke() calls te_profile_mark(i) after layer i (per-layer counts)."""
     env = environment()
     arena = "te_arena"
 
@@ -89,7 +90,14 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict) -> GeneratedModel:
 
     calls = []
     kernel_files: list = []
+    stage = getattr(plan, "patch", None)   # patch-based first stage (tinyengine/patching.py)
     for idx, node in enumerate(graph.nodes):
+        if stage is not None and idx <= stage.split:
+            if idx == stage.split:
+                from . import patching
+                calls.append(patching.render_stage(env, graph, plan, consts, const_of_tensor,
+                                                   kernel_files))
+            continue
         opdef = ops.get(node.op)
         p = {}
         for key, value in node.params.items():
@@ -130,7 +138,7 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict) -> GeneratedModel:
         "outputs": [_io(graph, t, ptr(t)) for t in graph.outputs],
     }
     ctx = dict(stamp=stamp, graph=graph, plan=plan, calls=calls, consts=const_list, headers=headers,
-               io=io, arena_bytes=max(plan.arena_bytes, 16),
+               profile=profile, io=io, arena_bytes=max(plan.arena_bytes, 16),
                tensors=[(c_comment(t), plan.offsets[t], graph.tensors[t].nbytes) for t in plan.offsets])
     files = {
         "model.h": env.get_template("model.h.j2").render(**ctx),

@@ -21,9 +21,14 @@ from .ir import Graph
 PASSES = [
     passes.check_ops,
     passes.remove_dead_nodes,
+    passes.fold_pad,          # PAD read only by a conv / depthwise conv -> its explicit padding
     passes.prepare,
     hostio.host_io,           # float QUANTIZE/DEQUANTIZE at the model's edges run on the host
+    hostio.edge_layout,       # NCHW <-> NHWC at an ONNX model's edges run on the host
+    passes.reorder_for_memory,  # on branching graphs, the order with the lowest live peak
 ]
+# passes a CompileOptions flag can leave out (to measure what each technique gives)
+OPTIONAL_PASSES = {"fold_pad": passes.fold_pad, "reorder": passes.reorder_for_memory}
 
 
 @dataclass
@@ -31,12 +36,29 @@ class CompileOptions:
     board: str = "stm32f746"
     planner: str = "greedy"
     device_float_io: bool = False   # keep float edge QUANTIZE/DEQUANTIZE in the firmware
+    profile: bool = False           # te_invoke() marks the end of every layer (tinyengine profile)
+    # memory techniques (all on by default; switch one off to measure what it gives)
+    fold_pad: bool = True           # fold PAD into the conv / depthwise conv reading it
+    reorder: bool = True            # op order with the lowest peak on branching graphs
+    overlap: bool = True            # outputs may start inside their consumed input
+    patch: str | None = None        # None, "auto" or "RxC@LAYER": patch-based first stage
+    sram_limit: int | None = None   # bytes of peak SRAM to fit (picks the fastest schedule)
+    calibration: object = None      # float ONNX: a quantizer.Calibration (data + preprocessing)
 
     def describe(self) -> str:
-        return f"planner={self.planner}" + (" device_float_io" if self.device_float_io else "")
+        return (f"planner={self.planner}" + (" device_float_io" if self.device_float_io else "")
+                + (" profile" if self.profile else "") + self.memory_options()
+                + (" " + self.calibration.describe() if self.calibration is not None else ""))
+
+    def memory_options(self) -> str:
+        off = [k for k in ("fold_pad", "reorder", "overlap") if not getattr(self, k)]
+        return ("".join(f" no_{k}" for k in off) + (f" patch={self.patch}" if self.patch else "")
+                + (f" sram_limit={self.sram_limit}" if self.sram_limit else ""))
 
     def passes(self) -> list:
-        return [p for p in PASSES if not (self.device_float_io and p is hostio.host_io)]
+        skip = {p for k, p in OPTIONAL_PASSES.items() if not getattr(self, k)}
+        return [p for p in PASSES if not (self.device_float_io and p is hostio.host_io)
+                and p not in skip]
 
 
 @dataclass
@@ -50,14 +72,15 @@ class Compiled:
     report: dict = field(default_factory=dict)
 
 
-def load_model(path) -> Graph:
+def load_model(path, options: CompileOptions | None = None) -> Graph:
     suffix = Path(str(path)).suffix.lower()
     if suffix == ".tflite":
         from .frontends import tflite
         return tflite.load(path)
     if suffix == ".onnx":
-        raise ModelError(f"{path}: ONNX input is not supported yet (supported: .tflite)")
-    raise ModelError(f"{path}: unknown model format '{suffix or '(none)'}' (supported: .tflite)")
+        from .frontends import onnx
+        return onnx.load(path, calibration=options.calibration if options else None)
+    raise ModelError(f"{path}: unknown model format '{suffix or '(none)'}' (supported: .tflite, .onnx)")
 
 
 def run_passes(graph: Graph, options: CompileOptions | None = None) -> Graph:
@@ -70,12 +93,37 @@ def run_passes(graph: Graph, options: CompileOptions | None = None) -> Graph:
 def compile_model(path, options: CompileOptions) -> Compiled:
     board = get_board(options.board)
     data = Path(path).read_bytes() if Path(str(path)).exists() else b""
-    graph = load_model(path)
+    graph = load_model(path, options)
     graph.meta["target"] = ops.Target(board.name, board.cpu, board.has_dsp)
     graph = run_passes(graph, options)
-    plan = planner.plan_graph(graph, options.planner)
+    plan = _plan(graph, options)
     c = Compiled(graph, plan, board, options, str(path), hashlib.sha256(data).hexdigest())
     return c
+
+
+def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
+    """The memory plan, with the patch schedule --patch / --sram-limit ask for."""
+    from . import patching
+
+    def plan_fn(schedule):
+        return planner.plan_graph(graph, options.planner, overlap=options.overlap, patch=schedule)
+
+    if not options.patch or options.patch == "none":
+        if options.sram_limit is None:
+            return plan_fn(None)
+        _, plan = patching.choose(graph, plan_fn, "limit", options.sram_limit)
+        return plan
+    if options.patch == "auto":
+        _, plan = patching.choose(graph, plan_fn, "auto", options.sram_limit)
+        return plan
+    split, grid = patching.parse_spec(options.patch, graph)
+    plan = plan_fn(patching.build(graph, split, grid))
+    need = patching.estimate_sram(plan.arena_bytes)
+    if options.sram_limit is not None and need > options.sram_limit:
+        raise FitError(f"--patch {options.patch} needs about {need} bytes of SRAM (arena "
+                       f"{plan.arena_bytes} + {patching.SRAM_ALLOWANCE} for stack and statics), "
+                       f"--sram-limit is {options.sram_limit}")
+    return plan
 
 
 def macs(graph: Graph) -> int:
@@ -92,7 +140,7 @@ def write_project(c: Compiled, out_dir) -> dict:
     from .project import emit_project
 
     out_dir = Path(out_dir)
-    gen = codegen.generate(c.graph, c.plan, stamp(c))
+    gen = codegen.generate(c.graph, c.plan, stamp(c), profile=c.options.profile)
     emit_project(out_dir, c.board, gen.files, gen.kernel_files, stamp(c))
     report = build_report(c, gen)
     check_fit(c, report)
@@ -127,6 +175,9 @@ def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
         "const_bytes": gen.const_bytes,
         "flash_bytes": None,
         "macs": macs(g),
+        "macs_executed": c.plan.patch.macs if c.plan.patch is not None else macs(g),
+        "patch": c.plan.patch.describe(g) if c.plan.patch is not None else None,
+        "memory": {"overlap_pairs": len(c.plan.overlaps), "options": c.options.memory_options().strip()},
         "ops": len(g.nodes),
         "layers": layers,
     }

@@ -10,6 +10,7 @@ bit-exact with TFLite Micro running the whole model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -25,6 +26,48 @@ class Adapter:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         node = self.graph.nodes[0]
         return ops.get(node.op).reference(node, self.graph, [x])[0]
+
+    def describe(self) -> str:
+        return f"{self.graph.nodes[0].op} on the host"
+
+
+@dataclass
+class FuncAdapter:
+    """A model-edge conversion that is a plain NumPy function (e.g. an NCHW <-> NHWC transpose
+    of an ONNX model's input), with a label for reports."""
+    fn: Callable
+    label: str
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.fn(x)
+
+    def describe(self) -> str:
+        return f"{self.label} on the host"
+
+
+@dataclass
+class ChainAdapter:
+    """Adapters applied in order.  ``graph`` is the first op adapter's graph (its QUANTIZE
+    output says which float range a random input should cover)."""
+    steps: list
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for step in self.steps:
+            x = step(x)
+        return x
+
+    @property
+    def graph(self):
+        return next((s.graph for s in self.steps if isinstance(s, Adapter)), None)
+
+    def describe(self) -> str:
+        return ", then ".join(s.describe().replace(" on the host", "") for s in self.steps) + " on the host"
+
+
+def transpose_adapter(perm: tuple) -> FuncAdapter:
+    perm = tuple(int(p) for p in perm)
+    return FuncAdapter(lambda x: np.ascontiguousarray(np.transpose(x, perm)),
+                       f"TRANSPOSE {list(perm)}")
 
 
 @dataclass
@@ -47,9 +90,9 @@ class HostIO:
     def describe(self) -> list:
         lines = []
         for i, a in self.in_adapters.items():
-            lines.append(f"input {i} '{self.model_inputs[i].name}': {a.graph.nodes[0].op} on the host")
+            lines.append(f"input {i} '{self.model_inputs[i].name}': {a.describe()}")
         for i, a in self.out_adapters.items():
-            lines.append(f"output {i} '{self.model_outputs[i].name}': {a.graph.nodes[0].op} on the host")
+            lines.append(f"output {i} '{self.model_outputs[i].name}': {a.describe()}")
         return lines
 
 
@@ -97,3 +140,33 @@ def host_io(graph: Graph) -> Graph:
 
 def host_io_of(graph: Graph) -> HostIO:
     return graph.meta.get("host_io") or HostIO.identity(graph)
+
+
+def edge_layout(graph: Graph) -> Graph:
+    """Pass: layout changes at the model's edges run on the host.
+
+    A frontend whose model layout differs from the kernels' (ONNX: NCHW, the kernels: NHWC)
+    records in ``graph.meta["edge_layout"]``, for each graph input / output tensor name, the
+    model-level tensor and the permutation from the model's layout to the device's (inputs)
+    or from the device's to the model's (outputs).  The user then feeds and gets the model's
+    own layout; the device never transposes its input.
+    """
+    layout = graph.meta.get("edge_layout")
+    if not layout or graph.meta.get("edge_layout_done"):
+        return graph
+    hio = host_io_of(graph)
+    for i, t in enumerate(hio.model_inputs):
+        if t.name in layout.get("inputs", {}):
+            model_t, perm = layout["inputs"][t.name]
+            rest = [hio.in_adapters[i]] if i in hio.in_adapters else []
+            hio.in_adapters[i] = ChainAdapter([transpose_adapter(perm)] + rest)
+            hio.model_inputs[i] = model_t
+    for i, t in enumerate(hio.model_outputs):
+        if t.name in layout.get("outputs", {}):
+            model_t, perm = layout["outputs"][t.name]
+            first = [hio.out_adapters[i]] if i in hio.out_adapters else []
+            hio.out_adapters[i] = ChainAdapter(first + [transpose_adapter(perm)])
+            hio.model_outputs[i] = model_t
+    graph.meta["host_io"] = hio
+    graph.meta["edge_layout_done"] = True
+    return graph

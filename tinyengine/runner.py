@@ -68,6 +68,8 @@ class RunResult:
                                # 32-bit timer wrapped (> 2.68e9 instructions)
     stack_bytes: int | None    # deepest stack use during inference; None on host
     stdout: str
+    layer_counts: list | None = None   # models compiled with profiling: per layer, the count
+                                       # (instructions under QEMU) of the first inference; else None
 
 
 def _manifest(out_dir: Path) -> dict:
@@ -177,6 +179,21 @@ def _parse_int(stdout: str, key: str) -> int | None:
     return int(hits[-1]) if hits else None
 
 
+def parse_layer_counts(stdout: str) -> list | None:
+    """Per-layer counts from the firmware's `TE_LAYER <i> <n>` lines, in layer order; None without
+    them.  A layer index missing from the run is an error (the lines are printed as layers end)."""
+    hits = re.findall(r"^TE_LAYER (\d+) (\d+)\s*$", stdout, re.M)
+    if not hits:
+        return None
+    counts: dict = {}
+    for i, n in hits:
+        counts.setdefault(int(i), int(n))
+    if sorted(counts) != list(range(len(counts))):
+        missing = sorted(set(range(max(counts) + 1)) - set(counts))
+        raise RunError(f"firmware profile is incomplete: no TE_LAYER line for layer(s) {missing[:10]}", stdout)
+    return [counts[i] for i in range(len(counts))]
+
+
 def run(out_dir, records, output_specs, timeout_s: int = DEFAULT_TIMEOUT_S) -> RunResult:
     """Run the firmware once over all records.
 
@@ -234,6 +251,7 @@ def run(out_dir, records, output_specs, timeout_s: int = DEFAULT_TIMEOUT_S) -> R
             pos += nbytes
         outputs.append(rec)
     instructions = _parse_int(stdout, "TE_INSTRUCTIONS")
+    layer_counts = parse_layer_counts(stdout)
     if instructions == TIMER_WRAPPED:
-        instructions = None
-    return RunResult(outputs, instructions, _parse_int(stdout, "TE_STACK_BYTES"), stdout)
+        instructions = layer_counts = None
+    return RunResult(outputs, instructions, _parse_int(stdout, "TE_STACK_BYTES"), stdout, layer_counts)

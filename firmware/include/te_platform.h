@@ -34,6 +34,12 @@ extern const char *const te_timer_label;
 void te_timer_start(void);
 uint32_t te_timer_stop(void);
 
+/* Per-layer profiling: te_timer_pause() stops the count and returns the count since
+ * te_timer_start() so far (same unit); te_timer_resume() continues it.  What runs between
+ * the two is not counted, by te_timer_stop() either.  Platforms that cannot measure return 0. */
+uint32_t te_timer_pause(void);
+void te_timer_resume(void);
+
 /* Stack high-water mark: te_stack_paint() fills the unused stack below the
  * caller with a pattern; te_stack_used() returns the deepest stack use (bytes
  * from the top of the stack) since the last paint, or -1 when unsupported.

@@ -13,6 +13,8 @@
  *   out_offset    : output zero point.  act_min <= act_max, both in [-128, 127].
  * Preconditions (checked by tinyengine/ops/elementwise.py Add.check): all multipliers
  * in [2^30, 2^31) or 0, shifts in [-31, 0].  No scratch memory.
+ * Overlap contract (TE_OVERLAP: elementwise): out[i] is written after in[i] is read, in
+ *   increasing i, so out may start at (or before) an input of the same element size.
  */
 #ifndef TE_ADD_S8_H
 #define TE_ADD_S8_H

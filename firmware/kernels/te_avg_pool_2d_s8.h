@@ -19,7 +19,11 @@
  * Arguments
  *   input   [batches, in_h, in_w, channels] int8, NHWC.
  *   output  [batches, out_h, out_w, channels] int8, NHWC, in the input's quantization.
- *           Must not overlap input.
+ *   Overlap contract (TE_OVERLAP: window group=1): output pixels are computed one at a time
+ *   in increasing (b, oy, ox) order; once any byte of output pixel q is written, the kernel
+ *   reads only input bytes in the windows of output pixels >= q.  The output may thus
+ *   start inside the input where tinyengine/overlap.py proves it safe; keep this order
+ *   (or change this line) when changing the loops.
  *   pad_top, pad_left >= 0 (SAME padding puts the odd pixel at the bottom / right).
  *   act_min <= act_max in [-128, 127]: the fused activation's bounds.
  * Preconditions (checked by the op's check()): sizes, filter and strides >= 1, and every

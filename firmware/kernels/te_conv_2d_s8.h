@@ -20,7 +20,12 @@
  *   filter    [out_c, k_h, k_w, in_c] int8 (OHWI, TFLite's layout), symmetric (zero point 0).
  *   acc_init  [out_c] int32: bias[oc] + input_offset * sum(filter[oc]) folded at compile time
  *             (input_offset = -input zero point; bias 0 when the model has none).
- *   output    [batches, out_h, out_w, out_c] int8, NHWC.  Must not overlap input.
+ *   output    [batches, out_h, out_w, out_c] int8, NHWC.
+ *   Overlap contract (TE_OVERLAP: window group=1): output pixels are computed one at a time
+ *   in increasing (b, oy, ox) order; once any byte of output pixel q is written, the kernel
+ *   reads only input bytes in the windows of output pixels >= q.  The output may thus
+ *   start inside the input where tinyengine/overlap.py proves it safe; keep this order
+ *   (or change this line) when changing the loops.
  *   pad_value the input zero point, in [-128, 127] (a padded tap then contributes 0 to
  *             the TFLite accumulator).
  *   out_mult, out_shift  [out_c] per-channel requantization (QuantizeMultiplier form:

@@ -22,7 +22,12 @@
  *   filter    [1, k_h, k_w, in_c * depth_multiplier] int8 (TFLite's layout), zero point 0.
  *   acc_init  [out_c] int32: bias[oc] + input_offset * sum_{ky,kx} filter[0, ky, kx, oc]
  *             (input_offset = -input zero point; bias 0 when the model has none).
- *   output    [batches, out_h, out_w, in_c * depth_multiplier] int8.  Must not overlap input.
+ *   output    [batches, out_h, out_w, in_c * depth_multiplier] int8.
+ *   Overlap contract (TE_OVERLAP: window group=1): output pixels are computed one at a time
+ *   in increasing (b, oy, ox) order; once any byte of output pixel q is written, the kernel
+ *   reads only input bytes in the windows of output pixels >= q.  The output may thus
+ *   start inside the input where tinyengine/overlap.py proves it safe; keep this order
+ *   (or change this line) when changing the loops.
  *   pad_value the input zero point, in [-128, 127].
  *   out_mult, out_shift  [out_c] per-channel requantization (QuantizeMultiplier form).
  *   output_offset  output zero point in [-128, 127].

@@ -8,6 +8,8 @@
  *               gemmlowp::logistic) for the node's input quantization; output scale 1/256,
  *               zero point -128.
  * No scratch memory.
+ * Overlap contract (TE_OVERLAP: elementwise): out[i] is written after in[i] is read, in
+ *   increasing i, so out may start at (or before) an input of the same element size.
  */
 #ifndef TE_LOGISTIC_S8_H
 #define TE_LOGISTIC_S8_H

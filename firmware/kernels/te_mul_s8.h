@@ -9,6 +9,8 @@
  *                   (multiplier in [2^30, 2^31) or 0, shift in [-31, 30]; may exceed one).
  *   out_offset    : output zero point.  act_min <= act_max, both in [-128, 127].
  * No scratch memory.
+ * Overlap contract (TE_OVERLAP: elementwise): out[i] is written after in[i] is read, in
+ *   increasing i, so out may start at (or before) an input of the same element size.
  */
 #ifndef TE_MUL_S8_H
 #define TE_MUL_S8_H

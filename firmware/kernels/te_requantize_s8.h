@@ -10,6 +10,8 @@
  *               shift in [-31, 30]; the ratio may exceed one).
  *   out = clamp(MultiplyByQuantizedMultiplier(x - in_zp, mult, shift) + out_zp).
  * No scratch memory.
+ * Overlap contract (TE_OVERLAP: elementwise): out[i] is written after in[i] is read, in
+ *   increasing i, so out may start at (or before) an input of the same element size.
  */
 #ifndef TE_REQUANTIZE_S8_H
 #define TE_REQUANTIZE_S8_H

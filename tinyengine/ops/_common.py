@@ -35,12 +35,29 @@ def pad_before(stride: int, dilation: int, in_size: int, k: int, out: int) -> tu
     return total // 2, total - total // 2
 
 
-def window_geometry(padding: str, in_hw: tuple, k_hw: tuple, stride: tuple,
+def is_padding(padding) -> bool:
+    """"SAME", "VALID", or explicit (top, bottom, left, right) pads (a folded PAD)."""
+    if isinstance(padding, (tuple, list)):
+        return len(padding) == 4 and all(int(v) >= 0 for v in padding)
+    return padding in ("SAME", "VALID")
+
+
+def window_geometry(padding, in_hw: tuple, k_hw: tuple, stride: tuple,
                     dilation: tuple = (1, 1)) -> dict:
     """TFLite ComputePaddingHeightWidth for a 2-D window op (conv, depthwise, pooling).
 
+    ``padding`` is "SAME", "VALID" or explicit (top, bottom, left, right) pads: what the
+    fold_pad pass leaves when it folds a PAD into its consumer (padded taps read the
+    input zero point, as the PAD wrote).
     Returns ``out_h, out_w, pad_top, pad_bottom, pad_left, pad_right``.
     """
+    if isinstance(padding, (tuple, list)):
+        top, bottom, left, right = (int(v) for v in padding)
+        eff_h = (k_hw[0] - 1) * dilation[0] + 1
+        eff_w = (k_hw[1] - 1) * dilation[1] + 1
+        return dict(out_h=(in_hw[0] + top + bottom - eff_h) // stride[0] + 1,
+                    out_w=(in_hw[1] + left + right - eff_w) // stride[1] + 1,
+                    pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right)
     out_h = out_size(padding, in_hw[0], k_hw[0], stride[0], dilation[0])
     out_w = out_size(padding, in_hw[1], k_hw[1], stride[1], dilation[1])
     top, bottom = pad_before(stride[0], dilation[0], in_hw[0], k_hw[0], out_h)

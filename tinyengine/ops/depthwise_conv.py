@@ -2,15 +2,98 @@
 
 Same arithmetic as CONV_2D (see conv.py): per output channel ``c*M+m`` the taps of input
 channel ``c``; ``acc_init`` folds bias and input offset at compile time.
+
+Kernels (chosen per node in prepare(), stored as ``params["kernel"]``):
+
+* ``te_depthwise_conv_2d_s8``      portable C, any depth multiplier; the host and the reference.
+* ``te_depthwise_conv_2d_s8_dsp``  Cortex-M4/M7 with the DSP extension, depth multiplier 1
+  and the preconditions of :func:`dsp_preconditions`: four channels per 32-bit load of the
+  NHWC input (SXTAB16 adds the input offset while sign-extending, SMLABB/SMLATT), padded taps
+  skipped, filter rearranged at compile time (:func:`pack_filter_dsp`, same bytes), per-channel
+  {bias, multiplier, rounding, shift} table (:func:`requant_table_dw_dsp`).  Other nodes on a
+  DSP target (depth multiplier > 1, a shift >= 0) keep the portable kernel.
+
+Both write output pixels in raster order and read only the current pixel's window, so the
+output may overlap the input (header line ``TE_OVERLAP: window group=1``, see
+tinyengine/overlap.py): :meth:`DepthwiseConv2D.overlap_bytes`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from tinyengine.ops import register, unsupported
+from tinyengine.ops import register, target_of, unsupported
 from tinyengine.ops._common import c_i32
 from tinyengine.ops.conv import _ConvBase, _pad_for_windows, _requantize, _tap
 from tinyengine.quant import wrap_int32
+
+PORTABLE = "te_depthwise_conv_2d_s8"
+DSP = "te_depthwise_conv_2d_s8_dsp"
+
+
+def pack_filter_dsp(w) -> np.ndarray:
+    """TFLite depthwise weights [1, KH, KW, C] (multiplier 1) -> te_depthwise_conv_2d_s8_dsp's
+    layout: per group of 4 channels the KH*KW taps with 4 bytes each, then each of the
+    C % 4 remaining channels' KH*KW taps.  Same byte count."""
+    w = np.asarray(w, dtype=np.int8)
+    _, k_h, k_w, c = w.shape
+    taps = w.reshape(k_h * k_w, c)
+    g = c // 4
+    body = taps[:, :4 * g].reshape(k_h * k_w, g, 4).transpose(1, 0, 2).reshape(-1)
+    tail = taps[:, 4 * g:].T.reshape(-1)
+    return np.ascontiguousarray(np.concatenate([body, tail]).astype(np.int8))
+
+
+def requant_table_dw_dsp(bias, mult, shift) -> np.ndarray:
+    """Per channel {bias, multiplier, 2^(e-1), e} (e = -shift >= 1) of
+    te_depthwise_conv_2d_s8_dsp (see its header)."""
+    e = -np.asarray(shift, dtype=np.int64)
+    assert np.all(e >= 1) and np.all(e <= 31)
+    bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), e.shape)
+    t = np.stack([bias, np.asarray(mult, dtype=np.int64),
+                  np.left_shift(1, e - 1), e], axis=1)
+    return c_i32(t.reshape(-1))
+
+
+# Bytes of scratch the DSP kernel may use for widened weights (8 per tap per 4 channels):
+# about 8% fewer instructions in the pixel loops, but the scratch is alive next to the
+# layer's input and output, and at the peak layer of mcunet-vww1 even 864 B of it raised
+# the planned arena by 6 KB.  0: never (the kernel sign-extends the int8 weights per tap).
+WIDEN_LIMIT = 0
+
+
+def dsp_scratch_bytes(in_c, k_h, k_w) -> int:
+    """Scratch of te_depthwise_conv_2d_s8_dsp for its widened weights (its header): 8 bytes
+    per tap per group of 4 channels; 0 (the kernel sign-extends the weights at every pixel
+    instead) when that is more than WIDEN_LIMIT."""
+    n = 8 * (int(in_c) // 4) * int(k_h) * int(k_w)
+    return n if n <= WIDEN_LIMIT else 0
+
+
+def dsp_preconditions(m, w, bias, mult, shift) -> bool:
+    """Whether te_depthwise_conv_2d_s8_dsp's preconditions hold (its header)."""
+    if m != 1 or np.any(np.asarray(shift) > -1) or np.any(np.asarray(shift) < -31):
+        return False
+    if np.any(np.asarray(mult, dtype=np.int64) < (1 << 30)):
+        return False
+    c = w.shape[3]
+    wabs = np.abs(np.asarray(w, dtype=np.int64)).reshape(-1, c).sum(axis=0)
+    bound = np.abs(np.asarray(bias, dtype=np.int64)) + 255 * wabs
+    return bool(np.all(bound < (1 << 30)))
+
+
+def raster_max_delta(batches, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, stride_h,
+                     stride_w, pad_top, pad_left) -> int:
+    """Largest D such that a kernel writing output pixels in raster order, each after reading
+    its own window (clipped to the image), stays correct with its output starting at
+    ``input start + d`` for every ``d <= D`` (bytes; capped at the input size)."""
+    b, oy, ox = np.meshgrid(np.arange(batches), np.arange(out_h), np.arange(out_w),
+                            indexing="ij")
+    ry = np.clip(oy.ravel() * stride_h - pad_top, 0, in_h - 1)
+    rx = np.clip(ox.ravel() * stride_w - pad_left, 0, in_w - 1)
+    first_read = ((b.ravel() * in_h + ry) * in_w + rx) * in_c      # lowest byte read for pixel q
+    later = np.minimum.accumulate(first_read[::-1])[::-1]          # lowest byte read at/after q
+    write_end = (np.arange(first_read.size) + 1) * out_c          # end of pixel q's output
+    return int(min(int(np.min(later - write_end)), batches * in_h * in_w * in_c))
 
 
 @register
@@ -21,6 +104,26 @@ class DepthwiseConv2D(_ConvBase):
     template = "ops/depthwise_conv_2d.c.j2"
     kernels = ("te_depthwise_conv_2d_s8.c",)
     weight_qdim = 3
+    _TEMPLATES = {PORTABLE: "ops/depthwise_conv_2d.c.j2", DSP: "ops/depthwise_conv_2d_dsp.c.j2"}
+
+    def kernel_sources(self, node) -> tuple:
+        return (node.params.get("kernel", PORTABLE) + ".c",)
+
+    def template_for(self, node) -> str:
+        return self._TEMPLATES[node.params.get("kernel", PORTABLE)]
+
+    def scratch_bytes(self, node, graph) -> int:
+        return int(node.params.get("scratch_bytes", 0))
+
+    def overlap_bytes(self, node, graph) -> int:
+        """Largest D (bytes) such that the output may start at ``input start + d`` for every
+        ``d <= D``: both kernels write output pixels in raster order, each right after
+        reading its own window (tests/test_kernels_depthwise.py runs them so overlapped)."""
+        p = node.params
+        y = graph.tensor(node.outputs[0])
+        return raster_max_delta(p["batches"], p["in_h"], p["in_w"], p["in_c"], p["out_h"],
+                                p["out_w"], y.shape[3], p["k_h"], p["k_w"], p["stride_h"],
+                                p["stride_w"], p["pad_top"], p["pad_left"])
 
     def _mult(self, node, graph) -> int:
         x = graph.tensor(node.inputs[0])
@@ -56,7 +159,17 @@ class DepthwiseConv2D(_ConvBase):
         wsum = np.asarray(w.data, dtype=np.int64).reshape(-1, out_c).sum(axis=0)
         bias = self._bias(node, graph)
         acc_init = wrap_int32((bias if bias is not None else 0) + q["input_offset"] * wsum)
+        m = self._mult(node, graph)
+        b0 = bias if bias is not None else np.zeros(out_c, np.int64)
+        dsp = target_of(graph).dsp and dsp_preconditions(m, w.data, b0, q["out_mult"],
+                                                         q["out_shift"])
+        extra = {}
+        if dsp:
+            extra = dict(filter_dsp=pack_filter_dsp(w.data), input_offset=q["input_offset"],
+                         rq=requant_table_dw_dsp(b0, q["out_mult"], q["out_shift"]),
+                         scratch_bytes=dsp_scratch_bytes(x.shape[3], k_h, k_w))
         return dict(
+            kernel=DSP if dsp else PORTABLE, **extra,
             batches=x.shape[0], in_h=x.shape[1], in_w=x.shape[2], in_c=x.shape[3],
             depth_multiplier=self._mult(node, graph), k_h=k_h, k_w=k_w,
             out_h=y.shape[1], out_w=y.shape[2],

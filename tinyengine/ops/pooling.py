@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
-from tinyengine.ops._common import act_bounds, require_int8, window_geometry
+from tinyengine.ops._common import act_bounds, is_padding, require_int8, window_geometry
 
 
 def _pair(v) -> tuple:
@@ -43,7 +43,7 @@ class _PoolBase(OpDef):
         if len(x.shape) != 4 or len(y.shape) != 4:
             raise unsupported(node, "input and output must be 4-D (NHWC)")
         padding, stride, filt = self._attrs(node)
-        if padding not in ("SAME", "VALID"):
+        if not is_padding(padding):
             raise unsupported(node, f"padding {padding!r} (SAME or VALID)")
         if min(stride) < 1 or min(filt) < 1:
             raise unsupported(node, f"stride {stride} and filter {filt} must be >= 1")

@@ -40,3 +40,16 @@ uint32_t te_timer_stop(void)
     }
     return (uint32_t)(((uint64_t)ticks * 40u) / 64u);
 }
+
+/* Disabling the timer freezes its value (QEMU's ptimer keeps the count); enabling it again
+ * continues from there, so paused time is not counted by any later reading. */
+uint32_t te_timer_pause(void)
+{
+    TE_TIMER0_CTRL = 0u;
+    return te_timer_stop();
+}
+
+void te_timer_resume(void)
+{
+    TE_TIMER0_CTRL = 1u | (1u << 3);
+}

@@ -27,3 +27,15 @@ uint32_t te_timer_stop(void)
 {
     return TE_DWT_CYCCNT - g_start;
 }
+
+/* Clearing CYCCNTENA stops the cycle counter; setting it again continues the count. */
+uint32_t te_timer_pause(void)
+{
+    TE_DWT_CTRL &= ~1u;
+    return TE_DWT_CYCCNT - g_start;
+}
+
+void te_timer_resume(void)
+{
+    TE_DWT_CTRL |= 1u;
+}

@@ -60,6 +60,10 @@ void te_timer_start(void) {}
 
 uint32_t te_timer_stop(void) { return 0u; }
 
+uint32_t te_timer_pause(void) { return 0u; }
+
+void te_timer_resume(void) {}
+
 void te_stack_paint(void) {}
 
 int32_t te_stack_used(void) { return -1; }

@@ -1,0 +1,352 @@
+/* te_depthwise_conv_2d_s8_dsp.c - int8 depthwise convolution, 4 channels per 32-bit load
+ * with SXTAB16 + SMLABB/SMLATT (Armv7E-M DSP).  Contract: te_depthwise_conv_2d_s8_dsp.h. */
+#include "te_depthwise_conv_2d_s8_dsp.h"
+
+#include "te_dsp.h"
+
+/* TE_DW_TAP(p, off): one tap for four channels, a0..a3 += (x.c + input_offset) * w.c with x
+ * the 4 input bytes at p + off (channels 0..3) and w the weights at wp: with wide == 0 the 4
+ * int8 weights (wp advanced by 4), with wide == 1 the two words of widened weights (scratch,
+ * wp advanced by 8).  off2 holds the input offset in both 16-bit lanes.  On the DSP target
+ * one asm block with the loads inside (SXTAB16 sign-extends and adds the offset in one
+ * instruction, SMLABB/SMLATT multiply-accumulate the 16-bit lanes), so that the compiler
+ * keeps each tap's instructions together: its scheduler otherwise hoists every load of an
+ * unrolled window and spills.  Plain C elsewhere, same results. */
+#if TE_DSP_NATIVE
+#define TE_DW_TAP_ASM(load_x, off_cons)                                           \
+        __asm__ volatile(load_x "\n\t"                                            \
+                "ldr %[wv], [%[wp]], #4\n\t"                                      \
+                "sxtab16 %[t1], %[o2], %[xv]\n\t"                                 \
+                "sxtb16 %[t2], %[wv]\n\t"                                         \
+                "smlabb %[a0], %[t1], %[t2], %[a0]\n\t"                           \
+                "smlatt %[a2], %[t1], %[t2], %[a2]\n\t"                           \
+                "sxtab16 %[xv], %[o2], %[xv], ror #8\n\t"                         \
+                "sxtb16 %[wv], %[wv], ror #8\n\t"                                 \
+                "smlabb %[a1], %[xv], %[wv], %[a1]\n\t"                           \
+                "smlatt %[a3], %[xv], %[wv], %[a3]"                               \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),     \
+                  [t1] "=&r"(t1_), [t2] "=&r"(t2_), [xv] "=&r"(xv_), [wv] "=&r"(wv_), \
+                  [wp] "+r"(wp)                                                   \
+                : [o2] "r"(off2), [p] "r"(p_), [off] off_cons(off_))
+/* wide: the weights already widened, {(w0, w2), (w1, w3)} as two int16-pair words */
+#define TE_DW_TAP_ASM_WIDE(load_x, off_cons)                                      \
+        __asm__ volatile(load_x "\n\t"                                            \
+                "ldrd %[t1], %[t2], [%[wp]], #8\n\t"                              \
+                "sxtab16 %[wv], %[o2], %[xv]\n\t"                                 \
+                "sxtab16 %[xv], %[o2], %[xv], ror #8\n\t"                         \
+                "smlabb %[a0], %[wv], %[t1], %[a0]\n\t"                           \
+                "smlatt %[a2], %[wv], %[t1], %[a2]\n\t"                           \
+                "smlabb %[a1], %[xv], %[t2], %[a1]\n\t"                           \
+                "smlatt %[a3], %[xv], %[t2], %[a3]"                               \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),     \
+                  [t1] "=&r"(t1_), [t2] "=&r"(t2_), [xv] "=&r"(xv_), [wv] "=&r"(wv_), \
+                  [wp] "+r"(wp)                                                   \
+                : [o2] "r"(off2), [p] "r"(p_), [off] off_cons(off_))
+#define TE_DW_TAP_X(load_x, off_cons, ptr, off)                                   \
+    do {                                                                          \
+        int32_t xv_, wv_, t1_, t2_;                                               \
+        const int8_t *p_ = (ptr);                                                 \
+        const int32_t off_ = (off);                                               \
+        if (wide) {                                                               \
+            TE_DW_TAP_ASM_WIDE(load_x, off_cons);                                 \
+        } else {                                                                  \
+            TE_DW_TAP_ASM(load_x, off_cons);                                      \
+        }                                                                         \
+    } while (0)
+/* x at p, p + off, p + 2 * off */
+#define TE_DW_TAP0(ptr) TE_DW_TAP_X("ldr %[xv], [%[p]]", "i", ptr, 0)
+#define TE_DW_TAP(ptr, off) TE_DW_TAP_X("ldr %[xv], [%[p], %[off]]", "r", ptr, off)
+#define TE_DW_TAP2(ptr, off) TE_DW_TAP_X("ldr %[xv], [%[p], %[off], lsl #1]", "r", ptr, off)
+#else
+/* a0..a3 += (x.c + input_offset) * w.c for the 4 int8 of x and w (bytes 0..3) */
+#define TE_DW_MAC4(x, w)                                                          \
+    do {                                                                          \
+        const int32_t xv_ = (x), wv_ = (w), o_ = (int16_t)(off2 & 0xffff);        \
+        a0 += ((int8_t)(xv_ & 0xff) + o_) * (int8_t)(wv_ & 0xff);                 \
+        a1 += ((int8_t)((xv_ >> 8) & 0xff) + o_) * (int8_t)((wv_ >> 8) & 0xff);   \
+        a2 += ((int8_t)((xv_ >> 16) & 0xff) + o_) * (int8_t)((wv_ >> 16) & 0xff); \
+        a3 += ((int8_t)((uint32_t)xv_ >> 24) + o_) * (int8_t)((uint32_t)wv_ >> 24); \
+    } while (0)
+#define TE_DW_TAP(ptr, off)                                                       \
+    do {                                                                          \
+        if (wide) {                                                               \
+            const int32_t xv_ = te_read_w((ptr) + (off)), o_ = (int16_t)(off2 & 0xffff); \
+            const int32_t e_ = te_read_w(wp), d_ = te_read_w(wp + 4);             \
+            a0 += ((int8_t)(xv_ & 0xff) + o_) * (int16_t)(e_ & 0xffff);           \
+            a2 += ((int8_t)((xv_ >> 16) & 0xff) + o_) * (int16_t)((uint32_t)e_ >> 16); \
+            a1 += ((int8_t)((xv_ >> 8) & 0xff) + o_) * (int16_t)(d_ & 0xffff);    \
+            a3 += ((int8_t)((uint32_t)xv_ >> 24) + o_) * (int16_t)((uint32_t)d_ >> 16); \
+            wp += 8;                                                              \
+        } else {                                                                  \
+            TE_DW_MAC4(te_read_w((ptr) + (off)), te_read_w(wp));                  \
+            wp += 4;                                                              \
+        }                                                                         \
+    } while (0)
+#define TE_DW_TAP0(ptr) TE_DW_TAP(ptr, 0)
+#define TE_DW_TAP2(ptr, off) TE_DW_TAP(ptr, 2 * (off))
+#endif
+
+/* Requantization with q = {bias, multiplier, 2^(e-1), e} (header): s = SRDHM(acc, m) is the
+ * rounded high word of 2 * acc * m (SMMULR), then RoundingDivideByPOT(s, e) =
+ * (s + 2^(e-1) - (s < 0)) >> e, with s + 2^(e-1) in one SMMLAR and (s < 0) = (acc < 0) (they
+ * differ only for acc = -1, m = 2^30, where s = 0 and both give 0 since e >= 1); then the
+ * output offset and the activation bounds (SSAT when they are [-128, 127]). */
+static inline int32_t te_dw_out(int32_t acc, const int32_t *q, int32_t oo, int32_t lo,
+                                int32_t hi, const int full)
+{
+    const int32_t sh = te_smmlar(acc << 1, q[1], q[2]);
+    const int32_t v = ((sh - (int32_t)((uint32_t)acc >> 31)) >> q[3]) + oo;
+    return full ? te_ssat8(v) : te_clamp_i32(v, lo, hi);
+}
+
+typedef struct {
+    int32_t groups, in_c, k_h, k_w, row_step, col_step, off2, input_offset, output_offset,
+        act_min, act_max, in_step;
+    const int8_t *tail_filter;
+} te_dw_args;
+
+/* The in_c % 4 channels after the groups of one pixel, one at a time: taps [ky0, ky1) x
+ * [kx0, kx1), win at the pixel's tap (ky0, kx0) (channel 0). */
+__attribute__((noinline)) static void te_dw_tail(const int8_t *win, const int32_t *rq,
+                                                 int8_t *out, int32_t ky0, int32_t ky1,
+                                                 int32_t kx0, int32_t kx1, const te_dw_args *a)
+{
+    const int32_t taps = a->k_h * a->k_w;
+    for (int32_t c = a->groups * 4; c < a->in_c; ++c) {
+        const int8_t *wt = a->tail_filter + (size_t)(c - a->groups * 4) * taps;
+        int32_t acc = rq[4 * c];
+        for (int32_t ky = ky0; ky < ky1; ++ky) {
+            const int8_t *px = win + c + (ptrdiff_t)(ky - ky0) * a->row_step;
+            for (int32_t kx = kx0; kx < kx1; ++kx, px += a->col_step) {
+                acc += (int32_t)wt[ky * a->k_w + kx] * (*px + a->input_offset);
+            }
+        }
+        out[c] = (int8_t)te_dw_out(acc, rq + 4 * c, a->output_offset, a->act_min, a->act_max, 0);
+    }
+}
+
+#define TE_DW_STORE4(o, q)                                        \
+    do {                                                          \
+        (o)[0] = (int8_t)te_dw_out(a0, (q), oo, lo, hi, full);      \
+        (o)[1] = (int8_t)te_dw_out(a1, (q) + 4, oo, lo, hi, full);  \
+        (o)[2] = (int8_t)te_dw_out(a2, (q) + 8, oo, lo, hi, full);  \
+        (o)[3] = (int8_t)te_dw_out(a3, (q) + 12, oo, lo, hi, full); \
+    } while (0)
+
+/* n consecutive output pixels of one row whose windows are wholly inside the image, 3x3:
+ * every group of 4 channels with the 9 taps unrolled, then the remaining channels. */
+static inline __attribute__((always_inline)) void te_dw_run_3x3_body(
+    const int8_t *win, int32_t n, const int8_t *w0, const int32_t *rq, int8_t *out,
+    const te_dw_args *a, const int full, const int wide)
+{
+    const int32_t rs = a->row_step, cs = a->col_step, off2 = a->off2;
+    const int32_t oo = a->output_offset, lo = a->act_min, hi = a->act_max;
+    for (; n > 0; --n, win += a->in_step, out += a->in_c) {
+        const int8_t *w = w0;
+        const int32_t *q = rq;
+        const int8_t *pg = win;
+        int8_t *o = out;
+        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 16, o += 4) {
+            int32_t a0 = q[0], a1 = q[4], a2 = q[8], a3 = q[12];
+            const int8_t *p = pg;
+            const int8_t *wp = w;
+            TE_DW_TAP0(p);
+            TE_DW_TAP(p, cs);
+            TE_DW_TAP2(p, cs);
+            p += rs;
+            TE_DW_TAP0(p);
+            TE_DW_TAP(p, cs);
+            TE_DW_TAP2(p, cs);
+            p += rs;
+            TE_DW_TAP0(p);
+            TE_DW_TAP(p, cs);
+            TE_DW_TAP2(p, cs);
+            w = wp;
+            TE_DW_STORE4(o, q);
+        }
+        if (a->groups * 4 < a->in_c) {
+            te_dw_tail(win, rq, out, 0, 3, 0, 3, a);
+        }
+    }
+}
+
+/* n consecutive output pixels of one row that share the taps [ky0, ky1) x [kx0, kx1) inside
+ * the image (padded taps add nothing: the input offset is applied per tap); win points at
+ * the first pixel's tap (ky0, kx0). */
+static inline __attribute__((always_inline)) void te_dw_run_body(
+    const int8_t *win, int32_t n, const int8_t *w0, const int32_t *rq, int8_t *out,
+    int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1, const te_dw_args *a, const int full,
+    const int wide)
+{
+    const int32_t rs = a->row_step, cs = a->col_step, off2 = a->off2;
+    const int32_t oo = a->output_offset, lo = a->act_min, hi = a->act_max;
+    const int32_t tap_bytes = wide ? 8 : 4;
+    const int32_t nx = kx1 - kx0;
+    const int32_t w_skip = (a->k_w - nx) * tap_bytes;       /* a row's padded taps */
+    const int32_t w_group = a->k_h * a->k_w * tap_bytes;    /* weight bytes of a group */
+    w0 += (ky0 * a->k_w + kx0) * tap_bytes;
+    for (; n > 0; --n, win += a->in_step, out += a->in_c) {
+        const int8_t *w = w0;
+        const int32_t *q = rq;
+        const int8_t *pg = win;
+        int8_t *o = out;
+        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 16, o += 4, w += w_group) {
+            int32_t a0 = q[0], a1 = q[4], a2 = q[8], a3 = q[12];
+            const int8_t *p = pg;
+            const int8_t *wp = w;
+            for (int32_t ky = ky0; ky < ky1; ++ky, p += rs, wp += w_skip) {
+                const int8_t *px = p;
+                int32_t kx = nx;
+                for (; kx >= 2; kx -= 2, px += 2 * cs) {
+                    TE_DW_TAP0(px);
+                    TE_DW_TAP(px, cs);
+                }
+                if (kx) {
+                    TE_DW_TAP0(px);
+                }
+            }
+            TE_DW_STORE4(o, q);
+        }
+        if (a->groups * 4 < a->in_c) {
+            te_dw_tail(win, rq, out, ky0, ky1, kx0, kx1, a);
+        }
+    }
+}
+
+__attribute__((noinline)) static void te_dw_run_3x3(const int8_t *win, int32_t n,
+                                                    const int8_t *w, const int32_t *rq,
+                                                    int8_t *out, const te_dw_args *a,
+                                                    int full, int wide)
+{
+    if (wide) {
+        if (full) {
+            te_dw_run_3x3_body(win, n, w, rq, out, a, 1, 1);
+        } else {
+            te_dw_run_3x3_body(win, n, w, rq, out, a, 0, 1);
+        }
+    } else if (full) {
+        te_dw_run_3x3_body(win, n, w, rq, out, a, 1, 0);
+    } else {
+        te_dw_run_3x3_body(win, n, w, rq, out, a, 0, 0);
+    }
+}
+
+__attribute__((noinline)) static void te_dw_run(const int8_t *win, int32_t n, const int8_t *w,
+                                                const int32_t *rq, int8_t *out, int32_t ky0,
+                                                int32_t ky1, int32_t kx0, int32_t kx1,
+                                                const te_dw_args *a, int full, int wide)
+{
+    if (wide) {
+        if (full) {
+            te_dw_run_body(win, n, w, rq, out, ky0, ky1, kx0, kx1, a, 1, 1);
+        } else {
+            te_dw_run_body(win, n, w, rq, out, ky0, ky1, kx0, kx1, a, 0, 1);
+        }
+    } else if (full) {
+        te_dw_run_body(win, n, w, rq, out, ky0, ky1, kx0, kx1, a, 1, 0);
+    } else {
+        te_dw_run_body(win, n, w, rq, out, ky0, ky1, kx0, kx1, a, 0, 0);
+    }
+}
+
+/* Taps t in [0, k) with 0 <= base + t * dil < size: [*t0, *t1). */
+static void te_dw_taps_inside(int32_t base, int32_t dil, int32_t k, int32_t size,
+                              int32_t *t0, int32_t *t1)
+{
+    int32_t lo = 0, hi = k;
+    while (lo < k && base + lo * dil < 0) {
+        ++lo;
+    }
+    while (hi > lo && base + (hi - 1) * dil >= size) {
+        --hi;
+    }
+    *t0 = lo;
+    *t1 = hi > lo ? hi : lo;
+}
+
+/* One pixel with no tap inside the image: the bias alone. */
+static void te_dw_bias_only(const int32_t *rq, int8_t *out, const te_dw_args *a)
+{
+    for (int32_t c = 0; c < a->in_c; ++c) {
+        out[c] = (int8_t)te_dw_out(rq[4 * c], rq + 4 * c, a->output_offset, a->act_min,
+                                   a->act_max, 0);
+    }
+}
+
+void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h,
+                                 int32_t in_w, int32_t in_c, const int8_t *filter,
+                                 int32_t k_h, int32_t k_w, const int32_t *rq,
+                                 int8_t *output, int32_t out_h, int32_t out_w,
+                                 int32_t stride_h, int32_t stride_w, int32_t dil_h,
+                                 int32_t dil_w, int32_t pad_top, int32_t pad_left,
+                                 int32_t input_offset, int32_t output_offset, int32_t act_min,
+                                 int32_t act_max, int32_t *scratch)
+{
+    te_dw_args a;
+    const int wide = scratch != NULL && in_c >= 4;
+    const int full = act_min == -128 && act_max == 127;
+    const int32_t taps = k_h * k_w;
+    const int8_t *wk = filter;          /* the weights the pixel loops read */
+    a.groups = in_c >> 2;
+    a.in_c = in_c;
+    a.k_h = k_h;
+    a.k_w = k_w;
+    a.row_step = in_w * in_c * dil_h;
+    a.col_step = in_c * dil_w;
+    a.off2 = (int32_t)(((uint32_t)(uint16_t)input_offset << 16) | (uint16_t)input_offset);
+    a.input_offset = input_offset;
+    a.output_offset = output_offset;
+    a.act_min = act_min;
+    a.act_max = act_max;
+    a.in_step = stride_w * in_c;
+    a.tail_filter = filter + (size_t)a.groups * taps * 4;
+    if (wide) {
+        /* widen the groups' weights once: per tap {(w0, w2), (w1, w3)} as int16 pairs */
+        const int32_t n = a.groups * taps;
+        for (int32_t i = 0; i < n; ++i) {
+            const int32_t v = te_read_w(filter + 4 * i);
+            scratch[2 * i] = te_sxtb16(v);
+            scratch[2 * i + 1] = te_sxtb16_ror8(v);
+        }
+        wk = (const int8_t *)scratch;
+    }
+    /* output columns [ox_lo, ox_hi) have every column tap inside the image */
+    int32_t ox_lo = (pad_left + stride_w - 1) / stride_w;
+    const int32_t last = in_w - 1 - (k_w - 1) * dil_w + pad_left;   /* max ox * stride_w */
+    int32_t ox_hi = last >= 0 ? last / stride_w + 1 : 0;
+    ox_hi = ox_hi < out_w ? ox_hi : out_w;
+    ox_lo = ox_lo < ox_hi ? ox_lo : ox_hi;
+
+    for (int32_t b = 0; b < batches; ++b) {
+        const int8_t *in_b = input + (size_t)b * in_h * in_w * in_c;
+        for (int32_t oy = 0; oy < out_h; ++oy) {
+            const int32_t iy0 = oy * stride_h - pad_top;
+            int32_t ky0, ky1;
+            te_dw_taps_inside(iy0, dil_h, k_h, in_h, &ky0, &ky1);
+            const int8_t *row = in_b + (ptrdiff_t)(iy0 + ky0 * dil_h) * in_w * in_c;
+            int8_t *out_row = output + ((size_t)b * out_h + oy) * out_w * in_c;
+            int32_t ox = 0;
+            while (ox < out_w) {
+                const int32_t ix0 = ox * stride_w - pad_left;
+                int8_t *o = out_row + (size_t)ox * in_c;
+                int32_t n = 1, kx0 = 0, kx1 = k_w;
+                if (ox == ox_lo && ox_lo < ox_hi) {
+                    n = ox_hi - ox_lo;          /* the run of interior columns */
+                } else {
+                    te_dw_taps_inside(ix0, dil_w, k_w, in_w, &kx0, &kx1);
+                }
+                if (ky0 >= ky1 || kx0 >= kx1) {
+                    te_dw_bias_only(rq, o, &a);
+                } else {
+                    const int8_t *win = row + (ptrdiff_t)(ix0 + kx0 * dil_w) * in_c;
+                    if (k_h == 3 && k_w == 3 && ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 3) {
+                        te_dw_run_3x3(win, n, wk, rq, o, &a, full, wide);
+                    } else {
+                        te_dw_run(win, n, wk, rq, o, ky0, ky1, kx0, kx1, &a, full, wide);
+                    }
+                }
+                ox += n;
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+"""DEPTHWISE_CONV_2D kernels: the DSP kernel against TFLite Micro and its portable twin,
+their in-place (overlapping output) contract, and whole models through the pipeline.
+
+1. Host: te_depthwise_conv_2d_s8_dsp compiled natively (te_dsp.h's plain-C fallbacks) on
+   many shapes, called through ctypes exactly as its template calls it, equal to TFLM and
+   to te_depthwise_conv_2d_s8.
+2. Host: both kernels run with the output overlapping the input, starting at
+   input + overlap_bytes(node): still equal to TFLM; one byte further breaks them.
+3. QEMU (marked `qemu`): models with many depthwise layers compiled for stm32f746 (M7) and
+   stm32f411 (M4), where prepare() picks the DSP kernel, and for the host: `verify`
+   against TFLM.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from tests.ckernels import load_kernels, ptr
+from tests.golden import run_tflm
+from tests.test_ops_a import _conv_model, _parse_call, _rand_i8, _rng
+from tests.tflite_builder import ModelBuilder
+from tinyengine import codegen, ops
+from tinyengine.cli import main
+from tinyengine.compiler import run_passes
+from tinyengine.frontends.tflite import load
+from tinyengine.ops import Target
+from tinyengine.ops._common import window_geometry
+from tinyengine.ops import depthwise_conv
+from tinyengine.ops.depthwise_conv import DSP, PORTABLE
+
+M7 = Target("stm32f746", "cortex-m7", True)
+
+CASES = [
+    # (in_hw, in_c, mult, k_hw, stride, dilation, padding, per_channel, act)
+    ((9, 9), 8, 1, (3, 3), (1, 1), (1, 1), "SAME", True, "RELU6"),
+    ((10, 11), 12, 1, (3, 3), (2, 2), (1, 1), "SAME", True, "RELU"),
+    ((9, 9), 17, 1, (3, 3), (2, 2), (1, 1), "SAME", False, "NONE"),
+    ((7, 6), 1, 1, (3, 3), (1, 1), (1, 1), "VALID", True, "NONE"),
+    ((12, 12), 5, 1, (5, 5), (1, 1), (1, 1), "SAME", True, "NONE"),
+    ((13, 12), 33, 1, (7, 7), (2, 2), (1, 1), "SAME", True, "RELU"),
+    ((5, 5), 24, 1, (7, 7), (1, 1), (1, 1), "SAME", True, "NONE"),      # image < kernel
+    ((11, 11), 3, 1, (5, 5), (2, 2), (1, 1), "VALID", True, "NONE"),
+    ((25, 5), 16, 1, (10, 4), (1, 1), (1, 1), "SAME", True, "RELU"),
+    ((12, 12), 8, 1, (3, 3), (1, 1), (2, 2), "SAME", True, "NONE"),
+    ((8, 8), 7, 1, (1, 1), (1, 1), (1, 1), "VALID", False, "RELU6"),
+    ((10, 9), 6, 2, (3, 3), (1, 1), (1, 1), "SAME", True, "NONE"),      # multiplier 2: portable
+    ((6, 7), 20, 1, (3, 3), (2, 1), (1, 1), "SAME", False, "RELU6"),
+]
+
+
+def _ids(c):
+    return (f"{c[0][0]}x{c[0][1]}x{c[1]}-m{c[2]}-k{c[3][0]}x{c[3][1]}-s{c[4][0]}{c[4][1]}"
+            f"-d{c[5][0]}-{c[6]}-{'pc' if c[7] else 'pt'}-{c[8]}")
+
+
+def _case_model(case, batch=1):
+    in_hw, in_c, mult, k_hw, stride, dil, padding, pc, act = case
+    rng = _rng("dwdsp", case, batch)
+    model, shape = _conv_model(rng, in_hw, in_c, None, k_hw, stride, dil, padding, pc, act,
+                               True, batch, depthwise=True, mult=mult)
+    return model, _rand_i8(rng, shape)
+
+
+def _prepared(model, target=M7):
+    graph = load(model)
+    graph.meta["target"] = target
+    graph = run_passes(graph)
+    assert len(graph.nodes) == 1
+    return graph, graph.nodes[0]
+
+
+def _call(graph, node, x_ptr, y_ptr, keep):
+    """Call the node's kernel through its own template (argument order and all)."""
+    opdef = ops.get(node.op)
+    p = {k: (f"P_{k}" if isinstance(v, np.ndarray) else v) for k, v in node.params.items()}
+    text = codegen.environment().get_template(opdef.template_for(node)).render(
+        node=node, p=p, inp=["IN0", "IN1", "IN2"][:len(node.inputs)], out=["OUT0"],
+        scratch="SCRATCH", same_buffer=False,
+        tin=[graph.tensors[t] if t else None for t in node.inputs],
+        tout=[graph.tensors[t] for t in node.outputs])
+    fname, args = _parse_call(text)
+    assert fname == node.params["kernel"], (fname, node.params["kernel"])
+
+    def conv(a):
+        if a.endswith("SCRATCH"):
+            arr = np.zeros(ops.get(node.op).scratch_bytes(node, graph) // 4, np.int32)
+            keep.append(arr)
+            return ptr(arr)
+        if a == "NULL":
+            return None
+        if a == "IN0":
+            return x_ptr
+        if a == "OUT0":
+            return y_ptr
+        if a.startswith("IN"):
+            arr = np.ascontiguousarray(graph.tensors[node.inputs[int(a[2:])]].data)
+        elif a.startswith("P_"):
+            arr = np.ascontiguousarray(node.params[a[2:]])
+        else:
+            return ctypes.c_int32(int(a.rstrip("u")))
+        keep.append(arr)
+        return ptr(arr)
+
+    getattr(load_kernels(), fname)(*[conv(a) for a in args])
+
+
+def _run(graph, node, x):
+    y = np.zeros(graph.tensors[node.outputs[0]].shape, np.int8)
+    x = np.ascontiguousarray(x)
+    _call(graph, node, ptr(x), ptr(y), [])
+    return y
+
+
+@pytest.mark.parametrize("widen", [True, False], ids=["widened", "int8-weights"])
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_dsp_kernel_matches_tflm_and_portable(case, widen, monkeypatch):
+    """Both paths of the DSP kernel: weights widened in scratch, and read as int8 (the
+    kernel's choice when the widened weights would take more than WIDEN_LIMIT bytes)."""
+    monkeypatch.setattr(depthwise_conv, "WIDEN_LIMIT", 16384 if widen else 0)
+    model, x = _case_model(case)
+    golden = run_tflm(model, [x])[0]
+    assert len(np.unique(golden)) > 1, "degenerate case: constant output"
+    graph, node = _prepared(model)
+    assert node.params["kernel"] == (DSP if case[2] == 1 else PORTABLE)
+    if node.params["kernel"] == DSP:
+        assert (node.params["scratch_bytes"] > 0) == (widen and case[1] >= 4)
+    host_graph, host_node = _prepared(model, Target())
+    assert host_node.params["kernel"] == PORTABLE
+    y_dsp = _run(graph, node, x).reshape(golden.shape)
+    y_port = _run(host_graph, host_node, x).reshape(golden.shape)
+    assert np.array_equal(y_port, golden)
+    assert np.array_equal(y_dsp, golden), \
+        f"{node.params['kernel']} differs from TFLM in {np.count_nonzero(y_dsp != golden)} values"
+
+
+def test_dsp_kernel_batches():
+    model, x = _case_model(CASES[1], batch=2)
+    graph, node = _prepared(model)
+    assert node.params["kernel"] == DSP
+    golden = run_tflm(model, [x])[0]
+    assert np.array_equal(_run(graph, node, x).reshape(golden.shape), golden)
+
+
+def _run_overlapped(graph, node, x, delta):
+    """Run with input at `base` and output at `base + delta` inside one buffer."""
+    y_shape = graph.tensors[node.outputs[0]].shape
+    n_in, n_out = x.size, int(np.prod(y_shape))
+    lo = min(0, delta)
+    hi = max(n_in, delta + n_out)
+    buf = np.zeros(hi - lo + 64, np.int8)
+    base = 32 - lo
+    buf[base:base + n_in] = x.ravel()
+    addr = buf.ctypes.data
+    _call(graph, node, ctypes.c_void_p(addr + base), ctypes.c_void_p(addr + base + delta), [])
+    return buf[base + delta:base + delta + n_out].reshape(y_shape).copy()
+
+
+OVERLAP_CASES = [CASES[0], CASES[1], CASES[5], CASES[6], CASES[7], CASES[8], CASES[11]]
+
+
+@pytest.mark.parametrize("case", OVERLAP_CASES, ids=_ids)
+@pytest.mark.parametrize("target", ["dsp", "portable"])
+def test_overlapping_output_at_overlap_bytes(case, target):
+    """The output may start overlap_bytes(node) bytes after the input's start (or anywhere
+    lower).  overlap_bytes is the raster-window bound (tinyengine/overlap.py, group=1), which
+    is tight to one output pixel here: a start out_c + 1 bytes higher clobbers input the
+    kernel still reads."""
+    model, x = _case_model(case)
+    golden = run_tflm(model, [x])[0].reshape(-1)
+    graph, node = _prepared(model, M7 if target == "dsp" else Target())
+    if target == "dsp" and case[2] != 1:
+        pytest.skip("multiplier 2 always uses the portable kernel")
+    d = ops.get(node.op).overlap_bytes(node, graph)
+    assert d < x.size, "the output may not start past the input in these cases"
+    for delta in (d, d // 16 * 16, d - 37):
+        y = _run_overlapped(graph, node, x, delta)
+        assert np.array_equal(y.reshape(-1), golden), f"delta {delta} (overlap_bytes {d})"
+    out_c = graph.tensors[node.outputs[0]].shape[3]
+    y = _run_overlapped(graph, node, x, d + out_c + 1)
+    assert not np.array_equal(y.reshape(-1), golden), f"delta {d + out_c + 1} still correct"
+
+
+def test_overlap_bytes_values():
+    """Worked example: 3x3 stride 1 SAME on 9x9x8.  Pixel (oy, ox >= 1), oy >= 1, reads from
+    input pixel (oy - 1, ox - 1) on and its output ends at pixel index oy*9 + ox + 1, so
+    D = ((oy - 1)*9 + ox - 1)*8 - (oy*9 + ox + 1)*8 = -(9 + 2)*8 (the other pixels allow more)."""
+    model, _ = _case_model(CASES[0])
+    graph, node = _prepared(model)
+    assert ops.get(node.op).overlap_bytes(node, graph) == -(9 + 2) * 8
+
+
+# -- whole models through the pipeline -----------------------------------------------------------
+LAYERS = [
+    # chains of layers from one input each: (in_hw, in_c, [(k_hw, stride, padding, mult, act)])
+    ((20, 20), 16, [((3, 3), 1, "SAME", 1, "RELU6"), ((3, 3), 2, "SAME", 1, "NONE"),
+                    ((5, 5), 1, "SAME", 1, "RELU"), ((7, 7), 2, "SAME", 1, "NONE"),
+                    ((3, 3), 1, "VALID", 2, "NONE")]),
+    ((13, 11), 7, [((3, 3), 2, "VALID", 1, "NONE"), ((5, 5), 2, "SAME", 1, "RELU6"),
+                   ((3, 3), 1, "SAME", 2, "NONE"), ((7, 7), 1, "SAME", 1, "NONE")]),
+    ((25, 5), 33, [((10, 4), 1, "SAME", 1, "RELU"), ((3, 3), 1, "SAME", 1, "NONE")]),
+    ((9, 10), 1, [((5, 5), 1, "VALID", 1, "NONE"), ((3, 3), 2, "SAME", 1, "RELU6")]),
+    # 42 groups x 49 taps x 8 bytes > WIDEN_LIMIT: the DSP kernel reads int8 weights
+    ((4, 5), 170, [((7, 7), 1, "SAME", 1, "NONE")]),
+]
+
+
+def _dw_network(per_tensor_every=2) -> bytes:
+    rng = _rng("dw-network")
+    mb = ModelBuilder()
+    ins, outs = [], []
+    n = 0
+    for ci, (hw, c, chain) in enumerate(LAYERS):
+        s, zp = float(rng.uniform(0.02, 0.08)), int(rng.integers(-20, 20))
+        x = mb.tensor(f"x{ci}", (1, *hw, c), "int8", scale=s, zero_point=zp)
+        ins.append(x)
+        for k_hw, stride, padding, mult, act in chain:
+            n += 1
+            out_c = c * mult
+            w = _rand_i8(rng, (1, *k_hw, out_c))
+            w[w == -128] = -127
+            pc = n % per_tensor_every != 0
+            w_s = rng.uniform(0.002, 0.02, size=out_c if pc else 1)
+            wi = mb.const(f"w{n}", w, "int8", scale=w_s, zero_point=np.zeros(w_s.size, np.int64),
+                          quantized_dimension=3)
+            b = rng.integers(-5000, 5000, size=out_c).astype(np.int32)
+            bi = mb.const(f"b{n}", b, "int32", scale=(s * w_s).astype(np.float32),
+                          zero_point=np.zeros(out_c, np.int64))
+            g = window_geometry(padding, hw, k_hw, (stride, stride), (1, 1))
+            out_s = s * float(np.mean(w_s)) * 60.0 * np.sqrt(k_hw[0] * k_hw[1])
+            out_zp = int(rng.integers(-30, 30))
+            y = mb.tensor(f"y{n}", (1, g["out_h"], g["out_w"], out_c), "int8", scale=out_s,
+                          zero_point=out_zp)
+            mb.op("DEPTHWISE_CONV_2D", [x, wi, bi], [y], padding=padding, stride_h=stride,
+                  stride_w=stride, depth_multiplier=mult, fused_activation_function=act)
+            x, hw, c, s = y, (g["out_h"], g["out_w"]), out_c, out_s
+        outs.append(x)
+    mb.inputs(ins)
+    mb.outputs(outs)
+    return mb.build()
+
+
+def test_dw_network_kernel_choice(tmp_path, monkeypatch):
+    monkeypatch.setattr(depthwise_conv, "WIDEN_LIMIT", 16384)
+    path = tmp_path / "dw.tflite"
+    path.write_bytes(_dw_network())
+    graph = load(str(path))
+    graph.meta["target"] = M7
+    graph = run_passes(graph)
+    kinds = [node.params["kernel"] for node in graph.nodes]
+    assert kinds.count(DSP) >= 10 and kinds.count(PORTABLE) == 2, kinds
+    widened = [node.params.get("scratch_bytes", 0) > 0 for node in graph.nodes
+               if node.params["kernel"] == DSP]
+    assert any(widened) and not all(widened)
+
+
+@pytest.mark.parametrize("board", ["host", pytest.param("stm32f746", marks=pytest.mark.qemu),
+                                   pytest.param("stm32f411", marks=pytest.mark.qemu)])
+def test_dw_network_bit_exact(board, tmp_path, capsys, monkeypatch):
+    """With widened weights where they fit in 16 KB (and int8 weights for the 170-channel
+    layer), so that both paths of the DSP kernel run on the emulated M7 and M4."""
+    monkeypatch.setattr(depthwise_conv, "WIDEN_LIMIT", 16384)
+    path = tmp_path / "dw.tflite"
+    path.write_bytes(_dw_network())
+    rc = main(["verify", str(path), "--board", board, "-n", "2", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "bit-exact" in out
+
+
+def test_requantization_identity():
+    """The DSP kernel's requantization, (SMMLAR(2*acc, m, 2^(e-1)) - (acc < 0)) >> e, equals
+    TFLite's MultiplyByQuantizedMultiplier for |acc| < 2^30, m in [2^30, 2^31), e in [1, 31];
+    edge cases included (acc = -1 with m = 2^30, exact halves, the largest values)."""
+    from tinyengine.quant import multiply_by_quantized_multiplier
+
+    rng = np.random.default_rng(5)
+    acc = np.concatenate([rng.integers(-(1 << 30) + 1, 1 << 30, 20000),
+                          rng.integers(-5000, 5000, 20000),
+                          [-1, 0, 1, (1 << 30) - 1, -(1 << 30) + 1]]).astype(np.int64)
+    for m in [1 << 30, (1 << 31) - 1, 1518500250, int(rng.integers(1 << 30, 1 << 31))]:
+        for e in [1, 2, 7, 13, 22, 31]:
+            smmlar = ((2 * acc * m + (1 << 31)) >> 32) + (1 << (e - 1))
+            ours = (smmlar - (acc < 0)) >> e
+            want = multiply_by_quantized_multiplier(acc, np.int64(m), np.int64(-e))
+            assert np.array_equal(ours, want), (m, e)
