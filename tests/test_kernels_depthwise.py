@@ -5,7 +5,8 @@ their in-place (overlapping output) contract, and whole models through the pipel
    many shapes, called through ctypes exactly as its template calls it, equal to TFLM and
    to te_depthwise_conv_2d_s8.
 2. Host: both kernels run with the output overlapping the input, starting at
-   input + overlap_bytes(node): still equal to TFLM; one byte further breaks them.
+   input + overlap_bytes(node) (and lower): still equal to TFLM; out_c + 1 bytes higher
+   breaks them.
 3. QEMU (marked `qemu`): models with many depthwise layers compiled for stm32f746 (M7) and
    stm32f411 (M4), where prepare() picks the DSP kernel, and for the host: `verify`
    against TFLM.
@@ -21,13 +22,12 @@ from tests.ckernels import load_kernels, ptr
 from tests.golden import run_tflm
 from tests.test_ops_a import _conv_model, _parse_call, _rand_i8, _rng
 from tests.tflite_builder import ModelBuilder
-from tinyengine import codegen, ops
+from tinyengine import codegen, ops, planner
 from tinyengine.cli import main
 from tinyengine.compiler import run_passes
 from tinyengine.frontends.tflite import load
 from tinyengine.ops import Target
 from tinyengine.ops._common import window_geometry
-from tinyengine.ops import depthwise_conv
 from tinyengine.ops.depthwise_conv import DSP, PORTABLE
 
 M7 = Target("stm32f746", "cortex-m7", True)
@@ -116,13 +116,14 @@ def _run(graph, node, x):
 @pytest.mark.parametrize("widen", [True, False], ids=["widened", "int8-weights"])
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_dsp_kernel_matches_tflm_and_portable(case, widen, monkeypatch):
-    """Both paths of the DSP kernel: weights widened in scratch, and read as int8 (the
-    kernel's choice when the widened weights would take more than WIDEN_LIMIT bytes)."""
-    monkeypatch.setattr(depthwise_conv, "WIDEN_LIMIT", 16384 if widen else 0)
+    """Both paths of the DSP kernel: weights widened in its optional scratch (granted where
+    it does not raise the arena), and read as int8."""
     model, x = _case_model(case)
     golden = run_tflm(model, [x])[0]
     assert len(np.unique(golden)) > 1, "degenerate case: constant output"
     graph, node = _prepared(model)
+    if widen:
+        node.params["scratch_bytes"] = node.params.get("optional_scratch_bytes", 0)
     assert node.params["kernel"] == (DSP if case[2] == 1 else PORTABLE)
     if node.params["kernel"] == DSP:
         assert (node.params["scratch_bytes"] > 0) == (widen and case[1] >= 4)
@@ -201,7 +202,7 @@ LAYERS = [
                    ((3, 3), 1, "SAME", 2, "NONE"), ((7, 7), 1, "SAME", 1, "NONE")]),
     ((25, 5), 33, [((10, 4), 1, "SAME", 1, "RELU"), ((3, 3), 1, "SAME", 1, "NONE")]),
     ((9, 10), 1, [((5, 5), 1, "VALID", 1, "NONE"), ((3, 3), 2, "SAME", 1, "RELU6")]),
-    # 42 groups x 49 taps x 8 bytes > WIDEN_LIMIT: the DSP kernel reads int8 weights
+    # 42 groups x 49 taps x 8 bytes of optional scratch: too big to be free here
     ((4, 5), 170, [((7, 7), 1, "SAME", 1, "NONE")]),
 ]
 
@@ -241,26 +242,29 @@ def _dw_network(per_tensor_every=2) -> bytes:
     return mb.build()
 
 
-def test_dw_network_kernel_choice(tmp_path, monkeypatch):
-    monkeypatch.setattr(depthwise_conv, "WIDEN_LIMIT", 16384)
+def test_dw_network_kernel_choice(tmp_path):
+    """DSP kernels where their preconditions hold; widened weights only where the optional
+    scratch leaves the arena as it is."""
+    from tinyengine.compiler import CompileOptions, compile_model
+
     path = tmp_path / "dw.tflite"
     path.write_bytes(_dw_network())
-    graph = load(str(path))
-    graph.meta["target"] = M7
-    graph = run_passes(graph)
-    kinds = [node.params["kernel"] for node in graph.nodes]
+    c = compile_model(path, CompileOptions(board="stm32f746"))
+    kinds = [node.params["kernel"] for node in c.graph.nodes]
     assert kinds.count(DSP) >= 10 and kinds.count(PORTABLE) == 2, kinds
-    widened = [node.params.get("scratch_bytes", 0) > 0 for node in graph.nodes
+    widened = [node.params.get("scratch_bytes", 0) > 0 for node in c.graph.nodes
                if node.params["kernel"] == DSP]
     assert any(widened) and not all(widened)
+    for node in c.graph.nodes:
+        node.params["scratch_bytes"] = 0
+    assert planner.plan_graph(c.graph).arena_bytes == c.plan.arena_bytes
 
 
 @pytest.mark.parametrize("board", ["host", pytest.param("stm32f746", marks=pytest.mark.qemu),
                                    pytest.param("stm32f411", marks=pytest.mark.qemu)])
-def test_dw_network_bit_exact(board, tmp_path, capsys, monkeypatch):
-    """With widened weights where they fit in 16 KB (and int8 weights for the 170-channel
-    layer), so that both paths of the DSP kernel run on the emulated M7 and M4."""
-    monkeypatch.setattr(depthwise_conv, "WIDEN_LIMIT", 16384)
+def test_dw_network_bit_exact(board, tmp_path, capsys):
+    """With widened weights where their scratch is free and int8 weights elsewhere (see
+    test_dw_network_kernel_choice), so both paths of the DSP kernel run on the M7 and M4."""
     path = tmp_path / "dw.tflite"
     path.write_bytes(_dw_network())
     rc = main(["verify", str(path), "--board", board, "-n", "2", "-o", str(tmp_path / "out")])

@@ -102,6 +102,34 @@ def compile_model(path, options: CompileOptions) -> Compiled:
 
 
 def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
+    """The memory plan, with the patch schedule and the optional scratch that costs nothing."""
+    plan = _plan_schedule(graph, options)
+    return grant_optional_scratch(
+        graph, plan, lambda: planner.plan_graph(graph, options.planner, overlap=options.overlap,
+                                                patch=plan.patch))
+
+
+def grant_optional_scratch(graph: Graph, plan: planner.MemoryPlan, replan) -> planner.MemoryPlan:
+    """Give kernels the optional scratch that speeds them up wherever the arena stays the same.
+
+    Nodes ask with ``params["optional_scratch_bytes"]`` (see tinyengine/ops/__init__.py);
+    nodes of a patch stage keep their per-patch plan and are left alone.
+    """
+    first = plan.patch.split + 1 if plan.patch is not None else 0  # after the patch stage
+    for node in graph.nodes[first:]:
+        want = int(node.params.get("optional_scratch_bytes", 0))
+        if not want or node.params.get("scratch_bytes"):
+            continue
+        node.params["scratch_bytes"] = want
+        trial = replan()
+        if trial.arena_bytes > plan.arena_bytes:
+            node.params["scratch_bytes"] = 0
+        else:
+            plan = trial
+    return plan
+
+
+def _plan_schedule(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
     """The memory plan, with the patch schedule --patch / --sram-limit ask for."""
     from . import patching
 

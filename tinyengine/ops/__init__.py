@@ -14,6 +14,10 @@ An OpDef is the single place that knows an operator:
                               passed too) and returns the list of output arrays.
 * ``scratch_bytes(node, graph)``  bytes of scratch memory the C kernel needs (0 if none).  The
                               same formula is used by the planner and documented in the kernel.
+                              A kernel that runs faster with scratch it can do without puts
+                              ``optional_scratch_bytes`` in the params; the compiler sets
+                              ``params["scratch_bytes"]`` to it where that does not raise the arena
+                              (compiler.grant_optional_scratch).
 * ``template``               path (under codegen_templates/) of the jinja2 template that renders
                               the C call.  The template sees:
                                 ``node``   the Node (``node.name``, ``node.op``, ``node.attrs``)

@@ -54,19 +54,12 @@ def requant_table_dw_dsp(bias, mult, shift) -> np.ndarray:
     return c_i32(t.reshape(-1))
 
 
-# Bytes of scratch the DSP kernel may use for widened weights (8 per tap per 4 channels):
-# about 8% fewer instructions in the pixel loops, but the scratch is alive next to the
-# layer's input and output, and at the peak layer of mcunet-vww1 even 864 B of it raised
-# the planned arena by 6 KB.  0: never (the kernel sign-extends the int8 weights per tap).
-WIDEN_LIMIT = 0
-
-
 def dsp_scratch_bytes(in_c, k_h, k_w) -> int:
     """Scratch of te_depthwise_conv_2d_s8_dsp for its widened weights (its header): 8 bytes
-    per tap per group of 4 channels; 0 (the kernel sign-extends the weights at every pixel
-    instead) when that is more than WIDEN_LIMIT."""
-    n = 8 * (int(in_c) // 4) * int(k_h) * int(k_w)
-    return n if n <= WIDEN_LIMIT else 0
+    per tap per group of 4 channels.  It is optional (``optional_scratch_bytes``): about 8%
+    fewer instructions in the pixel loops, granted by the compiler only where it does not
+    raise the arena (without it the kernel sign-extends the int8 weights at every pixel)."""
+    return 8 * (int(in_c) // 4) * int(k_h) * int(k_w)
 
 
 def dsp_preconditions(m, w, bias, mult, shift) -> bool:
@@ -167,7 +160,8 @@ class DepthwiseConv2D(_ConvBase):
         if dsp:
             extra = dict(filter_dsp=pack_filter_dsp(w.data), input_offset=q["input_offset"],
                          rq=requant_table_dw_dsp(b0, q["out_mult"], q["out_shift"]),
-                         scratch_bytes=dsp_scratch_bytes(x.shape[3], k_h, k_w))
+                         scratch_bytes=0,
+                         optional_scratch_bytes=dsp_scratch_bytes(x.shape[3], k_h, k_w))
         return dict(
             kernel=DSP if dsp else PORTABLE, **extra,
             batches=x.shape[0], in_h=x.shape[1], in_w=x.shape[2], in_c=x.shape[3],
