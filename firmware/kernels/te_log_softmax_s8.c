@@ -1,6 +1,8 @@
 /* te_log_softmax_s8.c - int8 LOG_SOFTMAX.  Contract in te_log_softmax_s8.h. */
 #include "te_log_softmax_s8.h"
 
+#include "te_softmax_s8.h"   /* te_softmax_row_max */
+
 void te_log_softmax_s8(const int8_t *in, int8_t *out, int32_t outer, int32_t depth,
                        const int32_t *exp_lut, int32_t in_mult, int32_t in_shift,
                        int32_t rev_div, int32_t rev_shift, int32_t diff_min)
@@ -9,15 +11,10 @@ void te_log_softmax_s8(const int8_t *in, int8_t *out, int32_t outer, int32_t dep
     for (i = 0; i < outer; i++) {
         const int8_t *row = in + i * depth;
         int8_t *orow = out + i * depth;
-        int32_t max = -128;
+        const int32_t max = te_softmax_row_max(row, depth);
         int32_t sum = 0;
         int32_t c;
         int32_t log_sum, adjusted_diff_min, rescaled_min;
-        for (c = 0; c < depth; c++) {
-            if (row[c] > max) {
-                max = row[c];
-            }
-        }
         for (c = 0; c < depth; c++) {
             sum = te_fp_add(sum, te_rdbpot(exp_lut[max - row[c]], 12));   /* Q12.19 */
         }

@@ -1,7 +1,7 @@
 /* te_max_pool_2d_s8.c - int8 max pooling, portable C99.  Contract: te_max_pool_2d_s8.h. */
 #include "te_max_pool_2d_s8.h"
 
-#include "te_common.h"
+#include "te_window.h"
 
 void te_max_pool_2d_s8(const int8_t *input, int32_t batches, int32_t in_h, int32_t in_w,
                        int32_t channels, int8_t *output, int32_t out_h, int32_t out_w,
@@ -11,13 +11,11 @@ void te_max_pool_2d_s8(const int8_t *input, int32_t batches, int32_t in_h, int32
     for (int32_t b = 0; b < batches; ++b) {
         const int8_t *in_b = input + (size_t)b * in_h * in_w * channels;
         for (int32_t oy = 0; oy < out_h; ++oy) {
-            const int32_t y0 = oy * stride_h - pad_top;
-            const int32_t ys = te_max_i32(0, y0);
-            const int32_t ye = te_min_i32(in_h, y0 + filter_h);
+            int32_t ys, ye;
+            te_window_span(oy, stride_h, pad_top, filter_h, in_h, &ys, &ye);
             for (int32_t ox = 0; ox < out_w; ++ox) {
-                const int32_t x0 = ox * stride_w - pad_left;
-                const int32_t xs = te_max_i32(0, x0);
-                const int32_t xe = te_min_i32(in_w, x0 + filter_w);
+                int32_t xs, xe;
+                te_window_span(ox, stride_w, pad_left, filter_w, in_w, &xs, &xe);
                 for (int32_t c = 0; c < channels; ++c) {
                     int32_t m = -128;
                     for (int32_t iy = ys; iy < ye; ++iy) {

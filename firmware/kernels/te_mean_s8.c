@@ -1,6 +1,8 @@
 /* te_mean_s8.c - int8 MEAN over any axes.  Contract in te_mean_s8.h. */
 #include "te_mean_s8.h"
 
+#include "te_index.h"
+
 /* Sum of the reduced index space starting at `base`. */
 static int32_t te_mean_sum(const int8_t *base, int32_t red_ndim, const int32_t *red_shape,
                            const int32_t *red_strides)
@@ -10,25 +12,15 @@ static int32_t te_mean_sum(const int8_t *base, int32_t red_ndim, const int32_t *
     const int32_t n_in = red_shape[last];
     const int32_t s_in = red_strides[last];
     uint32_t sum = 0;
-    const int8_t *p = base;
-    for (;;) {
+    int32_t off = 0;
+    do {
+        const int8_t *p = base + off;
         int32_t j;
-        int32_t d;
         for (j = 0; j < n_in; j++) {
             sum += (uint32_t)(int32_t)p[j * s_in];
         }
-        for (d = last - 1; d >= 0; d--) {
-            p += red_strides[d];
-            if (++idx[d] < red_shape[d]) {
-                break;
-            }
-            p -= red_shape[d] * red_strides[d];
-            idx[d] = 0;
-        }
-        if (d < 0) {
-            return (int32_t)sum;
-        }
-    }
+    } while (te_index_next(idx, last, red_shape, red_strides, &off));
+    return (int32_t)sum;
 }
 
 void te_mean_s8(const int8_t *in, int8_t *out, int32_t keep_ndim, const int32_t *keep_shape,
@@ -38,23 +30,11 @@ void te_mean_s8(const int8_t *in, int8_t *out, int32_t keep_ndim, const int32_t 
 {
     int32_t idx[TE_MEAN_MAX_DIMS] = {0};
     const int32_t zp_total = (int32_t)((uint32_t)in_zp * (uint32_t)count);
-    const int8_t *base = in;
+    int32_t off = 0;
     int32_t o = 0;
-    for (;;) {
-        int32_t d;
-        const int32_t sum = te_mean_sum(base, red_ndim, red_shape, red_strides);
+    do {
+        const int32_t sum = te_mean_sum(in + off, red_ndim, red_shape, red_strides);
         const int32_t shifted = (int32_t)((uint32_t)sum - (uint32_t)zp_total);
         out[o++] = te_sat_s8(te_mbqm(shifted, mult, shift) + out_zp);
-        for (d = keep_ndim - 1; d >= 0; d--) {
-            base += keep_strides[d];
-            if (++idx[d] < keep_shape[d]) {
-                break;
-            }
-            base -= keep_shape[d] * keep_strides[d];
-            idx[d] = 0;
-        }
-        if (d < 0) {
-            return;
-        }
-    }
+    } while (te_index_next(idx, keep_ndim, keep_shape, keep_strides, &off));
 }

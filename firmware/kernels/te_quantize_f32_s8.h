@@ -17,7 +17,7 @@
 
 void te_quantize_f32_s8(const float *in, int8_t *out, int32_t size, float scale, int32_t zero_point);
 
-/* std::round(float) without libm, for |x| < 2^31; larger magnitudes saturate. */
+/* std::round(float) without libm, for |x| < 2^31; larger magnitudes saturate, NaN gives 0. */
 static inline int32_t te_round_f32_to_i32(float x)
 {
     int32_t i;
@@ -36,6 +36,15 @@ static inline int32_t te_round_f32_to_i32(float x)
         i--;
     }
     return i;
+}
+
+/* One element: clamp(round(x / scale) + zero_point, lo, hi), zero_point for NaN; the sum in
+ * int64 so saturated values cannot overflow. */
+static inline int32_t te_quantize_f32_elem(float x, float scale, int32_t zero_point, int32_t lo,
+                                           int32_t hi)
+{
+    const int64_t v = (int64_t)te_round_f32_to_i32(x / scale) + zero_point;
+    return (int32_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
 #endif /* TE_QUANTIZE_F32_S8_H */

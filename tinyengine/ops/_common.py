@@ -90,6 +90,36 @@ def require_int8(node, graph, names: list, what: str = "tensor") -> None:
                                     "only per-tensor quantization is supported here")
 
 
+def require_int8_io(node, graph) -> tuple:
+    """Input 0 and output 0 are int8 per-tensor; returns their tensors."""
+    require_int8(node, graph, [node.inputs[0]], "input")
+    require_int8(node, graph, [node.outputs[0]], "output")
+    return graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+
+
+def require_int8_nhwc(node, graph) -> tuple:
+    """As require_int8_io, and both are 4-D (NHWC)."""
+    x, y = require_int8_io(node, graph)
+    if len(x.shape) != 4 or len(y.shape) != 4:
+        raise unsupported(node, "input and output must be 4-D (NHWC)")
+    return x, y
+
+
+def require_int8_to_int8(node, x, y) -> None:
+    """Tensors x (input) and y (output) are both int8 with per-tensor quantization."""
+    if x.dtype != "int8" or y.dtype != "int8":
+        raise unsupported(node, f"dtypes {x.dtype} -> {y.dtype} (supported: int8 -> int8)")
+    if x.quant is None or x.quant.per_channel or y.quant is None or y.quant.per_channel:
+        raise unsupported(node, "input and output must be per-tensor quantized")
+
+
+def unary_io(node, graph) -> tuple:
+    """(input 0, output 0) of a one-input op; unsupported when that input is missing."""
+    if len(node.inputs) < 1 or node.inputs[0] is None:
+        raise unsupported(node, "needs one input tensor")
+    return graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+
+
 def require_const(node, graph, name, what: str) -> np.ndarray:
     if name is None:
         raise unsupported(node, f"missing {what}")

@@ -21,7 +21,7 @@ import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
 from tinyengine.ops import _gemmlowp as g
-from tinyengine.ops._common import act_bounds
+from tinyengine.ops._common import act_bounds, require_int8_to_int8, unary_io
 from tinyengine.quant import (multiply_by_quantized_multiplier,
                               multiply_by_quantized_multiplier_smaller_than_one_exp,
                               quantize_multiplier, tflite_round)
@@ -98,13 +98,43 @@ def _check_binary(node, graph):
     return a, b, y
 
 
-def _bcast_out_shape(a, b):
-    return tuple(np.broadcast_shapes(a.shape, b.shape))
+class _BinaryOp(OpDef):
+    """ADD and MUL: int8 inputs broadcast to the output, fused activation.  Subclasses give
+    their rescaling parameters (_scales) and the per-element arithmetic before the clamp
+    (_raw)."""
 
+    inplace = True   # only when input 0 has the output's shape: see inplace_ok()
 
-def _inplace_ok(node, graph):
-    a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
-    return a.size == y.size and a.itemsize == y.itemsize and not a.is_const
+    def check(self, node, graph):
+        _check_binary(node, graph)
+
+    def inplace_ok(self, node, graph):
+        a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        return a.size == y.size and a.itemsize == y.itemsize and not a.is_const
+
+    def _scales(self, a, b, y) -> dict:
+        raise NotImplementedError
+
+    def _raw(self, a, b, p):
+        raise NotImplementedError
+
+    def prepare(self, node, graph):
+        a, b = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+        y = graph.tensor(node.outputs[0])
+        lo, hi = act_bounds(node, y)
+        p = self._scales(a, b, y)
+        p.update(in1_offset=-a.quant.zp, in2_offset=-b.quant.zp, out_offset=y.quant.zp,
+                 act_min=lo, act_max=hi, size=y.size)
+        p.update(broadcast_plan(a.shape, b.shape, tuple(np.broadcast_shapes(a.shape, b.shape))))
+        return p
+
+    def reference(self, node, graph, inputs):
+        y = graph.tensor(node.outputs[0])
+        p = node.params
+        raw = self._raw(np.asarray(inputs[0]).astype(np.int64),
+                        np.asarray(inputs[1]).astype(np.int64), p)
+        out = np.clip(raw, p["act_min"], p["act_max"])
+        return [out.astype(np.int8).reshape(y.shape)]
 
 
 # -- ADD ------------------------------------------------------------------------------------
@@ -118,11 +148,10 @@ def add_params(s1: float, s2: float, s_out: float) -> dict:
 
 
 @register
-class Add(OpDef):
+class Add(_BinaryOp):
     name = "ADD"
     template = "ops/add.c.j2"
     kernels = ("te_add_s8.c", "te_add_bcast_s8.c")
-    inplace = True   # only when input 0 has the output's shape: see inplace_ok()
 
     def check(self, node, graph):
         a, b, y = _check_binary(node, graph)
@@ -131,69 +160,33 @@ class Add(OpDef):
             raise unsupported(node, "output scale too small for the input scales "
                               f"(2*max(in scales)/(2^20*out scale) = {real_out:g} must be < 1)")
 
-    def inplace_ok(self, node, graph):
-        return _inplace_ok(node, graph)
+    def _scales(self, a, b, y) -> dict:
+        return add_params(a.quant.s, b.quant.s, y.quant.s)
 
-    def prepare(self, node, graph):
-        a, b = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
-        y = graph.tensor(node.outputs[0])
-        lo, hi = act_bounds(node, y)
-        p = add_params(a.quant.s, b.quant.s, y.quant.s)
-        p.update(in1_offset=-a.quant.zp, in2_offset=-b.quant.zp, out_offset=y.quant.zp,
-                 act_min=lo, act_max=hi, size=y.size)
-        p.update(broadcast_plan(a.shape, b.shape, _bcast_out_shape(a, b)))
-        return p
-
-    def reference(self, node, graph, inputs):
-        y = graph.tensor(node.outputs[0])
-        p = node.params
-        a = np.asarray(inputs[0]).astype(np.int64)
-        b = np.asarray(inputs[1]).astype(np.int64)
+    def _raw(self, a, b, p):
         ls = 1 << p["left_shift"]
         sa = multiply_by_quantized_multiplier_smaller_than_one_exp((a + p["in1_offset"]) * ls,
                                                                    p["in1_mult"], p["in1_shift"])
         sb = multiply_by_quantized_multiplier_smaller_than_one_exp((b + p["in2_offset"]) * ls,
                                                                    p["in2_mult"], p["in2_shift"])
-        raw = multiply_by_quantized_multiplier_smaller_than_one_exp(
+        return multiply_by_quantized_multiplier_smaller_than_one_exp(
             g.wrap_int32(sa + sb), p["out_mult"], p["out_shift"]) + p["out_offset"]
-        out = np.clip(raw, p["act_min"], p["act_max"])
-        return [out.astype(np.int8).reshape(y.shape)]
-
 
 
 # -- MUL ------------------------------------------------------------------------------------
 @register
-class Mul(OpDef):
+class Mul(_BinaryOp):
     name = "MUL"
     template = "ops/mul.c.j2"
     kernels = ("te_mul_s8.c", "te_mul_bcast_s8.c")
-    inplace = True   # only when input 0 has the output's shape: see inplace_ok()
 
-    def check(self, node, graph):
-        _check_binary(node, graph)
-
-    def inplace_ok(self, node, graph):
-        return _inplace_ok(node, graph)
-
-    def prepare(self, node, graph):
-        a, b = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
-        y = graph.tensor(node.outputs[0])
-        lo, hi = act_bounds(node, y)
+    def _scales(self, a, b, y) -> dict:
         mult, shift = quantize_multiplier(a.quant.s * b.quant.s / y.quant.s)
-        p = dict(in1_offset=-a.quant.zp, in2_offset=-b.quant.zp, out_offset=y.quant.zp,
-                 out_mult=mult, out_shift=shift, act_min=lo, act_max=hi, size=y.size)
-        p.update(broadcast_plan(a.shape, b.shape, _bcast_out_shape(a, b)))
-        return p
+        return dict(out_mult=mult, out_shift=shift)
 
-    def reference(self, node, graph, inputs):
-        y = graph.tensor(node.outputs[0])
-        p = node.params
-        a = np.asarray(inputs[0]).astype(np.int64) + p["in1_offset"]
-        b = np.asarray(inputs[1]).astype(np.int64) + p["in2_offset"]
-        raw = multiply_by_quantized_multiplier(a * b, p["out_mult"], p["out_shift"]) + p["out_offset"]
-        out = np.clip(raw, p["act_min"], p["act_max"])
-        return [out.astype(np.int8).reshape(y.shape)]
-
+    def _raw(self, a, b, p):
+        prod = (a + p["in1_offset"]) * (b + p["in2_offset"])
+        return multiply_by_quantized_multiplier(prod, p["out_mult"], p["out_shift"]) + p["out_offset"]
 
 
 # -- LOGISTIC -------------------------------------------------------------------------------
@@ -230,13 +223,8 @@ class Logistic(OpDef):
     inplace = True
 
     def check(self, node, graph):
-        if len(node.inputs) < 1 or node.inputs[0] is None:
-            raise unsupported(node, "needs one input tensor")
-        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
-        if x.dtype != "int8" or y.dtype != "int8":
-            raise unsupported(node, f"dtypes {x.dtype} -> {y.dtype} (supported: int8 -> int8)")
-        if x.quant is None or x.quant.per_channel or y.quant is None or y.quant.per_channel:
-            raise unsupported(node, "input and output must be per-tensor quantized")
+        x, y = unary_io(node, graph)
+        require_int8_to_int8(node, x, y)
         if y.quant.zp != -128:
             raise unsupported(node, f"output zero point {y.quant.zp} (TFLite Micro requires -128; "
                               "the output scale is taken as 1/256)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
-from tinyengine.ops._common import act_bounds, is_padding, require_int8, window_geometry
+from tinyengine.ops._common import act_bounds, is_padding, require_int8_nhwc, window_geometry
 
 
 def _pair(v) -> tuple:
@@ -36,12 +36,7 @@ class _PoolBase(OpDef):
         return window_geometry(padding, x.shape[1:3], filt, stride)
 
     def check(self, node, graph) -> None:
-        require_int8(node, graph, [node.inputs[0]], "input")
-        require_int8(node, graph, [node.outputs[0]], "output")
-        x = graph.tensor(node.inputs[0])
-        y = graph.tensor(node.outputs[0])
-        if len(x.shape) != 4 or len(y.shape) != 4:
-            raise unsupported(node, "input and output must be 4-D (NHWC)")
+        x, y = require_int8_nhwc(node, graph)
         padding, stride, filt = self._attrs(node)
         if not is_padding(padding):
             raise unsupported(node, f"padding {padding!r} (SAME or VALID)")
@@ -80,6 +75,17 @@ class _PoolBase(OpDef):
                 xs, xe = max(0, x0), min(p["in_w"], x0 + p["filter_w"])
                 yield oy, ox, x[:, ys:ye, xs:xe, :]
 
+    def _pool(self, win):
+        """The int64 [N, C] result of one window [N, h, w, C], before the activation clamp."""
+        raise NotImplementedError
+
+    def reference(self, node, graph, inputs: list) -> list:
+        y_t = graph.tensor(node.outputs[0])
+        p = self.prepare(node, graph)
+        y = np.zeros(y_t.shape, dtype=np.int64)
+        for oy, ox, win in self._windows(node, graph, inputs[0]):
+            y[:, oy, ox, :] = self._pool(win.astype(np.int64))
+        return [np.clip(y, p["act_min"], p["act_max"]).astype(np.int8)]
 
 
 @register
@@ -90,20 +96,14 @@ class AveragePool2D(_PoolBase):
     template = "ops/avg_pool_2d.c.j2"
     kernels = ("te_avg_pool_2d_s8.c",)
 
-    def reference(self, node, graph, inputs: list) -> list:
-        x = inputs[0]
-        y_t = graph.tensor(node.outputs[0])
-        p = self.prepare(node, graph)
-        y = np.zeros(y_t.shape, dtype=np.int64)
-        for oy, ox, win in self._windows(node, graph, x):
-            count = win.shape[1] * win.shape[2]
-            acc = win.astype(np.int64).sum(axis=(1, 2))
-            half = count // 2
-            # C division truncates toward zero
-            pos = (acc + half) // count
-            neg = -((-(acc - half)) // count)
-            y[:, oy, ox, :] = np.where(acc > 0, pos, neg)
-        return [np.clip(y, p["act_min"], p["act_max"]).astype(np.int8)]
+    def _pool(self, win):
+        count = win.shape[1] * win.shape[2]
+        acc = win.sum(axis=(1, 2))
+        half = count // 2
+        # C division truncates toward zero
+        pos = (acc + half) // count
+        neg = -((-(acc - half)) // count)
+        return np.where(acc > 0, pos, neg)
 
 
 @register
@@ -114,11 +114,5 @@ class MaxPool2D(_PoolBase):
     template = "ops/max_pool_2d.c.j2"
     kernels = ("te_max_pool_2d_s8.c",)
 
-    def reference(self, node, graph, inputs: list) -> list:
-        x = inputs[0]
-        y_t = graph.tensor(node.outputs[0])
-        p = self.prepare(node, graph)
-        y = np.zeros(y_t.shape, dtype=np.int64)
-        for oy, ox, win in self._windows(node, graph, x):
-            y[:, oy, ox, :] = win.astype(np.int64).max(axis=(1, 2))
-        return [np.clip(y, p["act_min"], p["act_max"]).astype(np.int8)]
+    def _pool(self, win):
+        return win.max(axis=(1, 2))

@@ -14,14 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
+from tinyengine.ops._common import unary_io as _io
 from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 _INT_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
 _SUFFIX = {"int8": "s8", "int16": "s16"}
-
-
-def _io(node, graph):
-    return graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
 
 
 def affine_quantize(x, scale: float, zero_point: int, dtype: str) -> np.ndarray:
@@ -51,8 +48,6 @@ class Quantize(OpDef):
     inplace = True   # int -> int of the same width only: see inplace_ok()
 
     def check(self, node, graph):
-        if len(node.inputs) < 1 or node.inputs[0] is None:
-            raise unsupported(node, "needs one input tensor")
         x, y = _io(node, graph)
         ok = x.dtype in ("float32", "int8", "int16") and y.dtype in ("int8", "int16")
         if not ok:
@@ -106,8 +101,6 @@ class Dequantize(OpDef):
     kernels = ("te_dequantize_s8.c", "te_dequantize_s16.c")
 
     def check(self, node, graph):
-        if len(node.inputs) < 1 or node.inputs[0] is None:
-            raise unsupported(node, "needs one input tensor")
         x, y = _io(node, graph)
         if x.dtype not in ("int8", "int16") or y.dtype != "float32":
             raise unsupported(node, f"{x.dtype} -> {y.dtype} (supported: int8/int16 -> float32)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
+from tinyengine.ops._common import require_int8_to_int8
 from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 MAX_DIMS = 6
@@ -68,10 +69,7 @@ class Mean(OpDef):
             raise unsupported(node, "needs an input and a constant axis tensor")
         x, ax = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
         y = graph.tensor(node.outputs[0])
-        if x.dtype != "int8" or y.dtype != "int8":
-            raise unsupported(node, f"dtypes {x.dtype} -> {y.dtype} (supported: int8 -> int8)")
-        if x.quant is None or x.quant.per_channel or y.quant is None or y.quant.per_channel:
-            raise unsupported(node, "input and output must be per-tensor quantized")
+        require_int8_to_int8(node, x, y)
         if not ax.is_const or ax.dtype != "int32":
             raise unsupported(node, "the axis must be a constant int32 tensor")
         rank = len(x.shape)

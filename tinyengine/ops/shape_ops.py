@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
-from tinyengine.ops._common import c_i32, require_const, require_int8, same_quant
+from tinyengine.ops._common import (c_i32, require_const, require_int8, require_int8_io,
+                                    require_int8_nhwc, same_quant)
 
 PAD_MAX_DIMS = 5
 TRANSPOSE_MAX_DIMS = 6
@@ -31,10 +32,7 @@ class _PadBase(OpDef):
         return np.asarray(p, dtype=np.int64).reshape(-1, 2)
 
     def check(self, node, graph) -> None:
-        require_int8(node, graph, [node.inputs[0]], "input")
-        require_int8(node, graph, [node.outputs[0]], "output")
-        x = graph.tensor(node.inputs[0])
-        y = graph.tensor(node.outputs[0])
+        x, y = require_int8_io(node, graph)
         pads = self._paddings(node, graph)
         if len(x.shape) > PAD_MAX_DIMS:
             raise unsupported(node, f"{len(x.shape)}-D input (at most {PAD_MAX_DIMS}-D)")
@@ -145,10 +143,7 @@ class Transpose(OpDef):
         return [int(v) % rank if rank else 0 for v in np.asarray(p).reshape(-1)]
 
     def check(self, node, graph) -> None:
-        require_int8(node, graph, [node.inputs[0]], "input")
-        require_int8(node, graph, [node.outputs[0]], "output")
-        x = graph.tensor(node.inputs[0])
-        y = graph.tensor(node.outputs[0])
+        x, y = require_int8_io(node, graph)
         rank = len(x.shape)
         if rank > TRANSPOSE_MAX_DIMS:
             raise unsupported(node, f"{rank}-D input (at most {TRANSPOSE_MAX_DIMS}-D)")
@@ -274,12 +269,7 @@ class ResizeNearestNeighbor(OpDef):
     kernels = ("te_resize_nearest_neighbor_s8.c",)
 
     def check(self, node, graph) -> None:
-        require_int8(node, graph, [node.inputs[0]], "input")
-        require_int8(node, graph, [node.outputs[0]], "output")
-        x = graph.tensor(node.inputs[0])
-        y = graph.tensor(node.outputs[0])
-        if len(x.shape) != 4 or len(y.shape) != 4:
-            raise unsupported(node, "input and output must be 4-D (NHWC)")
+        x, y = require_int8_nhwc(node, graph)
         if y.shape[0] != x.shape[0] or y.shape[3] != x.shape[3]:
             raise unsupported(node, f"{x.shape} -> {y.shape}: batch and channels must match")
         if len(node.inputs) > 1 and node.inputs[1] is not None:

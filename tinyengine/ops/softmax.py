@@ -15,14 +15,11 @@ import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
 from tinyengine.ops import _gemmlowp as g
+from tinyengine.ops._common import unary_io as _io
 from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 SCALED_DIFF_INTEGER_BITS = 5
 ACCUM_INTEGER_BITS = 12
-
-
-def _io(node, graph):
-    return graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
 
 
 def _rows(t):
@@ -31,8 +28,6 @@ def _rows(t):
 
 
 def _check_common(node, graph):
-    if len(node.inputs) < 1 or node.inputs[0] is None:
-        raise unsupported(node, "needs one input tensor")
     x, y = _io(node, graph)
     if x.dtype != "int8":
         raise unsupported(node, f"input dtype {x.dtype} (supported: int8)")
@@ -53,6 +48,30 @@ def _exp_lut(multiplier: int, left_shift: int, diff_min: int) -> np.ndarray:
     rescaled = multiply_by_quantized_multiplier(diff, multiplier, left_shift)
     e = g.exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
     return np.where(diff >= diff_min, e, 0).astype(np.int32)
+
+
+def _exp_params(x, beta: float) -> dict:
+    """Row geometry, input rescaling (beta folded in), diff_min and exp LUT of input x."""
+    mult, shift = g.preprocess_softmax_scaling(beta, x.quant.s, SCALED_DIFF_INTEGER_BITS)
+    diff_min = -g.calculate_input_radius(SCALED_DIFF_INTEGER_BITS, shift)
+    outer, depth = _rows(x)
+    return {
+        "outer": outer, "depth": depth,
+        "input_multiplier": mult, "input_left_shift": shift, "diff_min": diff_min,
+        "exp_lut": _exp_lut(mult, shift, diff_min),
+    }
+
+
+def _row_exps(x, p: dict) -> tuple:
+    """Per row of x (reshaped to [outer, depth]): the difference to the row maximum, its
+    Q5.26 rescaling, exp of that in Q0.31, and the Q12.19 sum of the exps at or above
+    diff_min, as TFLite Micro computes them."""
+    x = np.asarray(x).astype(np.int64).reshape(p["outer"], p["depth"])
+    diff = x - x.max(axis=1, keepdims=True)
+    rescaled = multiply_by_quantized_multiplier(diff, p["input_multiplier"], p["input_left_shift"])
+    exp = g.exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
+    terms = np.where(diff >= p["diff_min"], g.rescale(exp, 0, ACCUM_INTEGER_BITS), 0)
+    return diff, rescaled, exp, g.wrap_int32(terms.sum(axis=1, keepdims=True))
 
 
 # -- SOFTMAX --------------------------------------------------------------------------------
@@ -84,28 +103,15 @@ class Softmax(OpDef):
 
     def prepare(self, node, graph):
         x, y = _io(node, graph)
-        beta = float(node.attrs.get("beta", 1.0))
-        mult, shift = g.preprocess_softmax_scaling(beta, x.quant.s, SCALED_DIFF_INTEGER_BITS)
-        diff_min = -g.calculate_input_radius(SCALED_DIFF_INTEGER_BITS, shift)
-        outer, depth = _rows(x)
-        return {
-            "outer": outer, "depth": depth,
-            "input_multiplier": mult, "input_left_shift": shift, "diff_min": diff_min,
-            "exp_lut": _exp_lut(mult, shift, diff_min),
-            "out_bits": 16 if y.dtype == "int16" else 8,
-        }
+        p = _exp_params(x, float(node.attrs.get("beta", 1.0)))
+        p["out_bits"] = 16 if y.dtype == "int16" else 8
+        return p
 
     def reference(self, node, graph, inputs):
-        x_t, y_t = _io(node, graph)
+        _, y_t = _io(node, graph)
         p = node.params
-        outer, depth = p["outer"], p["depth"]
-        x = np.asarray(inputs[0]).astype(np.int64).reshape(outer, depth)
-        diff = x - x.max(axis=1, keepdims=True)
+        diff, _, exp, sum_of_exps = _row_exps(inputs[0], p)
         valid = diff >= p["diff_min"]
-        rescaled = multiply_by_quantized_multiplier(diff, p["input_multiplier"], p["input_left_shift"])
-        exp = g.exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
-        terms = np.where(valid, g.rescale(exp, 0, ACCUM_INTEGER_BITS), 0)
-        sum_of_exps = g.wrap_int32(terms.sum(axis=1, keepdims=True))
         scale, bits_over_unit = g.get_reciprocal(sum_of_exps, ACCUM_INTEGER_BITS)
         out_bits = p["out_bits"]
         # TFLM aborts (TFLITE_CHECK) when this exceeds 31 (int8 out: a sum of exps >= 512,
@@ -141,29 +147,16 @@ class LogSoftmax(OpDef):
 
     def prepare(self, node, graph):
         x, _ = _io(node, graph)
-        mult, shift = g.preprocess_softmax_scaling(1.0, x.quant.s, SCALED_DIFF_INTEGER_BITS)
-        real_reverse = float(1 << (31 - shift)) / float(mult)
+        p = _exp_params(x, 1.0)
+        real_reverse = float(1 << (31 - p["input_left_shift"])) / float(p["input_multiplier"])
         rev_mult, rev_shift = quantize_multiplier(real_reverse)   # shift <= 0 (smaller than one)
-        diff_min = -g.calculate_input_radius(SCALED_DIFF_INTEGER_BITS, shift)
-        outer, depth = _rows(x)
-        return {
-            "outer": outer, "depth": depth,
-            "input_multiplier": mult, "input_left_shift": shift,
-            "reverse_scaling_divisor": rev_mult, "reverse_scaling_shift": rev_shift,
-            "diff_min": diff_min,
-            "exp_lut": _exp_lut(mult, shift, diff_min),
-        }
+        p.update(reverse_scaling_divisor=rev_mult, reverse_scaling_shift=rev_shift)
+        return p
 
     def reference(self, node, graph, inputs):
         _, y_t = _io(node, graph)
         p = node.params
-        outer, depth = p["outer"], p["depth"]
-        x = np.asarray(inputs[0]).astype(np.int64).reshape(outer, depth)
-        diff = x - x.max(axis=1, keepdims=True)
-        in_q5 = multiply_by_quantized_multiplier(diff, p["input_multiplier"], p["input_left_shift"])
-        exp = g.exp_on_negative_values(in_q5, SCALED_DIFF_INTEGER_BITS)
-        terms = np.where(diff >= p["diff_min"], g.rescale(exp, 0, ACCUM_INTEGER_BITS), 0)
-        sum_q12 = g.wrap_int32(terms.sum(axis=1, keepdims=True))
+        diff, in_q5, _, sum_q12 = _row_exps(inputs[0], p)
         log_sum_q5 = g.log_x_for_x_greater_than_or_equal_to_1(sum_q12, ACCUM_INTEGER_BITS,
                                                                SCALED_DIFF_INTEGER_BITS)
         shifted_log_sum = g.wrap_int32(log_sum_q5 + g.INT32_MIN)
