@@ -136,6 +136,24 @@ def test_dsp_kernel_matches_tflm_and_portable(case, widen, monkeypatch):
         f"{node.params['kernel']} differs from TFLM in {np.count_nonzero(y_dsp != golden)} values"
 
 
+@pytest.mark.parametrize("widen", [True, False], ids=["widened", "int8-weights"])
+@pytest.mark.parametrize("case", [c for c in CASES if c[2] == 1], ids=_ids)
+def test_dsp_kernel_fast_requantization_matches_portable(case, widen):
+    """The kernel's fast requantization (output zero point = act_min = -128, act_max = 127:
+    SSAT, no [acc < 0] term) against the portable twin with the same output parameters
+    (a RELU output with zero point -128)."""
+    model, x = _case_model(case)
+    graph, node = _prepared(model)
+    host_graph, host_node = _prepared(model, Target())
+    for n in (node, host_node):
+        n.params.update(output_offset=-128, act_min=-128, act_max=127)
+    if widen:
+        node.params["scratch_bytes"] = node.params.get("optional_scratch_bytes", 0)
+    y_dsp, y_port = _run(graph, node, x), _run(host_graph, host_node, x)
+    assert np.count_nonzero(y_port > -128) > y_port.size // 8, "degenerate case"
+    assert np.array_equal(y_dsp, y_port), np.count_nonzero(y_dsp != y_port)
+
+
 def test_dsp_kernel_batches():
     model, x = _case_model(CASES[1], batch=2)
     graph, node = _prepared(model)
@@ -195,10 +213,10 @@ def test_overlap_bytes_values():
 # -- whole models through the pipeline -----------------------------------------------------------
 LAYERS = [
     # chains of layers from one input each: (in_hw, in_c, [(k_hw, stride, padding, mult, act)])
-    ((20, 20), 16, [((3, 3), 1, "SAME", 1, "RELU6"), ((3, 3), 2, "SAME", 1, "NONE"),
+    ((20, 20), 16, [((3, 3), 1, "SAME", 1, "RELU"), ((3, 3), 2, "SAME", 1, "NONE"),
                     ((5, 5), 1, "SAME", 1, "RELU"), ((7, 7), 2, "SAME", 1, "NONE"),
                     ((3, 3), 1, "VALID", 2, "NONE")]),
-    ((13, 11), 7, [((3, 3), 2, "VALID", 1, "NONE"), ((5, 5), 2, "SAME", 1, "RELU6"),
+    ((13, 11), 7, [((3, 3), 2, "VALID", 1, "RELU"), ((5, 5), 2, "SAME", 1, "RELU6"),
                    ((3, 3), 1, "SAME", 2, "NONE"), ((7, 7), 1, "SAME", 1, "NONE")]),
     ((25, 5), 33, [((10, 4), 1, "SAME", 1, "RELU"), ((3, 3), 1, "SAME", 1, "NONE")]),
     ((9, 10), 1, [((5, 5), 1, "VALID", 1, "NONE"), ((3, 3), 2, "SAME", 1, "RELU6")]),
@@ -230,7 +248,8 @@ def _dw_network(per_tensor_every=2) -> bytes:
                           zero_point=np.zeros(out_c, np.int64))
             g = window_geometry(padding, hw, k_hw, (stride, stride), (1, 1))
             out_s = s * float(np.mean(w_s)) * 60.0 * np.sqrt(k_hw[0] * k_hw[1])
-            out_zp = int(rng.integers(-30, 30))
+            # RELU with zero point -128: the kernel's fast requantization (SSAT, no [acc < 0])
+            out_zp = -128 if act == "RELU" else int(rng.integers(-30, 30))
             y = mb.tensor(f"y{n}", (1, g["out_h"], g["out_w"], out_c), "int8", scale=out_s,
                           zero_point=out_zp)
             mb.op("DEPTHWISE_CONV_2D", [x, wi, bi], [y], padding=padding, stride_h=stride,
@@ -274,18 +293,27 @@ def test_dw_network_bit_exact(board, tmp_path, capsys):
 
 
 def test_requantization_identity():
-    """The DSP kernel's requantization, (SMMLAR(2*acc, m, 2^(e-1)) - (acc < 0)) >> e, equals
-    TFLite's MultiplyByQuantizedMultiplier for |acc| < 2^30, m in [2^30, 2^31), e in [1, 31];
-    edge cases included (acc = -1 with m = 2^30, exact halves, the largest values)."""
+    """The DSP kernel's requantization, SMMLAR(SMMULR(2*acc, m) - [acc < 0], 2^(32-e), oo),
+    equals TFLite's MultiplyByQuantizedMultiplier + oo for |acc| < 2^30, m in [2^30, 2^31),
+    e in [2, 31]; without the [acc < 0] term it still does after the clamp at
+    act_min = oo = -128.  Edge cases included (acc = -1 with m = 2^30, exact halves, the
+    largest values)."""
     from tinyengine.quant import multiply_by_quantized_multiplier
 
     rng = np.random.default_rng(5)
     acc = np.concatenate([rng.integers(-(1 << 30) + 1, 1 << 30, 20000),
                           rng.integers(-5000, 5000, 20000),
                           [-1, 0, 1, (1 << 30) - 1, -(1 << 30) + 1]]).astype(np.int64)
+
+    def smmlar(a, b, c):      # exact: |a * b| < 2^62
+        return c + ((a * b + (1 << 31)) >> 32)
+
     for m in [1 << 30, (1 << 31) - 1, 1518500250, int(rng.integers(1 << 30, 1 << 31))]:
-        for e in [1, 2, 7, 13, 22, 31]:
-            smmlar = ((2 * acc * m + (1 << 31)) >> 32) + (1 << (e - 1))
-            ours = (smmlar - (acc < 0)) >> e
+        for e in [2, 3, 7, 13, 22, 31]:
+            s = smmlar(2 * acc, np.int64(m), 0)
             want = multiply_by_quantized_multiplier(acc, np.int64(m), np.int64(-e))
-            assert np.array_equal(ours, want), (m, e)
+            for oo in (-128, 0, 77):
+                ours = smmlar(s - (acc < 0), np.int64(1 << (32 - e)), oo)
+                assert np.array_equal(ours, want + oo), (m, e, oo)
+            fast = np.clip(smmlar(s, np.int64(1 << (32 - e)), -128), -128, 127)
+            assert np.array_equal(fast, np.clip(want - 128, -128, 127)), (m, e)

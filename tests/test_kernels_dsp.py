@@ -34,7 +34,8 @@ from tinyengine import ops, runner
 from tinyengine.cli import _output_specs
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 from tinyengine.hostio import host_io_of
-from tinyengine.ops.conv import pack_weights_dsp, requant_table_dsp
+from tinyengine.ops.conv import RQ_FAST, RQ_POST_OFFSET, acc_bound, pack_weights_dsp, requant_dsp
+from tinyengine.ops.fully_connected import pack_weights_fc_dsp
 
 KERNELS = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
 DSP_SOURCES = ("te_conv_2d_mat_mult_s8_dsp.c", "te_conv_2d_1x1_s8_dsp.c", "te_conv_2d_s8_dsp.c",
@@ -47,36 +48,55 @@ def _rng(*key) -> np.random.Generator:
 
 
 # -- model construction ----------------------------------------------------------------------
+def _special_channels(rng, special, w, bias, ws):
+    """Channels that take te_dsp.h's other requantization paths (special, per-channel only):
+    'const': all-zero weights with a bias near +-2^30 (constant outputs) and scales so small
+    that the offset must be added after the shift (TE_RQ_POST_OFFSET); 'big': multipliers
+    above 1 (TFLite shift > 0: the generic path)."""
+    if special == "const":
+        w[0::3] = 0
+        bias[0::3] = rng.choice([-1, 1], size=bias[0::3].size) * (1 << 30) - rng.integers(0, 99)
+        ws[1::3] *= 3e-6
+        bias[1::3] = rng.integers(-(1 << 29), 1 << 29, size=bias[1::3].size)
+    elif special == "big":
+        ws[0::2] *= 3000.0
+
+
 def _conv_layer(mb, rng, tag, in_hw, in_c, out_c, k_hw, stride, padding, per_channel, act,
-                batch=1, dil=(1, 1)):
+                batch=1, dil=(1, 1), special=None):
     """Add one CONV_2D with its own input and output; returns (input index, output index)."""
     x = mb.tensor(f"x{tag}", (batch, *in_hw, in_c), "int8", scale=0.02 + 0.01 * rng.random(),
                   zero_point=int(rng.integers(-20, 20)))
     w = rng.integers(-127, 128, size=(out_c, *k_hw, in_c)).astype(np.int8)
     fan_in = k_hw[0] * k_hw[1] * in_c
     ws = (0.5 + rng.random(out_c if per_channel else 1)) / (40.0 * np.sqrt(fan_in))
+    bias = rng.integers(-3000, 3000, size=out_c).astype(np.int32)
+    _special_channels(rng, special, w, bias, ws)
     wt = mb.const(f"w{tag}", w, "int8", scale=ws, zero_point=np.zeros(ws.size, np.int64),
                   quantized_dimension=0)
-    b = mb.const(f"b{tag}", rng.integers(-3000, 3000, size=out_c).astype(np.int32), "int32")
+    b = mb.const(f"b{tag}", bias, "int32")
     if padding == "SAME":
         out_hw = [-(-in_hw[i] // stride[i]) for i in range(2)]
     else:
         out_hw = [(in_hw[i] - (k_hw[i] - 1) * dil[i] - 1) // stride[i] + 1 for i in range(2)]
     y = mb.tensor(f"y{tag}", (batch, *out_hw, out_c), "int8", scale=0.05 + 0.05 * rng.random(),
-                  zero_point=int(rng.integers(-10, 10)))
+                  zero_point=int(rng.integers(-10, 10)) if special != "const" else -90)
     mb.op("CONV_2D", [x, wt, b], [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
           dilation_h_factor=dil[0], dilation_w_factor=dil[1], fused_activation_function=act)
     return x, y
 
 
-def _fc_layer(mb, rng, tag, batch, in_f, out_f, per_channel, act):
+def _fc_layer(mb, rng, tag, batch, in_f, out_f, per_channel, act, special=None):
     x = mb.tensor(f"x{tag}", (batch, in_f), "int8", scale=0.03, zero_point=int(rng.integers(-20, 20)))
+    out_zp = int(rng.integers(-10, 10)) if special != "const" else -100
     w = rng.integers(-127, 128, size=(out_f, in_f)).astype(np.int8)
     ws = (0.5 + rng.random(out_f if per_channel else 1)) / (40.0 * np.sqrt(in_f))
+    bias = rng.integers(-3000, 3000, size=out_f).astype(np.int32)
+    _special_channels(rng, special, w, bias, ws)
     wt = mb.const(f"w{tag}", w, "int8", scale=ws, zero_point=np.zeros(ws.size, np.int64),
                   quantized_dimension=0)
-    b = mb.const(f"b{tag}", rng.integers(-3000, 3000, size=out_f).astype(np.int32), "int32")
-    y = mb.tensor(f"y{tag}", (batch, out_f), "int8", scale=0.07, zero_point=int(rng.integers(-10, 10)))
+    b = mb.const(f"b{tag}", bias, "int32")
+    y = mb.tensor(f"y{tag}", (batch, out_f), "int8", scale=0.07, zero_point=out_zp)
     mb.op("FULLY_CONNECTED", [x, wt, b], [y], fused_activation_function=act)
     return x, y
 
@@ -131,12 +151,23 @@ GENERAL = [
          per_channel=True, act="NONE", dil=(2, 2)),
     dict(in_hw=(6, 5), in_c=7, out_c=3, k_hw=(3, 2), stride=(1, 2), padding="SAME",
          per_channel=False, act="NONE", batch=2),
+    dict(in_hw=(7, 6), in_c=3, out_c=12, k_hw=(3, 3), stride=(1, 1), padding="SAME",
+         per_channel=True, act="NONE", special="const"),
+    dict(in_hw=(6, 6), in_c=5, out_c=7, k_hw=(3, 3), stride=(2, 2), padding="SAME",
+         per_channel=True, act="RELU", special="big"),
 ]
+POINTWISE += [dict(in_hw=(5, 4), in_c=16, out_c=15, k_hw=(1, 1), stride=(1, 1), padding="VALID",
+                   per_channel=True, act="RELU6", special="const"),
+              dict(in_hw=(3, 5), in_c=8, out_c=6, k_hw=(1, 1), stride=(1, 1), padding="VALID",
+                   per_channel=True, act="NONE", special="big")]
 
 FC = [dict(batch=b, in_f=i, out_f=o, per_channel=pc, act=a)
       for b, i, o, pc, a in [(1, 1, 1, False, "NONE"), (1, 7, 3, False, "RELU"), (1, 33, 10, True, "NONE"),
                              (2, 16, 5, False, "RELU6"), (3, 250, 17, True, "NONE"),
-                             (1, 640, 128, False, "RELU"), (4, 9, 2, True, "NONE")]]
+                             (1, 640, 128, False, "RELU"), (4, 9, 2, True, "NONE"),
+                             (1, 12, 7, True, "NONE"), (2, 30, 6, False, "RELU")]]
+FC += [dict(batch=1, in_f=20, out_f=9, per_channel=True, act="NONE", special="const"),
+       dict(batch=2, in_f=13, out_f=5, per_channel=True, act="RELU6", special="big")]
 
 
 # -- host-only checks ------------------------------------------------------------------------
@@ -157,17 +188,24 @@ def test_dsp_kernel_choice_and_scratch(tmp_path):
     assert kernels(host) == ["te_conv_2d_s8"] * 3 + ["te_fully_connected_per_channel_s8"]
     assert kernels(m7) == ["te_conv_2d_1x1_s8_dsp"] * 2 + ["te_conv_2d_s8_dsp",
                                                            "te_fully_connected_s8_dsp"]
-    # scratch: the planner reserves exactly the headers' formulas
+    # scratch: the planner reserves exactly the headers' formulas; the FC kernel needs none
     macro = {"te_conv_2d_1x1_s8_dsp": lambda p: 16 * ((p["in_c"] + 3) // 4),
-             "te_conv_2d_s8_dsp": lambda p: 24 * ((p["k_h"] * p["k_w"] * p["in_c"] + 3) // 4),
-             "te_fully_connected_s8_dsp": lambda p: 16 * ((p["in_features"] + 3) // 4)}
+             "te_conv_2d_s8_dsp": lambda p: 24 * ((p["k_h"] * p["k_w"] * p["in_c"] + 3) // 4)}
     for n in m7.graph.nodes:
         k = n.params["kernel"]
         text = (KERNELS / f"{k}.h").read_text()
+        if k == "te_fully_connected_s8_dsp":
+            assert "Scratch: none" in text and ops.get(n.op).scratch_bytes(n, m7.graph) == 0
+            assert n.name not in m7.plan.scratch
+            assert ops.get(n.op).kernel_sources(n) == (f"{k}.c",)
+            continue
         assert re.search(r"#define TE_\w+_SCRATCH\(", text), k
         assert ops.get(n.op).scratch_bytes(n, m7.graph) == macro[k](n.params) > 0
         assert m7.plan.scratch[n.name][1] >= macro[k](n.params)
         assert set(ops.get(n.op).kernel_sources(n)) == {f"{k}.c", "te_conv_2d_mat_mult_s8_dsp.c"}
+        # compact requantization: 4 + 1 bytes per output channel
+        assert n.params["rq_mult"].dtype == np.int32 and n.params["rq_shift"].dtype == np.int8
+        assert n.params["rq_mult"].size == n.params["rq_shift"].size == n.params["out_c"]
     for n in host.graph.nodes:
         assert ops.get(n.op).scratch_bytes(n, host.graph) == 0
 
@@ -181,6 +219,16 @@ def test_pack_weights_dsp_layout():
     assert list(p[32:]) == [24, 25, 26, 27, 28, 29, 0, 0]
 
 
+def test_pack_weights_fc_dsp_layout():
+    w = np.arange(6 * 5).reshape(6, 5).astype(np.int8)     # 6 rows, K = 5 -> k4 = 2
+    p = pack_weights_fc_dsp(w)
+    assert p.size == 6 * 8
+    # rows 0..3 interleaved by groups of 4 (zero padded to 8), then rows 4 and 5 whole
+    assert list(p[:16]) == [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18]
+    assert list(p[16:32]) == [4, 0, 0, 0, 9, 0, 0, 0, 14, 0, 0, 0, 19, 0, 0, 0]
+    assert list(p[32:]) == [20, 21, 22, 23, 24, 0, 0, 0, 25, 26, 27, 28, 29, 0, 0, 0]
+
+
 @functools.lru_cache(maxsize=None)
 def _dsp_lib() -> ctypes.CDLL:
     """The DSP kernels built natively (te_dsp.h's plain-C path), with the project's flags."""
@@ -191,34 +239,52 @@ def _dsp_lib() -> ctypes.CDLL:
     return ctypes.CDLL(str(out))
 
 
-def _requant_table_c(x, mult, shift):
-    """te_requant_table_dsp through the stage with K = 1 and zero weights (acc = acc_init)."""
-    fn = _dsp_lib().te_conv_2d_mat_mult_s8_dsp
-    # one channel, one column of K = 1: acc = acc_init + w * col, with w = 0 -> acc = x
-    out = np.zeros(1, np.int8)
-    cols = np.zeros(2, np.int32)
-    wts = np.zeros(4, np.int8)
-    acc = np.array([x], np.int32)
-    rq = requant_table_dsp([mult], [shift])
-    fn(ptr(wts), ptr(cols), ctypes.c_int32(1), ctypes.c_int32(1), ctypes.c_int32(1), ptr(acc),
-       ptr(rq), ctypes.c_int32(0), ctypes.c_int32(-128), ctypes.c_int32(127), ptr(out),
-       ctypes.c_void_p(0))
-    return int(out[0])
+def _requant_c(x, mult, shift, off, act=(-128, 127)):
+    """The compact requantization (requant_dsp + te_dsp.h) of accumulators x, one channel each,
+    through te_fully_connected_s8_dsp with in_features = 1 and zero weights (acc = acc_init)."""
+    n = len(x)
+    acc = np.asarray(x, np.int32)
+    m, e, mode = requant_dsp(mult, shift, np.abs(acc.astype(np.int64)), off, *act)
+    wts = np.zeros(4 * n, np.int8)
+    inp = np.zeros(4, np.int8)
+    out = np.zeros(n, np.int8)
+    i32 = ctypes.c_int32
+    _dsp_lib().te_fully_connected_s8_dsp(
+        ptr(inp), ptr(wts), ptr(acc), ptr(out), i32(1), i32(1), i32(n), ptr(m), ptr(e), i32(1),
+        i32(mode), i32(off), i32(act[0]), i32(act[1]))
+    return out, mode
 
 
-def test_requant_table_matches_tflite():
+def test_requant_dsp_matches_tflite():
     from tinyengine.quant import multiply_by_quantized_multiplier
     rng = _rng("requant")
-    cases = [(x, m, s) for x, m, s in [(-1, 1 << 30, -1), (1, 1 << 30, -1), (-3, 1 << 30, -2),
-                                        (5, 0, 0), (-5, 0, 3), (100, (1 << 31) - 1, 2),
-                                        (-(1 << 31), (1 << 31) - 1, -31), ((1 << 31) - 1, 1 << 30, -31)]]
-    for _ in range(300):
-        cases.append((int(rng.integers(-5000, 5000)), int(rng.integers(1 << 30, 1 << 31)),
-                      int(rng.integers(-12, 2))))
-    for x, m, s in cases:
-        want = int(np.clip(multiply_by_quantized_multiplier(np.array([x]), np.array([m]),
-                                                            np.array([s]))[0], -128, 127))
-        assert _requant_table_c(x, m, s) == want, (x, m, s)
+    fixed = [(-1, 1 << 30, -1), (1, 1 << 30, -1), (-3, 1 << 30, -2), (5, 0, 0), (-5, 0, 0),
+             (-7, 0, 0), ((1 << 30) - 1, (1 << 31) - 1, -1), (-(1 << 30) + 1, 1 << 30, -1),
+             (-(1 << 30) + 1, (1 << 31) - 1, -31), (12345, 1 << 30, -31)]
+    seen = set()
+    for off in (-128, -5, 0, 17, 127):
+        for kind in ("fast", "post", "generic"):
+            cases = list(fixed)
+            for _ in range(400):
+                e = int(rng.integers(1, 13)) if kind == "fast" else int(rng.integers(18, 32))
+                x = int(rng.integers(-(1 << min(e + 9, 29)), 1 << min(e + 9, 29)))
+                cases.append((x, int(rng.integers(1 << 30, 1 << 31)), -e))
+            if kind == "generic":
+                cases += [(int(rng.integers(-5000, 5000)), int(rng.integers(1 << 30, 1 << 31)),
+                           int(rng.integers(0, 4))) for _ in range(100)]
+            x, m, s = (np.array(v, np.int64) for v in zip(*cases))
+            want = np.clip(multiply_by_quantized_multiplier(x, m, s) + off, -128, 127)
+            got, mode = _requant_c(x, m, s, off)
+            assert np.array_equal(got, want), (off, kind, np.flatnonzero(got != want)[:5])
+            seen.add(mode & (RQ_FAST | RQ_POST_OFFSET))
+            got, _ = _requant_c(x, m, s, off, act=(-60, 90))
+            assert np.array_equal(got, np.clip(want, -60, 90))
+    assert seen == {0, RQ_FAST, RQ_FAST | RQ_POST_OFFSET}
+
+
+def test_acc_bound():
+    w = np.array([[1, -2, 3], [0, 0, 0]], np.int8)
+    assert list(acc_bound([-10, 7], w)) == [10 + 128 * 6, 7]
 
 
 # -- QEMU --------------------------------------------------------------------------------------

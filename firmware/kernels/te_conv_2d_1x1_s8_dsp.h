@@ -11,7 +11,8 @@
  *   weights   the filter [out_c, 1, 1, in_c] packed by tinyengine.ops.conv.pack_weights_dsp
  *             (layout in te_conv_2d_mat_mult_s8_dsp.h, k4 = ceil(in_c / 4)).
  *   acc_init  [out_c] int32: bias[oc] + input_offset * sum(filter[oc]) (as te_conv_2d_s8).
- *   requant   [out_c][4] int32: tinyengine.ops.conv.requant_table_dsp(out_mult, out_shift).
+ *   mult, rshift, rq_mode  [out_c] int32 multipliers, [out_c] int8 e = -shift and the mode
+ *             from tinyengine.ops.conv.requant_dsp (te_dsp.h; 5 bytes per channel).
  *   output    [batches, out_h, out_w, out_c] int8 (overlap: see below).
  *   output_offset, act_min, act_max as te_conv_2d_s8.
  * Preconditions: sizes >= 1, strides >= 1, out_h = (in_h - 1) / stride_h + 1 and the same for
@@ -32,7 +33,8 @@ void te_conv_2d_1x1_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h, i
                            int32_t in_c, const int8_t *weights, int32_t out_c,
                            const int32_t *acc_init, int8_t *output, int32_t out_h,
                            int32_t out_w, int32_t stride_h, int32_t stride_w,
-                           const int32_t *requant, int32_t output_offset, int32_t act_min,
-                           int32_t act_max, int8_t *scratch);
+                           const int32_t *mult, const int8_t *rshift, int32_t rq_mode,
+                           int32_t output_offset, int32_t act_min, int32_t act_max,
+                           int8_t *scratch);
 
 #endif /* TE_CONV_2D_1X1_S8_DSP_H */

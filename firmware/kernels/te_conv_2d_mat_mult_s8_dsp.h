@@ -14,14 +14,16 @@
  *            channels in pairs (2p, 2p+1), for each group 4 bytes of channel 2p then 4 bytes
  *            of channel 2p+1; an odd last channel has its own 4 bytes per group; every
  *            channel's row zero-padded from K to 4 * k4 values.  out_c * 4 * k4 bytes.
+ *   mult, rshift  [out_c] int32 and int8: each channel's TFLite multiplier and e = -shift,
+ *            with rq_mode (TE_RQ_FAST, TE_RQ_FULL_RANGE), from tinyengine.ops.conv.requant_dsp
+ *            (te_dsp.h describes the encoding).
  *   out0, out1  output pixels (out_c int8 each); out1 is ignored when n_cols == 1.
- *   requant  [out_c][4] int32: te_requant_table_dsp's table (te_dsp.h) of each channel's
- *            (out_mult, out_shift), built by tinyengine.ops.conv.requant_table_dsp.
- * Results: outN[oc] = clamp(te_mbqm(acc_init[oc] + sum_k W[oc, k] * col_N[k], out_mult[oc],
- *   out_shift[oc]) + output_offset, act_min, act_max), bit-exact with te_conv_2d_s8 when the
+ * Results: outN[oc] = clamp(te_mbqm(acc_init[oc] + sum_k W[oc, k] * col_N[k], mult[oc],
+ *   -rshift[oc]) + output_offset, act_min, act_max), bit-exact with te_conv_2d_s8 when the
  *   columns hold the input values (pad_value in padded taps).
  * Preconditions: n_cols in {1, 2}, k4 >= 1, out_c >= 1, weights and cols word-aligned,
- *   act_min <= act_max in [-128, 127], the accumulator does not overflow int32.
+ *   act_min <= act_max in [-128, 127], the accumulator does not overflow int32, and
+ *   rq_mode's preconditions (te_dsp.h).
  * Overlap contract (TE_OVERLAP: window group=1): reads no activation input (only cols), so
  *   its callers' contract holds.
  * Scratch: none (the caller owns cols).
@@ -31,9 +33,16 @@
 
 #include <stdint.h>
 
-void te_conv_2d_mat_mult_s8_dsp(const int8_t *weights, const int32_t *cols, int32_t n_cols,
-                                int32_t k4, int32_t out_c, const int32_t *acc_init,
-                                const int32_t *requant, int32_t output_offset, int32_t act_min,
-                                int32_t act_max, int8_t *out0, int8_t *out1);
+/* The layer's constant operands, filled once per call by the kernels. */
+typedef struct {
+    const int8_t *weights;
+    const int32_t *acc_init;
+    const int32_t *mult;
+    const int8_t *rshift;
+    int32_t k4, out_c, output_offset, act_min, act_max, rq_mode;
+} te_mm_dsp_args;
+
+void te_conv_2d_mat_mult_s8_dsp(const te_mm_dsp_args *a, const int32_t *cols, int32_t n_cols,
+                                int8_t *out0, int8_t *out1);
 
 #endif /* TE_CONV_2D_MAT_MULT_S8_DSP_H */

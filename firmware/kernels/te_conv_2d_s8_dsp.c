@@ -60,8 +60,9 @@ void te_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h, int32
                        int32_t k_w, const int32_t *acc_init, int8_t *output, int32_t out_h,
                        int32_t out_w, int32_t stride_h, int32_t stride_w, int32_t dil_h,
                        int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t pad_value,
-                       const int32_t *requant, int32_t output_offset, int32_t act_min,
-                       int32_t act_max, int8_t *scratch)
+                       const int32_t *mult, const int8_t *rshift, int32_t rq_mode,
+                       int32_t output_offset, int32_t act_min, int32_t act_max,
+                       int8_t *scratch)
 {
     const int32_t k = k_h * k_w * in_c;
     const int32_t k4 = (k + 3) >> 2;
@@ -69,6 +70,8 @@ void te_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h, int32
     int8_t *col_a = scratch + 16 * k4;
     int8_t *col_b = col_a + 4 * k4;
     const int32_t pixels = out_h * out_w;
+    const te_mm_dsp_args mm = {weights, acc_init, mult, rshift, k4, out_c,
+                               output_offset, act_min, act_max, rq_mode};
     /* the padding values after K stay zero (their weights are zero too) */
     te_fill_s8(col_a + k, 0, 4 * k4 - k);
     te_fill_s8(col_b + k, 0, 4 * k4 - k);
@@ -91,16 +94,14 @@ void te_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h, int32
                 ++oy;
             }
             te_dsp_widen_cols(col_a, col_b, 4 * k4, cols);
-            te_conv_2d_mat_mult_s8_dsp(weights, cols, 2, k4, out_c, acc_init, requant,
-                                       output_offset, act_min, act_max, out, out + out_c);
+            te_conv_2d_mat_mult_s8_dsp(&mm, cols, 2, out, out + out_c);
             out += 2 * out_c;
         }
         if (p < pixels) {
             te_gather_column(in_b, in_h, in_w, in_c, k_h, k_w, oy, ox, stride_h, stride_w,
                              dil_h, dil_w, pad_top, pad_left, pad_value, col_a);
             te_dsp_widen_cols(col_a, NULL, 4 * k4, cols);
-            te_conv_2d_mat_mult_s8_dsp(weights, cols, 1, k4, out_c, acc_init, requant,
-                                       output_offset, act_min, act_max, out, NULL);
+            te_conv_2d_mat_mult_s8_dsp(&mm, cols, 1, out, NULL);
         }
     }
 }

@@ -10,7 +10,8 @@
  * Arguments as te_conv_2d_s8 except
  *   weights   the filter [out_c, k_h, k_w, in_c] packed by tinyengine.ops.conv.pack_weights_dsp
  *             (layout in te_conv_2d_mat_mult_s8_dsp.h, k4 = ceil(K / 4)), word-aligned.
- *   requant   [out_c][4] int32: tinyengine.ops.conv.requant_table_dsp(out_mult, out_shift).
+ *   mult, rshift, rq_mode  [out_c] int32 multipliers, [out_c] int8 e = -shift and the mode
+ *             from tinyengine.ops.conv.requant_dsp (te_dsp.h; 5 bytes per channel).
  * Preconditions as te_conv_2d_s8.
  * Overlap contract (TE_OVERLAP: window group=1): output pixels are computed in pairs (p, p+1)
  *   in increasing (b, oy, ox) order, and both windows are gathered into scratch before any
@@ -33,7 +34,8 @@ void te_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h, int32
                        int32_t k_w, const int32_t *acc_init, int8_t *output, int32_t out_h,
                        int32_t out_w, int32_t stride_h, int32_t stride_w, int32_t dil_h,
                        int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t pad_value,
-                       const int32_t *requant, int32_t output_offset, int32_t act_min,
-                       int32_t act_max, int8_t *scratch);
+                       const int32_t *mult, const int8_t *rshift, int32_t rq_mode,
+                       int32_t output_offset, int32_t act_min, int32_t act_max,
+                       int8_t *scratch);
 
 #endif /* TE_CONV_2D_S8_DSP_H */

@@ -86,68 +86,128 @@
 #define TE_DW_TAP2(ptr, off) TE_DW_TAP(ptr, 2 * (off))
 #endif
 
-/* Requantization with q = {bias, multiplier, 2^(e-1), e} (header): s = SRDHM(acc, m) is the
- * rounded high word of 2 * acc * m (SMMULR), then RoundingDivideByPOT(s, e) =
- * (s + 2^(e-1) - (s < 0)) >> e, with s + 2^(e-1) in one SMMLAR and (s < 0) = (acc < 0) (they
- * differ only for acc = -1, m = 2^30, where s = 0 and both give 0 since e >= 1); then the
- * output offset and the activation bounds (SSAT when they are [-128, 127]). */
+/* Requantization of channel c (header): s = SRDHM(acc, m) = SMMULR(2 * acc, m), then
+ * RoundingDivideByPOT(s, e) + output_offset = SMMLAR(s - [acc < 0], 2^(32-e), output_offset)
+ * (SMMLAR(a, 2^(32-e), oo) = oo + floor((a + 2^(e-1)) / 2^e) exactly; [s < 0] may be read as
+ * [acc < 0]: they differ only for acc = -1, m = 2^30, where s = 0 and both give 0 since
+ * e >= 1).  fast: act_min = output_offset = -128, act_max = 127: the clamp is SSAT #8 and
+ * the term [acc < 0] is dropped (for acc < 0 the value is <= output_offset = act_min either
+ * way, since s <= 0 and floor((s + 2^(e-1)) / 2^e) <= 0). */
 static inline int32_t te_dw_out(int32_t acc, const int32_t *q, int32_t oo, int32_t lo,
-                                int32_t hi, const int full)
+                                int32_t hi, const int fast)
 {
-    const int32_t sh = te_smmlar(acc << 1, q[1], q[2]);
-    const int32_t v = ((sh - (int32_t)((uint32_t)acc >> 31)) >> q[3]) + oo;
-    return full ? te_ssat8(v) : te_clamp_i32(v, lo, hi);
+    const int32_t s = te_smmulr((int32_t)((uint32_t)acc << 1), q[0]);
+    if (fast) {
+        return te_ssat8(te_smmlar(s, q[1], oo));
+    }
+    return te_clamp_i32(te_smmlar(s - (int32_t)((uint32_t)acc >> 31), q[1], oo), lo, hi);
 }
 
 typedef struct {
     int32_t groups, in_c, k_h, k_w, row_step, col_step, off2, input_offset, output_offset,
         act_min, act_max, in_step;
     const int8_t *tail_filter;
+    const int32_t *rq;
 } te_dw_args;
+
+/* Channel c's bias and {mult, 2^(32-e)} in rq (header: 12 words per group, then 3 per
+ * remaining channel). */
+static inline const int32_t *te_dw_bias_of(const te_dw_args *a, int32_t c)
+{
+    const int32_t g = a->groups;
+    return c < 4 * g ? a->rq + 12 * (c >> 2) + (c & 3) : a->rq + 12 * g + 3 * (c - 4 * g);
+}
+
+static inline const int32_t *te_dw_mp_of(const te_dw_args *a, int32_t c)
+{
+    const int32_t g = a->groups;
+    return c < 4 * g ? a->rq + 12 * (c >> 2) + 4 + 2 * (c & 3)
+                     : a->rq + 12 * g + 3 * (c - 4 * g) + 1;
+}
+
+/* a0..a3 = the group's 4 biases at q (two LDRD on the DSP target) */
+#if TE_DSP_NATIVE
+#define TE_DW_BIAS4(q_)                                                          \
+    __asm__ volatile("ldrd %[a0], %[a1], [%[q]]\n\t"                           \
+                     "ldrd %[a2], %[a3], [%[q], #8]"                            \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=r"(a2), [a3] "=r"(a3) \
+                     : [q] "r"(q_), "m"(*(const int32_t(*)[4])(q_)))
+#else
+#define TE_DW_BIAS4(q_) (a0 = (q_)[0], a1 = (q_)[1], a2 = (q_)[2], a3 = (q_)[3])
+#endif
 
 /* The in_c % 4 channels after the groups of one pixel, one at a time: taps [ky0, ky1) x
  * [kx0, kx1), win at the pixel's tap (ky0, kx0) (channel 0). */
-__attribute__((noinline)) static void te_dw_tail(const int8_t *win, const int32_t *rq,
-                                                 int8_t *out, int32_t ky0, int32_t ky1,
+__attribute__((noinline)) static void te_dw_tail(const int8_t *win, int8_t *out, int32_t ky0, int32_t ky1,
                                                  int32_t kx0, int32_t kx1, const te_dw_args *a)
 {
     const int32_t taps = a->k_h * a->k_w;
     for (int32_t c = a->groups * 4; c < a->in_c; ++c) {
         const int8_t *wt = a->tail_filter + (size_t)(c - a->groups * 4) * taps;
-        int32_t acc = rq[4 * c];
+        int32_t acc = *te_dw_bias_of(a, c);
         for (int32_t ky = ky0; ky < ky1; ++ky) {
             const int8_t *px = win + c + (ptrdiff_t)(ky - ky0) * a->row_step;
             for (int32_t kx = kx0; kx < kx1; ++kx, px += a->col_step) {
                 acc += (int32_t)wt[ky * a->k_w + kx] * (*px + a->input_offset);
             }
         }
-        out[c] = (int8_t)te_dw_out(acc, rq + 4 * c, a->output_offset, a->act_min, a->act_max, 0);
+        out[c] = (int8_t)te_dw_out(acc, te_dw_mp_of(a, c), a->output_offset, a->act_min,
+                                   a->act_max, 0);
     }
 }
 
-#define TE_DW_STORE4(o, q)                                        \
+/* The 4 channels' outputs of a group from a0..a3, q = the group's {mult, 2^(32-e)} pairs.
+ * With full (fast requantization, te_dw_out) on the DSP target one asm block: LDRD of the
+ * pair, SMMULR, SMMLAR, SSAT, STRB per channel. */
+#if TE_DSP_NATIVE
+#define TE_DW_RQ1(acc, qoff, ooff)                                              \
+        "ldrd %[m], %[p], [%[q], #" qoff "]\n\t"                                \
+        "lsl %[" acc "], %[" acc "], #1\n\t"                                    \
+        "smmulr %[" acc "], %[" acc "], %[m]\n\t"                               \
+        "smmlar %[" acc "], %[" acc "], %[p], %[oo]\n\t"                        \
+        "ssat %[" acc "], #8, %[" acc "]\n\t"                                   \
+        "strb %[" acc "], [%[o], #" ooff "]\n\t"
+#define TE_DW_STORE4(o_, q_)                                                     \
+    do {                                                                         \
+        if (full) {                                                              \
+            int32_t m_, p_;                                                      \
+            __asm__ volatile(TE_DW_RQ1("a0", "0", "0") TE_DW_RQ1("a1", "8", "1")  \
+                             TE_DW_RQ1("a2", "16", "2") TE_DW_RQ1("a3", "24", "3") \
+                             : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2),   \
+                               [a3] "+&r"(a3), [m] "=&r"(m_), [p] "=&r"(p_)      \
+                             : [q] "r"(q_), [o] "r"(o_), [oo] "r"(oo)            \
+                             : "memory");                                        \
+        } else {                                                                 \
+            TE_DW_STORE4_C(o_, q_);                                              \
+        }                                                                        \
+    } while (0)
+#else
+#define TE_DW_STORE4(o_, q_) TE_DW_STORE4_C(o_, q_)
+#endif
+#define TE_DW_STORE4_C(o, q)                                      \
     do {                                                          \
         (o)[0] = (int8_t)te_dw_out(a0, (q), oo, lo, hi, full);      \
-        (o)[1] = (int8_t)te_dw_out(a1, (q) + 4, oo, lo, hi, full);  \
-        (o)[2] = (int8_t)te_dw_out(a2, (q) + 8, oo, lo, hi, full);  \
-        (o)[3] = (int8_t)te_dw_out(a3, (q) + 12, oo, lo, hi, full); \
+        (o)[1] = (int8_t)te_dw_out(a1, (q) + 2, oo, lo, hi, full);  \
+        (o)[2] = (int8_t)te_dw_out(a2, (q) + 4, oo, lo, hi, full);  \
+        (o)[3] = (int8_t)te_dw_out(a3, (q) + 6, oo, lo, hi, full);  \
     } while (0)
 
 /* n consecutive output pixels of one row whose windows are wholly inside the image, 3x3:
  * every group of 4 channels with the 9 taps unrolled, then the remaining channels. */
 static inline __attribute__((always_inline)) void te_dw_run_3x3_body(
-    const int8_t *win, int32_t n, const int8_t *w0, const int32_t *rq, int8_t *out,
+    const int8_t *win, int32_t n, const int8_t *w0, int8_t *out,
     const te_dw_args *a, const int full, const int wide)
 {
     const int32_t rs = a->row_step, cs = a->col_step, off2 = a->off2;
     const int32_t oo = a->output_offset, lo = a->act_min, hi = a->act_max;
     for (; n > 0; --n, win += a->in_step, out += a->in_c) {
         const int8_t *w = w0;
-        const int32_t *q = rq;
+        const int32_t *q = a->rq;
         const int8_t *pg = win;
         int8_t *o = out;
-        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 16, o += 4) {
-            int32_t a0 = q[0], a1 = q[4], a2 = q[8], a3 = q[12];
+        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 12, o += 4) {
+            int32_t a0, a1, a2, a3;
+            TE_DW_BIAS4(q);
             const int8_t *p = pg;
             const int8_t *wp = w;
             TE_DW_TAP0(p);
@@ -162,10 +222,10 @@ static inline __attribute__((always_inline)) void te_dw_run_3x3_body(
             TE_DW_TAP(p, cs);
             TE_DW_TAP2(p, cs);
             w = wp;
-            TE_DW_STORE4(o, q);
+            TE_DW_STORE4(o, q + 4);
         }
         if (a->groups * 4 < a->in_c) {
-            te_dw_tail(win, rq, out, 0, 3, 0, 3, a);
+            te_dw_tail(win, out, 0, 3, 0, 3, a);
         }
     }
 }
@@ -174,7 +234,7 @@ static inline __attribute__((always_inline)) void te_dw_run_3x3_body(
  * the image (padded taps add nothing: the input offset is applied per tap); win points at
  * the first pixel's tap (ky0, kx0). */
 static inline __attribute__((always_inline)) void te_dw_run_body(
-    const int8_t *win, int32_t n, const int8_t *w0, const int32_t *rq, int8_t *out,
+    const int8_t *win, int32_t n, const int8_t *w0, int8_t *out,
     int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1, const te_dw_args *a, const int full,
     const int wide)
 {
@@ -187,11 +247,12 @@ static inline __attribute__((always_inline)) void te_dw_run_body(
     w0 += (ky0 * a->k_w + kx0) * tap_bytes;
     for (; n > 0; --n, win += a->in_step, out += a->in_c) {
         const int8_t *w = w0;
-        const int32_t *q = rq;
+        const int32_t *q = a->rq;
         const int8_t *pg = win;
         int8_t *o = out;
-        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 16, o += 4, w += w_group) {
-            int32_t a0 = q[0], a1 = q[4], a2 = q[8], a3 = q[12];
+        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 12, o += 4, w += w_group) {
+            int32_t a0, a1, a2, a3;
+            TE_DW_BIAS4(q);
             const int8_t *p = pg;
             const int8_t *wp = w;
             for (int32_t ky = ky0; ky < ky1; ++ky, p += rs, wp += w_skip) {
@@ -205,47 +266,47 @@ static inline __attribute__((always_inline)) void te_dw_run_body(
                     TE_DW_TAP0(px);
                 }
             }
-            TE_DW_STORE4(o, q);
+            TE_DW_STORE4(o, q + 4);
         }
         if (a->groups * 4 < a->in_c) {
-            te_dw_tail(win, rq, out, ky0, ky1, kx0, kx1, a);
+            te_dw_tail(win, out, ky0, ky1, kx0, kx1, a);
         }
     }
 }
 
 __attribute__((noinline)) static void te_dw_run_3x3(const int8_t *win, int32_t n,
-                                                    const int8_t *w, const int32_t *rq,
-                                                    int8_t *out, const te_dw_args *a,
+                                                    const int8_t *w, int8_t *out,
+                                                    const te_dw_args *a,
                                                     int full, int wide)
 {
     if (wide) {
         if (full) {
-            te_dw_run_3x3_body(win, n, w, rq, out, a, 1, 1);
+            te_dw_run_3x3_body(win, n, w, out, a, 1, 1);
         } else {
-            te_dw_run_3x3_body(win, n, w, rq, out, a, 0, 1);
+            te_dw_run_3x3_body(win, n, w, out, a, 0, 1);
         }
     } else if (full) {
-        te_dw_run_3x3_body(win, n, w, rq, out, a, 1, 0);
+        te_dw_run_3x3_body(win, n, w, out, a, 1, 0);
     } else {
-        te_dw_run_3x3_body(win, n, w, rq, out, a, 0, 0);
+        te_dw_run_3x3_body(win, n, w, out, a, 0, 0);
     }
 }
 
 __attribute__((noinline)) static void te_dw_run(const int8_t *win, int32_t n, const int8_t *w,
-                                                const int32_t *rq, int8_t *out, int32_t ky0,
+                                                int8_t *out, int32_t ky0,
                                                 int32_t ky1, int32_t kx0, int32_t kx1,
                                                 const te_dw_args *a, int full, int wide)
 {
     if (wide) {
         if (full) {
-            te_dw_run_body(win, n, w, rq, out, ky0, ky1, kx0, kx1, a, 1, 1);
+            te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, 1, 1);
         } else {
-            te_dw_run_body(win, n, w, rq, out, ky0, ky1, kx0, kx1, a, 0, 1);
+            te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, 0, 1);
         }
     } else if (full) {
-        te_dw_run_body(win, n, w, rq, out, ky0, ky1, kx0, kx1, a, 1, 0);
+        te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, 1, 0);
     } else {
-        te_dw_run_body(win, n, w, rq, out, ky0, ky1, kx0, kx1, a, 0, 0);
+        te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, 0, 0);
     }
 }
 
@@ -265,11 +326,11 @@ static void te_dw_taps_inside(int32_t base, int32_t dil, int32_t k, int32_t size
 }
 
 /* One pixel with no tap inside the image: the bias alone. */
-static void te_dw_bias_only(const int32_t *rq, int8_t *out, const te_dw_args *a)
+static void te_dw_bias_only(int8_t *out, const te_dw_args *a)
 {
     for (int32_t c = 0; c < a->in_c; ++c) {
-        out[c] = (int8_t)te_dw_out(rq[4 * c], rq + 4 * c, a->output_offset, a->act_min,
-                                   a->act_max, 0);
+        out[c] = (int8_t)te_dw_out(*te_dw_bias_of(a, c), te_dw_mp_of(a, c), a->output_offset,
+                                   a->act_min, a->act_max, 0);
     }
 }
 
@@ -284,7 +345,7 @@ void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t i
 {
     te_dw_args a;
     const int wide = scratch != NULL && in_c >= 4;
-    const int full = act_min == -128 && act_max == 127;
+    const int full = act_min == -128 && act_max == 127 && output_offset == -128;
     const int32_t taps = k_h * k_w;
     const int8_t *wk = filter;          /* the weights the pixel loops read */
     a.groups = in_c >> 2;
@@ -300,6 +361,7 @@ void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t i
     a.act_max = act_max;
     a.in_step = stride_w * in_c;
     a.tail_filter = filter + (size_t)a.groups * taps * 4;
+    a.rq = rq;
     if (wide) {
         /* widen the groups' weights once: per tap {(w0, w2), (w1, w3)} as int16 pairs */
         const int32_t n = a.groups * taps;
@@ -336,13 +398,13 @@ void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t i
                     te_dw_taps_inside(ix0, dil_w, k_w, in_w, &kx0, &kx1);
                 }
                 if (ky0 >= ky1 || kx0 >= kx1) {
-                    te_dw_bias_only(rq, o, &a);
+                    te_dw_bias_only(o, &a);
                 } else {
                     const int8_t *win = row + (ptrdiff_t)(ix0 + kx0 * dil_w) * in_c;
                     if (k_h == 3 && k_w == 3 && ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 3) {
-                        te_dw_run_3x3(win, n, wk, rq, o, &a, full, wide);
+                        te_dw_run_3x3(win, n, wk, o, &a, full, wide);
                     } else {
-                        te_dw_run(win, n, wk, rq, o, ky0, ky1, kx0, kx1, &a, full, wide);
+                        te_dw_run(win, n, wk, o, ky0, ky1, kx0, kx1, &a, full, wide);
                     }
                 }
                 ox += n;

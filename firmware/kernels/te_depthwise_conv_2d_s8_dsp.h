@@ -21,11 +21,17 @@
  *              channels 4g..4g+3 (g < in_c / 4), the k_h * k_w taps in (ky, kx) order, 4 bytes
  *              per tap (channels 4g..4g+3); then for each of the in_c % 4 remaining channels
  *              its k_h * k_w taps, 1 byte each.
- *   rq         [in_c][4] int32, made by tinyengine.ops.depthwise_conv.requant_table_dw_dsp:
- *              {bias[c] (0 without bias), mult[c], 2^(e-1), e}, e = -shift[c].
- *              Requantization: (SMMLAR(2 * acc, mult, 2^(e-1)) - (acc < 0)) >> e, i.e.
- *              SaturatingRoundingDoublingHighMul as the rounded high word of 2 * acc * mult,
- *              then RoundingDivideByPOT; bit-exact with te_mbqm under the preconditions
+ *   rq         [3 * in_c] int32, 4-byte aligned (tinyengine.ops.depthwise_conv.requant_dsp_dw):
+ *              for each group g of four channels 4g..4g+3 (g < in_c / 4) 12 words, the 4
+ *              biases bias[c] (0 without bias; the accumulator's start) and then the 4 pairs
+ *              {mult[c], 2^(32-e)} (one LDRD each), mult[c] in [2^30, 2^31) (TFLite's
+ *              multiplier), e = -shift[c] in [2, 31]; then for each of the in_c % 4
+ *              remaining channels {bias[c], mult[c], 2^(32-e)}.
+ *              Requantization: s = SMMULR(2 * acc, mult) (= SaturatingRoundingDoublingHighMul),
+ *              y = SMMLAR(s - [acc < 0], 2^(32-e), output_offset) (= RoundingDivideByPOT(s, e)
+ *              + output_offset), clamped; [acc < 0] is dropped when output_offset = act_min
+ *              = -128 and act_max = 127 (it cannot change the clamped value then); bit-exact
+ *              with te_mbqm under the preconditions
  *              (tests/test_kernels_depthwise.py::test_requantization_identity).
  *   output     [batches, out_h, out_w, in_c] int8.  May overlap the input (see below).
  *   input_offset   minus the input zero point, in [-127, 128].
@@ -37,7 +43,7 @@
  *              weight at every pixel.  Same results either way; prepare() decides.
  * Preconditions (checked by tinyengine.ops.depthwise_conv.dsp_preconditions; otherwise the
  * op keeps the portable kernel): depth multiplier 1, all sizes >= 1, strides and dilations
- * >= 1, pads >= 0; every shift[c] in [-31, -1] and mult[c] in [2^30, 2^31); and
+ * >= 1, pads >= 0; every shift[c] in [-31, -2] and mult[c] in [2^30, 2^31); and
  * |bias[c]| + 255 * sum |W[., ., c]| < 2^30, so that 2 * acc cannot overflow.
  *
  * Order of memory accesses (the in-place contract): output pixels are produced one at a

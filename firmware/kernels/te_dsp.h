@@ -256,4 +256,49 @@ static inline int32_t te_ssat8(int32_t x)
 #endif
 }
 
+/*
+ * Compact per-channel requantization of the DSP convolution / fully connected kernels: per
+ * output channel the TFLite multiplier m (int32) and e = -shift (int8), 5 bytes, plus a mode
+ * chosen at compile time by tinyengine.ops.conv.requant_dsp (bits below).
+ *
+ * TE_RQ_FAST: every channel has e in [1, 31], m in [2^30, 2^31) or m = 0, |acc| < 2^30, and
+ *   |R| < 2^30 - 2 with R = (2 * output_offset + 1) * 2^(e-1) (te_requant_round_dsp; see
+ *   TE_RQ_POST_OFFSET otherwise).  Then
+ *     te_mbqm(x, m, -e) + output_offset = te_requant_fast_dsp(x, m, R, e)
+ *       = (SMMLAR(2x, m, R) - [x < 0]) >> e   (4 instructions)
+ *   SMMLAR(2x, m, R) = R + floor((x m + 2^30) / 2^31) = R + SRDHM(x, m) = R + s, and
+ *   RoundingDivideByPOT(s, e) = floor((s + 2^(e-1) - [s < 0]) / 2^e); [s < 0] may be read as
+ *   [x < 0] (they differ only for x = -1, m = 2^30, or m = 0, x < 0, where s = 0 and both give
+ *   floor((2^(e-1) - {0, 1}) / 2^e) = 0); adding output_offset * 2^e before the shift adds
+ *   output_offset after it.
+ * TE_RQ_FULL_RANGE: act_min = -128 and act_max = 127 (the clamp is SSAT #8).
+ * TE_RQ_POST_OFFSET (with TE_RQ_FAST, for layers where some |R| would reach 2^30 - 2): R is
+ *   2^(e-1) instead (te_requant_round_dsp(0, e)) and output_offset is added after the shift.
+ * Without TE_RQ_FAST: te_requant_dsp(x, m, -e) + output_offset, clamped (any shift).
+ */
+#define TE_RQ_FAST 1
+#define TE_RQ_FULL_RANGE 2
+#define TE_RQ_POST_OFFSET 4
+
+/* R = (2 * output_offset + 1) * 2^(e - 1) (in range under TE_RQ_FAST's preconditions). */
+static inline int32_t te_requant_round_dsp(int32_t output_offset, int32_t e)
+{
+    return (int32_t)((uint32_t)(2 * output_offset + 1) << e) >> 1;
+}
+
+/* te_mbqm(x, m, -e) + output_offset under TE_RQ_FAST's preconditions, r from
+ * te_requant_round_dsp. */
+static inline int32_t te_requant_fast_dsp(int32_t x, int32_t m, int32_t r, int32_t e)
+{
+#if TE_DSP_NATIVE
+    int32_t t;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"((int32_t)((uint32_t)x << 1)), "r"(m), "r"(r));
+    t -= (int32_t)((uint32_t)x >> 31);
+    return t >> e;
+#else
+    const int32_t t = (int32_t)((uint32_t)r + (uint32_t)(((int64_t)x * 2 * m + ((int64_t)1 << 31)) >> 32));
+    return (t - (int32_t)((uint32_t)x >> 31)) >> e;
+#endif
+}
+
 #endif /* TE_DSP_H */

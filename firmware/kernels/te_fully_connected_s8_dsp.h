@@ -3,33 +3,38 @@
  * extension (TFLite FULLY_CONNECTED, per-tensor or per-channel weights).  Portable twins:
  * te_fully_connected_s8 and te_fully_connected_per_channel_s8, bit for bit.
  *
- * output[b, o] = clamp(te_mbqm(acc_init[o] + sum_i weights[o, i] * input[b, i], M[o], S[o])
+ * output[b, o] = clamp(te_mbqm(acc_init[o] + sum_i weights[o, i] * input[b, i], M[o], -E[o])
  *                      + output_offset, act_min, act_max)
- * computed by the te_conv_2d_mat_mult_s8_dsp stage, two batch rows at a time.
+ * with (M[o], E[o]) = (mult[o], rshift[o]) when per_channel, else (mult[0], rshift[0]).
+ * One batch row at a time, four output rows at a time (SXTB16 of the input words inside the
+ * loop, SMLAD), no scratch.
  *
  * Arguments
- *   input     [batches, in_features] int8.
- *   weights   [out_features, in_features] packed by tinyengine.ops.conv.pack_weights_dsp
- *             (layout in te_conv_2d_mat_mult_s8_dsp.h, k4 = ceil(in_features / 4)).
+ *   input     [batches, in_features] int8, any alignment.
+ *   weights   [out_features, in_features] packed by tinyengine.ops.fully_connected.
+ *             pack_weights_fc_dsp: every row zero-padded to 4 * k4 values (k4 =
+ *             ceil(in_features / 4)); rows in quads (4q .. 4q+3), for each group g of 4
+ *             values the 4 bytes of row 4q, then of 4q+1, 4q+2, 4q+3 (16 bytes per group);
+ *             the out_features % 4 last rows follow one after the other, each 4 * k4 bytes.
+ *             Word-aligned.
  *   acc_init  [out_features] int32 as te_fully_connected_s8.
- *   requant   [out_features][4] int32: tinyengine.ops.conv.requant_table_dsp of the
- *             per-output (M, S) (a per-tensor layer repeats its one multiplier).
+ *   mult, rshift, per_channel, rq_mode  int32 multipliers and int8 e = -shift, one per output
+ *             (per_channel = 1) or a single pair (per_channel = 0), and the mode, from
+ *             tinyengine.ops.conv.requant_dsp (te_dsp.h).
  *   output    [batches, out_features] int8.  Must not overlap input.
- * Preconditions as te_fully_connected_s8; weights word-aligned.
- * Scratch: TE_FULLY_CONNECTED_S8_DSP_SCRATCH(in_features) = 16 * ceil(in_features / 4) bytes,
- *   word-aligned; tinyengine.ops.fully_connected uses the same formula.
+ * Preconditions as te_fully_connected_s8; weights word-aligned; rq_mode's (te_dsp.h).
+ * Scratch: none.
  */
 #ifndef TE_FULLY_CONNECTED_S8_DSP_H
 #define TE_FULLY_CONNECTED_S8_DSP_H
 
 #include <stdint.h>
 
-#define TE_FULLY_CONNECTED_S8_DSP_SCRATCH(in_features) (16 * (((in_features) + 3) / 4))
-
 void te_fully_connected_s8_dsp(const int8_t *input, const int8_t *weights,
                                const int32_t *acc_init, int8_t *output, int32_t batches,
                                int32_t in_features, int32_t out_features,
-                               const int32_t *requant, int32_t output_offset, int32_t act_min,
-                               int32_t act_max, int8_t *scratch);
+                               const int32_t *mult, const int8_t *rshift, int32_t per_channel,
+                               int32_t rq_mode, int32_t output_offset, int32_t act_min,
+                               int32_t act_max);
 
 #endif /* TE_FULLY_CONNECTED_S8_DSP_H */

@@ -94,23 +94,68 @@ def pack_weights_dsp(w2d) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([body, padded[2 * pairs:].reshape(-1)]))
 
 
-def requant_table_dsp(mult, shift) -> np.ndarray:
-    """Per-channel {multiplier, sh, k_lo, k_hi} of te_requant_table_dsp (firmware/kernels/te_dsp.h).
+# te_dsp.h's requantization mode bits
+RQ_FAST = 1
+RQ_FULL_RANGE = 2
+RQ_POST_OFFSET = 4
 
-    shift <= -1 (right shift e >= 1): sh = e - 1 and k = 2^30 + 2^(30 + e), the SRDHM nudge and
-    the RoundingDivideByPOT half in one 64-bit constant; shift >= 0: sh = -1 - shift (k unused).
+
+def acc_bound(acc_init, w2d) -> np.ndarray:
+    """Per output channel o, max |accumulator|: |acc_init[o]| + 128 * sum_k |w[o, k]|."""
+    w = np.abs(np.asarray(w2d, dtype=np.int64).reshape(len(acc_init), -1)).sum(axis=1)
+    return np.abs(np.asarray(acc_init, dtype=np.int64)) + 128 * w
+
+
+def fold_constant_channels(acc_init, w2d, mult, shift) -> tuple:
+    """(acc_init, mult, shift) with every all-zero-weight channel rewritten to (4k, 2^30, -1).
+
+    Such a channel's accumulator is acc_init whatever the input, so it outputs the constant
+    k + output_offset (clamped) with k = te_mbqm(acc_init, m, s); (4k, 2^30, -1) gives the same
+    k (SRDHM(4k, 2^30) = 2k, RoundingDivideByPOT(2k, 1) = k) with a small accumulator, which
+    keeps te_requant_fast_dsp's |acc| < 2^30 (k is clipped to +-300: the clamp saturates the
+    same way).
+    """
+    acc = np.asarray(acc_init, dtype=np.int64).copy()
+    mult = np.asarray(mult, dtype=np.int64).ravel().copy()
+    shift = np.asarray(shift, dtype=np.int64).ravel().copy()
+    zero = ~np.any(np.asarray(w2d).reshape(acc.size, -1) != 0, axis=1)
+    if zero.any():
+        k = multiply_by_quantized_multiplier(acc[zero], mult[zero], shift[zero])
+        acc[zero] = 4 * np.clip(k, -300, 300)
+        mult[zero], shift[zero] = 1 << 30, -1
+    return acc, mult, shift
+
+
+def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
+                act_max: int) -> tuple:
+    """(mult int32, rshift int8, mode): te_dsp.h's compact requantization, 5 bytes a channel.
+
+    rshift = e = -shift.  mode has RQ_FULL_RANGE when the activation bounds are [-128, 127],
+    and RQ_FAST when every channel meets te_requant_fast_dsp's preconditions given |acc| <=
+    bound (acc_bound's per-channel array, or one value for all) (with RQ_POST_OFFSET when some rounding constant R = (2 output_offset + 1) 2^(e-1)
+    would be too large, so that the offset is added after the shift); channels that give output_offset for every such acc (m = 0, or bound * m <
+    2^(30+e) - 2^30, which makes TFLite's result 0) are stored as (0, 1) so that they do.
+    Without RQ_FAST the arrays hold TFLite's (multiplier, -shift) unchanged.
     """
     mult = np.asarray(mult, dtype=np.int64).ravel()
     shift = np.asarray(shift, dtype=np.int64).ravel()
-    table = np.zeros((mult.size, 4), dtype=np.int64)
-    for i, (m, s) in enumerate(zip(mult.tolist(), shift.tolist())):
-        if s <= -1 or m == 0:         # a zero multiplier gives 0 on either path
-            e = max(-s, 1)
-            k = (1 << 30) + (1 << (30 + e))
-            table[i] = (m, e - 1, k & 0xFFFFFFFF, k >> 32)
-        else:
-            table[i] = (m, -1 - s, 0, 0)
-    return c_i32(wrap_int32(table).reshape(-1))
+    mode = RQ_FULL_RANGE if (act_min, act_max) == (-128, 127) else 0
+    fast_m, fast_e = mult.copy(), -shift
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.int64), mult.shape).tolist()
+    fast, post = True, False
+    for i, (m, s, b) in enumerate(zip(mult.tolist(), shift.tolist(), bound)):
+        e = -s
+        if m == 0 or (e >= 1 and b * m < (1 << (30 + e)) - (1 << 30)):
+            fast_m[i], fast_e[i] = 0, 1          # the output is output_offset (any acc)
+            continue
+        if not ((1 << 30) <= m < (1 << 31) and 1 <= e <= 31 and b < (1 << 30)):
+            fast = False
+        elif abs((2 * output_offset + 1) << (e - 1)) >= (1 << 30) - 2:
+            post = True
+    if fast:
+        return (c_i32(fast_m), fast_e.astype(np.int8),
+                mode | RQ_FAST | (RQ_POST_OFFSET if post else 0))
+    return c_i32(mult), (-shift).astype(np.int8), mode
 
 
 def dsp_k4(k: int) -> int:
@@ -248,7 +293,7 @@ class Conv2D(_ConvBase):
         wsum = np.asarray(w.data, dtype=np.int64).reshape(out_c, -1).sum(axis=1)
         bias = self._bias(node, graph)
         acc_init = wrap_int32((bias if bias is not None else 0) + q["input_offset"] * wsum)
-        return dict(
+        params = dict(
             batches=x.shape[0], in_h=x.shape[1], in_w=x.shape[2], in_c=in_c,
             out_c=out_c, k_h=k_h, k_w=k_w, out_h=y.shape[1], out_w=y.shape[2],
             stride_h=stride[0], stride_w=stride[1], dil_h=dil[0], dil_w=dil[1],
@@ -257,11 +302,12 @@ class Conv2D(_ConvBase):
             acc_init=c_i32(acc_init), out_mult=c_i32(q["out_mult"]),
             out_shift=c_i32(q["out_shift"]), output_offset=q["output_offset"],
             act_min=q["act_min"], act_max=q["act_max"],
-            **self._dsp_params(node, graph, g),
         )
+        params.update(self._dsp_params(node, graph, g, acc_init))
+        return params
 
-    def _dsp_params(self, node, graph, g) -> dict:
-        """The kernel choice; with the DSP extension, packed weights and requant table."""
+    def _dsp_params(self, node, graph, g, acc_init) -> dict:
+        """The kernel choice; with the DSP extension, packed weights and compact requantization."""
         if not target_of(graph).dsp:
             return dict(kernel="te_conv_2d_s8")
         w = graph.tensor(node.inputs[1])
@@ -269,9 +315,13 @@ class Conv2D(_ConvBase):
         q = self._quant(node, graph, out_c)
         no_pad = not any(g[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
         kernel = "te_conv_2d_1x1_s8_dsp" if (k_h, k_w) == (1, 1) and no_pad else "te_conv_2d_s8_dsp"
-        return dict(kernel=kernel,
-                    w_packed=pack_weights_dsp(np.asarray(w.data).reshape(out_c, -1)),
-                    requant=requant_table_dsp(q["out_mult"], q["out_shift"]))
+        w2d = np.asarray(w.data).reshape(out_c, -1)
+        acc_init, mult, shift = fold_constant_channels(acc_init, w2d, q["out_mult"],
+                                                       q["out_shift"])
+        mult, rshift, mode = requant_dsp(mult, shift, acc_bound(acc_init, w2d),
+                                         q["output_offset"], q["act_min"], q["act_max"])
+        return dict(kernel=kernel, w_packed=pack_weights_dsp(w2d), acc_init=c_i32(acc_init),
+                    rq_mult=mult, rq_shift=rshift, rq_mode=mode)
 
     def reference(self, node, graph, inputs: list) -> list:
         x, w = inputs[0], inputs[1]

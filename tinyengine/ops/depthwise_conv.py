@@ -10,7 +10,7 @@ Kernels (chosen per node in prepare(), stored as ``params["kernel"]``):
   and the preconditions of :func:`dsp_preconditions`: four channels per 32-bit load of the
   NHWC input (SXTAB16 adds the input offset while sign-extending, SMLABB/SMLATT), padded taps
   skipped, filter rearranged at compile time (:func:`pack_filter_dsp`, same bytes), per-channel
-  {bias, multiplier, rounding, shift} table (:func:`requant_table_dw_dsp`).  Other nodes on a
+  bias and {multiplier, 2^(32-e)} (:func:`requant_dsp_dw`, 8 bytes per channel besides the bias).  Other nodes on a
   DSP target (depth multiplier > 1, a shift >= 0) keep the portable kernel.
 
 Both write output pixels in raster order and read only the current pixel's window, so the
@@ -43,15 +43,19 @@ def pack_filter_dsp(w) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([body, tail]).astype(np.int8))
 
 
-def requant_table_dw_dsp(bias, mult, shift) -> np.ndarray:
-    """Per channel {bias, multiplier, 2^(e-1), e} (e = -shift >= 1) of
-    te_depthwise_conv_2d_s8_dsp (see its header)."""
+def requant_dsp_dw(bias, mult, shift) -> np.ndarray:
+    """te_depthwise_conv_2d_s8_dsp's per-channel table (its header): per group of 4 channels
+    the 4 biases (the accumulator's start) then the 4 pairs {multiplier, 2^(32-e)} (e = -shift
+    in [2, 31], one LDRD each); then {bias, multiplier, 2^(32-e)} per remaining channel.
+    12 bytes per channel, 8 besides the bias."""
     e = -np.asarray(shift, dtype=np.int64)
-    assert np.all(e >= 1) and np.all(e <= 31)
+    assert np.all(e >= 2) and np.all(e <= 31)
     bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), e.shape)
-    t = np.stack([bias, np.asarray(mult, dtype=np.int64),
-                  np.left_shift(1, e - 1), e], axis=1)
-    return c_i32(t.reshape(-1))
+    mp = np.stack([np.asarray(mult, dtype=np.int64), np.left_shift(1, 32 - e)], axis=1)
+    g = e.size // 4
+    body = np.concatenate([bias[:4 * g].reshape(g, 4), mp[:4 * g].reshape(g, 8)], axis=1)
+    tail = np.concatenate([bias[4 * g:, None], mp[4 * g:]], axis=1)
+    return c_i32(np.concatenate([body.reshape(-1), tail.reshape(-1)]))
 
 
 def dsp_scratch_bytes(in_c, k_h, k_w) -> int:
@@ -64,7 +68,7 @@ def dsp_scratch_bytes(in_c, k_h, k_w) -> int:
 
 def dsp_preconditions(m, w, bias, mult, shift) -> bool:
     """Whether te_depthwise_conv_2d_s8_dsp's preconditions hold (its header)."""
-    if m != 1 or np.any(np.asarray(shift) > -1) or np.any(np.asarray(shift) < -31):
+    if m != 1 or np.any(np.asarray(shift) > -2) or np.any(np.asarray(shift) < -31):
         return False
     if np.any(np.asarray(mult, dtype=np.int64) < (1 << 30)):
         return False
@@ -159,7 +163,7 @@ class DepthwiseConv2D(_ConvBase):
         extra = {}
         if dsp:
             extra = dict(filter_dsp=pack_filter_dsp(w.data), input_offset=q["input_offset"],
-                         rq=requant_table_dw_dsp(b0, q["out_mult"], q["out_shift"]),
+                         rq=requant_dsp_dw(b0, q["out_mult"], q["out_shift"]),
                          scratch_bytes=0,
                          optional_scratch_bytes=dsp_scratch_bytes(x.shape[3], k_h, k_w))
         return dict(

@@ -25,10 +25,27 @@ import numpy as np
 
 from tinyengine.ops import OpDef, register, target_of, unsupported
 from tinyengine.ops._common import act_bounds, c_i32, require_int8
-from tinyengine.ops.conv import (dsp_k4, pack_weights_dsp, per_channel_multipliers,
-                                  requant_table_dsp)
+from tinyengine.ops.conv import (acc_bound, fold_constant_channels, per_channel_multipliers,
+                                  requant_dsp)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier,
                               wrap_int32)
+
+
+def pack_weights_fc_dsp(w2d) -> np.ndarray:
+    """[out, K] int8 weights -> the layout of te_fully_connected_s8_dsp.h.
+
+    Each row is zero-padded to 4 * ceil(K / 4) values; rows go in quads (4q .. 4q+3) with
+    their groups of 4 interleaved (4 bytes of each row in turn); the out % 4 last rows follow
+    one after the other.
+    """
+    w2d = np.asarray(w2d, dtype=np.int8)
+    rows, k = w2d.shape
+    k4 = (k + 3) // 4
+    padded = np.zeros((rows, 4 * k4), dtype=np.int8)
+    padded[:, :k] = w2d
+    quads = rows // 4
+    body = padded[:4 * quads].reshape(quads, 4, k4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return np.ascontiguousarray(np.concatenate([body, padded[4 * quads:].reshape(-1)]))
 
 
 def per_tensor_multiplier(in_scale: float, w_scale: float, out_scale: float) -> tuple:
@@ -50,19 +67,13 @@ class FullyConnected(OpDef):
 
     def kernel_sources(self, node) -> tuple:
         if node.params.get("kernel") == self.DSP_KERNEL:
-            return (f"{self.DSP_KERNEL}.c", "te_conv_2d_mat_mult_s8_dsp.c")
+            return (f"{self.DSP_KERNEL}.c",)
         return self.kernels
 
     def template_for(self, node) -> str:
         if node.params.get("kernel") == self.DSP_KERNEL:
             return "ops/fully_connected_dsp.c.j2"
         return self.template
-
-    def scratch_bytes(self, node, graph) -> int:
-        """TE_FULLY_CONNECTED_S8_DSP_SCRATCH of te_fully_connected_s8_dsp.h."""
-        if node.params.get("kernel") == self.DSP_KERNEL:
-            return 16 * dsp_k4(node.params["in_features"])
-        return 0
 
     def check(self, node, graph) -> None:
         if len(node.inputs) < 2 or node.inputs[0] is None or node.inputs[1] is None:
@@ -131,11 +142,18 @@ class FullyConnected(OpDef):
         else:
             params.update(out_mult=int(q["out_mult"][0]), out_shift=int(q["out_shift"][0]))
         if target_of(graph).dsp:
-            mult = np.broadcast_to(np.asarray(q["out_mult"]), (out_f,))
-            shift = np.broadcast_to(np.asarray(q["out_shift"]), (out_f,))
-            params.update(kernel=self.DSP_KERNEL,
-                          w_packed=pack_weights_dsp(np.asarray(w.data).reshape(out_f, in_f)),
-                          requant=requant_table_dsp(mult, shift))
+            # per-tensor: one (multiplier, shift) pair, per-channel: one per output
+            w2d = np.asarray(w.data).reshape(out_f, in_f)
+            acc_init, mult, shift = params["acc_init"], q["out_mult"], q["out_shift"]
+            if q["per_channel"]:
+                acc_init, mult, shift = fold_constant_channels(acc_init, w2d, mult, shift)
+            bound = acc_bound(acc_init, w2d)
+            mult, rshift, mode = requant_dsp(
+                mult, shift, bound if q["per_channel"] else bound.max(),
+                q["output_offset"], q["act_min"], q["act_max"])
+            params.update(kernel=self.DSP_KERNEL, w_packed=pack_weights_fc_dsp(w2d),
+                          acc_init=c_i32(acc_init), rq_mult=mult, rq_shift=rshift,
+                          rq_mode=mode)
         else:
             params.update(kernel="te_fully_connected_s8" if not q["per_channel"]
                           else "te_fully_connected_per_channel_s8")
