@@ -293,9 +293,9 @@ def test_dw_network_bit_exact(board, tmp_path, capsys):
 
 
 def test_requantization_identity():
-    """The DSP kernel's requantization, SMMLAR(SMMULR(2*acc, m) - [acc < 0], 2^(32-e), oo),
-    equals TFLite's MultiplyByQuantizedMultiplier + oo for |acc| < 2^30, m in [2^30, 2^31),
-    e in [2, 31]; without the [acc < 0] term it still does after the clamp at
+    """The DSP kernel's requantization, ((SMMULR(2*acc, m) - [acc < 0]) >> (e - 1) + 2*oo + 1)
+    >> 1, equals TFLite's MultiplyByQuantizedMultiplier + oo for |acc| < 2^30, m in
+    [2^30, 2^31), e in [2, 31]; without the [acc < 0] term it still does after the clamp at
     act_min = oo = -128.  Edge cases included (acc = -1 with m = 2^30, exact halves, the
     largest values)."""
     from tinyengine.quant import multiply_by_quantized_multiplier
@@ -305,15 +305,15 @@ def test_requantization_identity():
                           rng.integers(-5000, 5000, 20000),
                           [-1, 0, 1, (1 << 30) - 1, -(1 << 30) + 1]]).astype(np.int64)
 
-    def smmlar(a, b, c):      # exact: |a * b| < 2^62
-        return c + ((a * b + (1 << 31)) >> 32)
+    def smmulr(a, b):      # exact: |a * b| < 2^62
+        return (a * b + (1 << 31)) >> 32
 
     for m in [1 << 30, (1 << 31) - 1, 1518500250, int(rng.integers(1 << 30, 1 << 31))]:
         for e in [2, 3, 7, 13, 22, 31]:
-            s = smmlar(2 * acc, np.int64(m), 0)
+            s = smmulr(2 * acc, np.int64(m))
             want = multiply_by_quantized_multiplier(acc, np.int64(m), np.int64(-e))
             for oo in (-128, 0, 77):
-                ours = smmlar(s - (acc < 0), np.int64(1 << (32 - e)), oo)
+                ours = (((s - (acc < 0)) >> (e - 1)) + 2 * oo + 1) >> 1
                 assert np.array_equal(ours, want + oo), (m, e, oo)
-            fast = np.clip(smmlar(s, np.int64(1 << (32 - e)), -128), -128, 127)
+            fast = np.clip(((s >> (e - 1)) - 255) >> 1, -128, 127)
             assert np.array_equal(fast, np.clip(want - 128, -128, 127)), (m, e)

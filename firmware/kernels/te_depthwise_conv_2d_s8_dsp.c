@@ -87,20 +87,21 @@
 #endif
 
 /* Requantization of channel c (header): s = SRDHM(acc, m) = SMMULR(2 * acc, m), then
- * RoundingDivideByPOT(s, e) + output_offset = SMMLAR(s - [acc < 0], 2^(32-e), output_offset)
- * (SMMLAR(a, 2^(32-e), oo) = oo + floor((a + 2^(e-1)) / 2^e) exactly; [s < 0] may be read as
+ * RoundingDivideByPOT(s, e) + output_offset = ((s - [acc < 0]) >> k + oo2) >> 1 with k = e - 1
+ * and oo2 = 2 * output_offset + 1 (arithmetic shifts; header).  [s < 0] may be read as
  * [acc < 0]: they differ only for acc = -1, m = 2^30, where s = 0 and both give 0 since
- * e >= 1).  fast: act_min = output_offset = -128, act_max = 127: the clamp is SSAT #8 and
- * the term [acc < 0] is dropped (for acc < 0 the value is <= output_offset = act_min either
- * way, since s <= 0 and floor((s + 2^(e-1)) / 2^e) <= 0). */
-static inline int32_t te_dw_out(int32_t acc, const int32_t *q, int32_t oo, int32_t lo,
+ * e >= 1.  fast: act_min = output_offset = -128, act_max = 127: the clamp is SSAT #8 (which
+ * also takes the last shift) and the term [acc < 0] is dropped (for acc < 0 the value is
+ * <= output_offset = act_min either way, since s <= 0). */
+static inline int32_t te_dw_out(int32_t acc, int32_t m, int32_t k, int32_t oo2, int32_t lo,
                                 int32_t hi, const int fast)
 {
-    const int32_t s = te_smmulr((int32_t)((uint32_t)acc << 1), q[0]);
-    if (fast) {
-        return te_ssat8(te_smmlar(s, q[1], oo));
+    int32_t s = te_smmulr((int32_t)((uint32_t)acc << 1), m);
+    if (!fast) {
+        s -= (int32_t)((uint32_t)acc >> 31);
     }
-    return te_clamp_i32(te_smmlar(s - (int32_t)((uint32_t)acc >> 31), q[1], oo), lo, hi);
+    const int32_t y = ((s >> k) + oo2) >> 1;
+    return fast ? te_ssat8(y) : te_clamp_i32(y, lo, hi);
 }
 
 typedef struct {
@@ -110,19 +111,29 @@ typedef struct {
     const int32_t *rq;
 } te_dw_args;
 
-/* Channel c's bias and {mult, 2^(32-e)} in rq (header: 12 words per group, then 3 per
- * remaining channel). */
-static inline const int32_t *te_dw_bias_of(const te_dw_args *a, int32_t c)
+/* Channel c's words in rq (header): per group of up to 4 channels (n of them: 4, or in_c % 4
+ * for the last) 2n + 1 words: n biases, n multipliers, the n shift bytes k in one word. */
+static inline const int32_t *te_dw_group_of(const te_dw_args *a, int32_t c, int32_t *n)
 {
-    const int32_t g = a->groups;
-    return c < 4 * g ? a->rq + 12 * (c >> 2) + (c & 3) : a->rq + 12 * g + 3 * (c - 4 * g);
+    const int32_t left = a->in_c - (c & ~3);
+    *n = left < 4 ? left : 4;
+    return a->rq + 9 * (c >> 2);
 }
 
-static inline const int32_t *te_dw_mp_of(const te_dw_args *a, int32_t c)
+static inline int32_t te_dw_bias_of(const te_dw_args *a, int32_t c)
 {
-    const int32_t g = a->groups;
-    return c < 4 * g ? a->rq + 12 * (c >> 2) + 4 + 2 * (c & 3)
-                     : a->rq + 12 * g + 3 * (c - 4 * g) + 1;
+    int32_t n;
+    return te_dw_group_of(a, c, &n)[c & 3];
+}
+
+/* te_dw_out(acc, ...) for channel c, general (not fast) */
+static inline int32_t te_dw_out_c(const te_dw_args *a, int32_t acc, int32_t c)
+{
+    int32_t n;
+    const int32_t *q = te_dw_group_of(a, c, &n);
+    const int32_t k = ((const uint8_t *)(q + 2 * n))[c & 3];
+    return te_dw_out(acc, q[n + (c & 3)], k, 2 * a->output_offset + 1, a->act_min, a->act_max,
+                     0);
 }
 
 /* a0..a3 = the group's 4 biases at q (two LDRD on the DSP target) */
@@ -138,58 +149,82 @@ static inline const int32_t *te_dw_mp_of(const te_dw_args *a, int32_t c)
 
 /* The in_c % 4 channels after the groups of one pixel, one at a time: taps [ky0, ky1) x
  * [kx0, kx1), win at the pixel's tap (ky0, kx0) (channel 0). */
-__attribute__((noinline)) static void te_dw_tail(const int8_t *win, int8_t *out, int32_t ky0, int32_t ky1,
+__attribute__((noinline, cold)) static void te_dw_tail(const int8_t *win, int8_t *out, int32_t ky0, int32_t ky1,
                                                  int32_t kx0, int32_t kx1, const te_dw_args *a)
 {
     const int32_t taps = a->k_h * a->k_w;
     for (int32_t c = a->groups * 4; c < a->in_c; ++c) {
         const int8_t *wt = a->tail_filter + (size_t)(c - a->groups * 4) * taps;
-        int32_t acc = *te_dw_bias_of(a, c);
+        int32_t acc = te_dw_bias_of(a, c);
         for (int32_t ky = ky0; ky < ky1; ++ky) {
             const int8_t *px = win + c + (ptrdiff_t)(ky - ky0) * a->row_step;
             for (int32_t kx = kx0; kx < kx1; ++kx, px += a->col_step) {
                 acc += (int32_t)wt[ky * a->k_w + kx] * (*px + a->input_offset);
             }
         }
-        out[c] = (int8_t)te_dw_out(acc, te_dw_mp_of(a, c), a->output_offset, a->act_min,
-                                   a->act_max, 0);
+        out[c] = (int8_t)te_dw_out_c(a, acc, c);
     }
 }
 
-/* The 4 channels' outputs of a group from a0..a3, q = the group's {mult, 2^(32-e)} pairs.
- * With full (fast requantization, te_dw_out) on the DSP target one asm block: LDRD of the
- * pair, SMMULR, SMMLAR, SSAT, STRB per channel. */
+/* The general requantization of a group's 4 channels (any output offset and activation
+ * range). */
+__attribute__((noinline, cold)) static void te_dw_store4_general(int8_t *o, const int32_t *q,
+                                                           int32_t a0, int32_t a1, int32_t a2,
+                                                           int32_t a3, const te_dw_args *a)
+{
+    const uint8_t *k = (const uint8_t *)(q + 4);
+    const int32_t oo2 = 2 * a->output_offset + 1, lo = a->act_min, hi = a->act_max;
+    o[0] = (int8_t)te_dw_out(a0, q[0], k[0], oo2, lo, hi, 0);
+    o[1] = (int8_t)te_dw_out(a1, q[1], k[1], oo2, lo, hi, 0);
+    o[2] = (int8_t)te_dw_out(a2, q[2], k[2], oo2, lo, hi, 0);
+    o[3] = (int8_t)te_dw_out(a3, q[3], k[3], oo2, lo, hi, 0);
+}
+
+/* The 4 channels' outputs of a group from a0..a3, q = the group's 4 multipliers (then its
+ * word of 4 shift bytes).  With full (fast requantization, te_dw_out) on the DSP target one
+ * asm block: LDRD of two multipliers, then per channel LDRB k, LSL, SMMULR, ASR by k, ADD
+ * oo2, SSAT with ASR #1, STRB; otherwise te_dw_store4_general. */
 #if TE_DSP_NATIVE
-#define TE_DW_RQ1(acc, qoff, ooff)                                              \
-        "ldrd %[m], %[p], [%[q], #" qoff "]\n\t"                                \
+#define TE_DW_RQ1(acc, m, koff, ooff)                                           \
+        "ldrb %[k], [%[q], #" koff "]\n\t"                                       \
         "lsl %[" acc "], %[" acc "], #1\n\t"                                    \
-        "smmulr %[" acc "], %[" acc "], %[m]\n\t"                               \
-        "smmlar %[" acc "], %[" acc "], %[p], %[oo]\n\t"                        \
-        "ssat %[" acc "], #8, %[" acc "]\n\t"                                   \
+        "smmulr %[" acc "], %[" acc "], %[" m "]\n\t"                           \
+        "asr %[" acc "], %[" acc "], %[k]\n\t"                                  \
+        "add %[" acc "], %[" acc "], %[oo2]\n\t"                                \
+        "ssat %[" acc "], #8, %[" acc "], asr #1\n\t"                           \
         "strb %[" acc "], [%[o], #" ooff "]\n\t"
+#define TE_DW_STORE4_FULL(o_, q_)                                                \
+    do {                                                                         \
+        int32_t m_, n_, k_;                                                      \
+        __asm__ volatile("ldrd %[m], %[n], [%[q]]\n\t"                           \
+                         TE_DW_RQ1("a0", "m", "16", "0")                         \
+                         TE_DW_RQ1("a1", "n", "17", "1")                         \
+                         "ldrd %[m], %[n], [%[q], #8]\n\t"                       \
+                         TE_DW_RQ1("a2", "m", "18", "2")                         \
+                         TE_DW_RQ1("a3", "n", "19", "3")                         \
+                         : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2),       \
+                           [a3] "+&r"(a3), [m] "=&r"(m_), [n] "=&r"(n_),         \
+                           [k] "=&r"(k_)                                         \
+                         : [q] "r"(q_), [o] "r"(o_), [oo2] "r"(-255)             \
+                         : "memory");                                            \
+    } while (0)
+#else
+#define TE_DW_STORE4_FULL(o_, q_)                                                \
+    do {                                                                         \
+        const uint8_t *k_ = (const uint8_t *)((q_) + 4);                         \
+        (o_)[0] = (int8_t)te_dw_out(a0, (q_)[0], k_[0], -255, -128, 127, 1);     \
+        (o_)[1] = (int8_t)te_dw_out(a1, (q_)[1], k_[1], -255, -128, 127, 1);     \
+        (o_)[2] = (int8_t)te_dw_out(a2, (q_)[2], k_[2], -255, -128, 127, 1);     \
+        (o_)[3] = (int8_t)te_dw_out(a3, (q_)[3], k_[3], -255, -128, 127, 1);     \
+    } while (0)
+#endif
 #define TE_DW_STORE4(o_, q_)                                                     \
     do {                                                                         \
         if (full) {                                                              \
-            int32_t m_, p_;                                                      \
-            __asm__ volatile(TE_DW_RQ1("a0", "0", "0") TE_DW_RQ1("a1", "8", "1")  \
-                             TE_DW_RQ1("a2", "16", "2") TE_DW_RQ1("a3", "24", "3") \
-                             : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2),   \
-                               [a3] "+&r"(a3), [m] "=&r"(m_), [p] "=&r"(p_)      \
-                             : [q] "r"(q_), [o] "r"(o_), [oo] "r"(oo)            \
-                             : "memory");                                        \
+            TE_DW_STORE4_FULL(o_, q_);                                           \
         } else {                                                                 \
-            TE_DW_STORE4_C(o_, q_);                                              \
+            te_dw_store4_general(o_, q_, a0, a1, a2, a3, a);                     \
         }                                                                        \
-    } while (0)
-#else
-#define TE_DW_STORE4(o_, q_) TE_DW_STORE4_C(o_, q_)
-#endif
-#define TE_DW_STORE4_C(o, q)                                      \
-    do {                                                          \
-        (o)[0] = (int8_t)te_dw_out(a0, (q), oo, lo, hi, full);      \
-        (o)[1] = (int8_t)te_dw_out(a1, (q) + 2, oo, lo, hi, full);  \
-        (o)[2] = (int8_t)te_dw_out(a2, (q) + 4, oo, lo, hi, full);  \
-        (o)[3] = (int8_t)te_dw_out(a3, (q) + 6, oo, lo, hi, full);  \
     } while (0)
 
 /* n consecutive output pixels of one row whose windows are wholly inside the image, 3x3:
@@ -199,13 +234,12 @@ static inline __attribute__((always_inline)) void te_dw_run_3x3_body(
     const te_dw_args *a, const int full, const int wide)
 {
     const int32_t rs = a->row_step, cs = a->col_step, off2 = a->off2;
-    const int32_t oo = a->output_offset, lo = a->act_min, hi = a->act_max;
     for (; n > 0; --n, win += a->in_step, out += a->in_c) {
         const int8_t *w = w0;
         const int32_t *q = a->rq;
         const int8_t *pg = win;
         int8_t *o = out;
-        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 12, o += 4) {
+        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 9, o += 4) {
             int32_t a0, a1, a2, a3;
             TE_DW_BIAS4(q);
             const int8_t *p = pg;
@@ -239,7 +273,6 @@ static inline __attribute__((always_inline)) void te_dw_run_body(
     const int wide)
 {
     const int32_t rs = a->row_step, cs = a->col_step, off2 = a->off2;
-    const int32_t oo = a->output_offset, lo = a->act_min, hi = a->act_max;
     const int32_t tap_bytes = wide ? 8 : 4;
     const int32_t nx = kx1 - kx0;
     const int32_t w_skip = (a->k_w - nx) * tap_bytes;       /* a row's padded taps */
@@ -250,7 +283,7 @@ static inline __attribute__((always_inline)) void te_dw_run_body(
         const int32_t *q = a->rq;
         const int8_t *pg = win;
         int8_t *o = out;
-        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 12, o += 4, w += w_group) {
+        for (int32_t g = a->groups; g > 0; --g, pg += 4, q += 9, o += 4, w += w_group) {
             int32_t a0, a1, a2, a3;
             TE_DW_BIAS4(q);
             const int8_t *p = pg;
@@ -274,40 +307,35 @@ static inline __attribute__((always_inline)) void te_dw_run_body(
     }
 }
 
+/* The pixel loops for the fast requantization (full): 3x3 windows inside the image (once per
+ * weight layout), any window with the widened weights. */
 __attribute__((noinline)) static void te_dw_run_3x3(const int8_t *win, int32_t n,
                                                     const int8_t *w, int8_t *out,
-                                                    const te_dw_args *a,
-                                                    int full, int wide)
+                                                    const te_dw_args *a, int wide)
 {
     if (wide) {
-        if (full) {
-            te_dw_run_3x3_body(win, n, w, out, a, 1, 1);
-        } else {
-            te_dw_run_3x3_body(win, n, w, out, a, 0, 1);
-        }
-    } else if (full) {
-        te_dw_run_3x3_body(win, n, w, out, a, 1, 0);
+        te_dw_run_3x3_body(win, n, w, out, a, 1, 1);
     } else {
-        te_dw_run_3x3_body(win, n, w, out, a, 0, 0);
+        te_dw_run_3x3_body(win, n, w, out, a, 1, 0);
     }
 }
 
-__attribute__((noinline)) static void te_dw_run(const int8_t *win, int32_t n, const int8_t *w,
-                                                int8_t *out, int32_t ky0,
-                                                int32_t ky1, int32_t kx0, int32_t kx1,
-                                                const te_dw_args *a, int full, int wide)
+__attribute__((noinline)) static void te_dw_run_wide(const int8_t *win, int32_t n,
+                                                     const int8_t *w, int8_t *out,
+                                                     int32_t ky0, int32_t ky1, int32_t kx0,
+                                                     int32_t kx1, const te_dw_args *a)
 {
-    if (wide) {
-        if (full) {
-            te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, 1, 1);
-        } else {
-            te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, 0, 1);
-        }
-    } else if (full) {
-        te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, 1, 0);
-    } else {
-        te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, 0, 0);
-    }
+    te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, 1, 1);
+}
+
+/* Any window with the int8 weights (layers without the widened weights, and every layer
+ * with the general requantization: any output offset and activation range, none in the
+ * shared models): one copy of the pixel loops, full tested per group. */
+__attribute__((noinline)) static void te_dw_run_int8(
+    const int8_t *win, int32_t n, const int8_t *w, int8_t *out, int32_t ky0, int32_t ky1,
+    int32_t kx0, int32_t kx1, const te_dw_args *a, int full)
+{
+    te_dw_run_body(win, n, w, out, ky0, ky1, kx0, kx1, a, full, 0);
 }
 
 /* Taps t in [0, k) with 0 <= base + t * dil < size: [*t0, *t1). */
@@ -326,11 +354,10 @@ static void te_dw_taps_inside(int32_t base, int32_t dil, int32_t k, int32_t size
 }
 
 /* One pixel with no tap inside the image: the bias alone. */
-static void te_dw_bias_only(int8_t *out, const te_dw_args *a)
+__attribute__((noinline, cold)) static void te_dw_bias_only(int8_t *out, const te_dw_args *a)
 {
     for (int32_t c = 0; c < a->in_c; ++c) {
-        out[c] = (int8_t)te_dw_out(*te_dw_bias_of(a, c), te_dw_mp_of(a, c), a->output_offset,
-                                   a->act_min, a->act_max, 0);
+        out[c] = (int8_t)te_dw_out_c(a, te_dw_bias_of(a, c), c);
     }
 }
 
@@ -344,8 +371,8 @@ void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t i
                                  int32_t act_max, int32_t *scratch)
 {
     te_dw_args a;
-    const int wide = scratch != NULL && in_c >= 4;
     const int full = act_min == -128 && act_max == 127 && output_offset == -128;
+    const int wide = scratch != NULL && in_c >= 4 && full;
     const int32_t taps = k_h * k_w;
     const int8_t *wk = filter;          /* the weights the pixel loops read */
     a.groups = in_c >> 2;
@@ -401,10 +428,13 @@ void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t i
                     te_dw_bias_only(o, &a);
                 } else {
                     const int8_t *win = row + (ptrdiff_t)(ix0 + kx0 * dil_w) * in_c;
-                    if (k_h == 3 && k_w == 3 && ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 3) {
-                        te_dw_run_3x3(win, n, wk, o, &a, full, wide);
+                    if (full && k_h == 3 && k_w == 3 && ky0 == 0 && ky1 == 3 && kx0 == 0 &&
+                        kx1 == 3) {
+                        te_dw_run_3x3(win, n, wk, o, &a, wide);
+                    } else if (wide) {
+                        te_dw_run_wide(win, n, wk, o, ky0, ky1, kx0, kx1, &a);
                     } else {
-                        te_dw_run(win, n, wk, o, ky0, ky1, kx0, kx1, &a, full, wide);
+                        te_dw_run_int8(win, n, filter, o, ky0, ky1, kx0, kx1, &a, full);
                     }
                 }
                 ox += n;

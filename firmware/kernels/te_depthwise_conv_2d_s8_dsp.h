@@ -21,17 +21,19 @@
  *              channels 4g..4g+3 (g < in_c / 4), the k_h * k_w taps in (ky, kx) order, 4 bytes
  *              per tap (channels 4g..4g+3); then for each of the in_c % 4 remaining channels
  *              its k_h * k_w taps, 1 byte each.
- *   rq         [3 * in_c] int32, 4-byte aligned (tinyengine.ops.depthwise_conv.requant_dsp_dw):
- *              for each group g of four channels 4g..4g+3 (g < in_c / 4) 12 words, the 4
- *              biases bias[c] (0 without bias; the accumulator's start) and then the 4 pairs
- *              {mult[c], 2^(32-e)} (one LDRD each), mult[c] in [2^30, 2^31) (TFLite's
- *              multiplier), e = -shift[c] in [2, 31]; then for each of the in_c % 4
- *              remaining channels {bias[c], mult[c], 2^(32-e)}.
+ *   rq         int32, 4-byte aligned (tinyengine.ops.depthwise_conv.requant_dsp_dw): for
+ *              each group of four channels 4g..4g+3 (g < in_c / 4) 9 words: the 4 biases
+ *              bias[c] (0 without bias; the accumulator's start), the 4 multipliers mult[c]
+ *              in [2^30, 2^31) (TFLite's), then one word holding the 4 bytes k[c] = e - 1
+ *              (uint8, in memory order, channel 4g first), e = -shift[c] in [2, 31]; then,
+ *              if r = in_c % 4 > 0, 2r + 1 words laid out likewise for the remaining
+ *              channels (r biases, r multipliers, a word whose first r bytes are their k).
  *              Requantization: s = SMMULR(2 * acc, mult) (= SaturatingRoundingDoublingHighMul),
- *              y = SMMLAR(s - [acc < 0], 2^(32-e), output_offset) (= RoundingDivideByPOT(s, e)
- *              + output_offset), clamped; [acc < 0] is dropped when output_offset = act_min
- *              = -128 and act_max = 127 (it cannot change the clamped value then); bit-exact
- *              with te_mbqm under the preconditions
+ *              y = (((s - [acc < 0]) >> k) + 2 * output_offset + 1) >> 1 (arithmetic shifts;
+ *              = RoundingDivideByPOT(s, e) + output_offset), clamped; [acc < 0] is dropped
+ *              when output_offset = act_min = -128 and act_max = 127 (it cannot change the
+ *              clamped value then; the last shift and the clamp are one SSAT #8, ASR #1);
+ *              bit-exact with te_mbqm under the preconditions
  *              (tests/test_kernels_depthwise.py::test_requantization_identity).
  *   output     [batches, out_h, out_w, in_c] int8.  May overlap the input (see below).
  *   input_offset   minus the input zero point, in [-127, 128].
@@ -40,7 +42,8 @@
  *              (dsp_scratch_bytes in tinyengine/ops/depthwise_conv.py): the kernel first
  *              widens the groups' weights there (per tap two words of int16 pairs, (w0, w2)
  *              and (w1, w3)) and then reads them with LDRD instead of sign-extending every
- *              weight at every pixel.  Same results either way; prepare() decides.
+ *              weight at every pixel (only with the fast requantization; other layers
+ *              read the int8 weights).  Same results either way; prepare() decides.
  * Preconditions (checked by tinyengine.ops.depthwise_conv.dsp_preconditions; otherwise the
  * op keeps the portable kernel): depth multiplier 1, all sizes >= 1, strides and dilations
  * >= 1, pads >= 0; every shift[c] in [-31, -2] and mult[c] in [2^30, 2^31); and

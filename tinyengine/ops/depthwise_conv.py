@@ -10,7 +10,7 @@ Kernels (chosen per node in prepare(), stored as ``params["kernel"]``):
   and the preconditions of :func:`dsp_preconditions`: four channels per 32-bit load of the
   NHWC input (SXTAB16 adds the input offset while sign-extending, SMLABB/SMLATT), padded taps
   skipped, filter rearranged at compile time (:func:`pack_filter_dsp`, same bytes), per-channel
-  bias and {multiplier, 2^(32-e)} (:func:`requant_dsp_dw`, 8 bytes per channel besides the bias).  Other nodes on a
+  bias, multiplier and shift (:func:`requant_dsp_dw`, 5 bytes per channel besides the bias).  Other nodes on a
   DSP target (depth multiplier > 1, a shift >= 0) keep the portable kernel.
 
 Both write output pixels in raster order and read only the current pixel's window, so the
@@ -45,17 +45,20 @@ def pack_filter_dsp(w) -> np.ndarray:
 
 def requant_dsp_dw(bias, mult, shift) -> np.ndarray:
     """te_depthwise_conv_2d_s8_dsp's per-channel table (its header): per group of 4 channels
-    the 4 biases (the accumulator's start) then the 4 pairs {multiplier, 2^(32-e)} (e = -shift
-    in [2, 31], one LDRD each); then {bias, multiplier, 2^(32-e)} per remaining channel.
-    12 bytes per channel, 8 besides the bias."""
+    (the last may hold the in_c % 4 remaining ones, n of them) the n biases (the
+    accumulator's start), the n multipliers, then one word holding the n bytes k = e - 1
+    (e = -shift in [2, 31]) in memory order, zero-padded.  9 bytes per channel in full
+    groups, 5 besides the bias."""
     e = -np.asarray(shift, dtype=np.int64)
     assert np.all(e >= 2) and np.all(e <= 31)
     bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), e.shape)
-    mp = np.stack([np.asarray(mult, dtype=np.int64), np.left_shift(1, 32 - e)], axis=1)
-    g = e.size // 4
-    body = np.concatenate([bias[:4 * g].reshape(g, 4), mp[:4 * g].reshape(g, 8)], axis=1)
-    tail = np.concatenate([bias[4 * g:, None], mp[4 * g:]], axis=1)
-    return c_i32(np.concatenate([body.reshape(-1), tail.reshape(-1)]))
+    mult = np.asarray(mult, dtype=np.int64)
+    words = []
+    for c0 in range(0, e.size, 4):
+        k = np.zeros(4, np.uint8)
+        k[:min(4, e.size - c0)] = e[c0:c0 + 4] - 1
+        words += [bias[c0:c0 + 4], mult[c0:c0 + 4], k.view("<i4").astype(np.int64)]
+    return c_i32(np.concatenate(words))
 
 
 def dsp_scratch_bytes(in_c, k_h, k_w) -> int:
