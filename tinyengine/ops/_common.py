@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import unsupported
-from tinyengine.quant import activation_range
+from tinyengine.quant import activation_range, wrap_int32
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
@@ -133,6 +133,18 @@ def same_quant(a, b) -> bool:
     """Same per-tensor scale (compared as the float32 TFLite stores) and zero point."""
     return (np.float32(a.quant.scale[0]) == np.float32(b.quant.scale[0])
             and int(a.quant.zero_point[0]) == int(b.quant.zero_point[0]))
+
+
+def fold_input_offset(bias, input_offset: int, weights, channel_axis: int) -> np.ndarray:
+    """``acc_init[c] = bias[c] + input_offset * sum(weights of output channel c)``, int32-wrapped.
+
+    Conv, depthwise and fully connected kernels start each accumulator from it, so their inner
+    loop is a plain dot product of raw int8 values; the sums are equal modulo 2^32.
+    """
+    w = np.moveaxis(np.asarray(weights, dtype=np.int64), channel_axis, 0)
+    wsum = w.reshape(w.shape[0], -1).sum(axis=1)
+    b = 0 if bias is None else np.asarray(bias, dtype=np.int64)
+    return wrap_int32(b + int(input_offset) * wsum)
 
 
 def c_i32(values) -> np.ndarray:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, target_of, unsupported
-from tinyengine.ops._common import (act_bounds, c_i32, is_padding, require_int8,
-                                    window_geometry)
+from tinyengine.ops._common import (act_bounds, c_i32, fold_input_offset, is_padding,
+                                    require_int8, window_geometry)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier_array,
                               wrap_int32)
 
@@ -290,9 +290,8 @@ class Conv2D(_ConvBase):
         q = self._quant(node, graph, out_c)
         g = self._geometry(node, graph)
         _, stride, dil = self._attrs(node)
-        wsum = np.asarray(w.data, dtype=np.int64).reshape(out_c, -1).sum(axis=1)
         bias = self._bias(node, graph)
-        acc_init = wrap_int32((bias if bias is not None else 0) + q["input_offset"] * wsum)
+        acc_init = fold_input_offset(bias, q["input_offset"], w.data, 0)
         params = dict(
             batches=x.shape[0], in_h=x.shape[1], in_w=x.shape[2], in_c=in_c,
             out_c=out_c, k_h=k_h, k_w=k_w, out_h=y.shape[1], out_w=y.shape[2],

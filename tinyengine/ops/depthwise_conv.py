@@ -22,9 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import register, target_of, unsupported
-from tinyengine.ops._common import c_i32
+from tinyengine.ops._common import c_i32, fold_input_offset
 from tinyengine.ops.conv import _ConvBase, _pad_for_windows, _requantize, _tap
-from tinyengine.quant import wrap_int32
 
 PORTABLE = "te_depthwise_conv_2d_s8"
 DSP = "te_depthwise_conv_2d_s8_dsp"
@@ -156,9 +155,8 @@ class DepthwiseConv2D(_ConvBase):
         q = self._quant(node, graph, out_c)
         g = self._geometry(node, graph)
         _, stride, dil = self._attrs(node)
-        wsum = np.asarray(w.data, dtype=np.int64).reshape(-1, out_c).sum(axis=0)
         bias = self._bias(node, graph)
-        acc_init = wrap_int32((bias if bias is not None else 0) + q["input_offset"] * wsum)
+        acc_init = fold_input_offset(bias, q["input_offset"], w.data, 3)
         m = self._mult(node, graph)
         b0 = bias if bias is not None else np.zeros(out_c, np.int64)
         dsp = target_of(graph).dsp and dsp_preconditions(m, w.data, b0, q["out_mult"],

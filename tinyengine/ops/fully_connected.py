@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, target_of, unsupported
-from tinyengine.ops._common import act_bounds, c_i32, require_int8
+from tinyengine.ops._common import act_bounds, c_i32, fold_input_offset, require_int8
 from tinyengine.ops.conv import (acc_bound, fold_constant_channels, per_channel_multipliers,
                                   requant_dsp)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier,
@@ -130,11 +130,10 @@ class FullyConnected(OpDef):
         out_f, in_f = w.shape
         q = self._quant(node, graph)
         b = node.inputs[2] if len(node.inputs) > 2 else None
-        bias = 0 if b is None else np.asarray(graph.tensor(b).data, dtype=np.int64)
-        wsum = np.asarray(w.data, dtype=np.int64).sum(axis=1)
+        bias = None if b is None else graph.tensor(b).data
         params = dict(
             per_channel=q["per_channel"], batches=y.size // out_f, in_features=in_f,
-            out_features=out_f, acc_init=c_i32(wrap_int32(bias + q["input_offset"] * wsum)),
+            out_features=out_f, acc_init=c_i32(fold_input_offset(bias, q["input_offset"], w.data, 0)),
             output_offset=q["output_offset"], act_min=q["act_min"], act_max=q["act_max"],
         )
         if q["per_channel"]:
