@@ -88,3 +88,43 @@ def test_unknown_board(tmp_path, models_dir):
 def test_usage_errors_are_not_tracebacks(args):
     proc = tinyengine(*args)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def _large_first_layers_model() -> bytes:
+    """144x144 input whose first layers are large and whose tail is small: patch-friendly."""
+    rng = np.random.default_rng(3)
+    mb = ModelBuilder()
+    x = mb.tensor("x", (1, 144, 144, 3), "int8", scale=0.02, zero_point=-128)
+    prev, c_prev, hw = x, 3, 144
+    for i, (c, stride) in enumerate([(16, 2), (32, 1), (32, 2), (32, 2), (64, 2)]):
+        w = mb.const(f"w{i}", rng.integers(-127, 128, (c, 3, 3, c_prev)), "int8",
+                     scale=np.full(c, 0.004), zero_point=np.zeros(c), quantized_dimension=0)
+        hw = (hw + stride - 1) // stride
+        y = mb.tensor(f"y{i}", (1, hw, hw, c), "int8", scale=0.05, zero_point=-128)
+        mb.op("CONV_2D", [prev, w, -1], [y], padding="SAME", stride_w=stride, stride_h=stride,
+              fused_activation_function="RELU")
+        prev, c_prev = y, c
+    mb.inputs([x])
+    mb.outputs([prev])
+    return mb.build()
+
+
+def test_too_large_model_error_says_what_patches_would_need(tmp_path):
+    path = tmp_path / "wide.tflite"
+    path.write_bytes(_large_first_layers_model())
+    proc = tinyengine("compile", path, "--board", "stm32f411", "-o", tmp_path / "o", "--no-build")
+    assert_one_line_error(proc, "wide.tflite", "stm32f411", "131072", "--patch auto")
+    patched = int(proc.stderr.split("--patch auto it needs ")[1].split()[0])
+    assert "(fits)" in proc.stderr and patched <= 131072
+    ok = tinyengine("compile", path, "--board", "stm32f411", "-o", tmp_path / "p", "--no-build",
+                    "--patch", "auto")
+    assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.qemu
+def test_patched_model_that_only_fits_with_patches_is_bit_exact_on_cortex_m4(tmp_path):
+    path = tmp_path / "wide.tflite"
+    path.write_bytes(_large_first_layers_model())
+    proc = tinyengine("verify", path, "--board", "stm32f411", "--patch", "auto", "-n", "2",
+                      "-o", tmp_path / "v")
+    assert proc.returncode == 0 and "bit-exact" in proc.stdout, proc.stdout + proc.stderr

@@ -211,12 +211,27 @@ def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
     }
 
 
+def _patch_hint(c: Compiled) -> str:
+    """What patch-based inference would need, for the message of a model that does not fit."""
+    from . import patching
+
+    if c.plan.patch is not None or c.options.patch:
+        return ""
+    schedule, plan = patching.choose(c.graph, lambda s: planner.plan_graph(
+        c.graph, c.options.planner, overlap=c.options.overlap, patch=s), "auto", None)
+    if schedule is None:
+        return " (patch-based inference does not lower it)"
+    need = plan.arena_bytes + c.board.stack_bytes
+    verdict = "fits" if need <= c.board.sram_bytes else "still does not fit"
+    return f"; with --patch auto it needs {need} ({verdict})"
+
+
 def check_fit(c: Compiled, report: dict) -> None:
     b = c.board
     if b.sram_bytes and report["peak_sram_bytes"] > b.sram_bytes:
         raise FitError(f"{Path(c.source).name} does not fit {b.name}: it needs {report['peak_sram_bytes']} "
                        f"bytes of SRAM (arena {report['arena_bytes']} + stack {b.stack_bytes}), "
-                       f"the board has {b.sram_bytes}")
+                       f"the board has {b.sram_bytes}{_patch_hint(c)}")
     if b.flash_bytes and report["const_bytes"] > b.flash_bytes:
         raise FitError(f"{Path(c.source).name} does not fit {b.name}: its weights alone need "
                        f"{report['const_bytes']} bytes of Flash, the board has {b.flash_bytes}")
