@@ -44,6 +44,8 @@ def _add_compile_args(p: argparse.ArgumentParser, out_required: bool) -> None:
                    help="keep every op's output apart from its input (plain layer-by-layer plan)")
     m.add_argument("--no-fold-pad", action="store_true", help="keep PAD ops as separate layers")
     m.add_argument("--no-reorder", action="store_true", help="keep the model's op order")
+    m.add_argument("--no-fuse", action="store_true",
+                   help="never run a 1x1 expand conv and its depthwise conv fused row by row")
     g = p.add_argument_group("quantization of a float ONNX model (post-training, int8)")
     g.add_argument("--calibration", metavar="DATA",
                    help="calibration inputs: a .npy array (N x the model's input, float32, the model's "
@@ -86,7 +88,8 @@ def _memory_options(args) -> dict:
     return dict(patch=getattr(args, "patch", None), sram_limit=getattr(args, "sram_limit", None),
                 overlap=not getattr(args, "no_overlap", False),
                 fold_pad=not getattr(args, "no_fold_pad", False),
-                reorder=not getattr(args, "no_reorder", False))
+                reorder=not getattr(args, "no_reorder", False),
+                fuse=not getattr(args, "no_fuse", False))
 
 
 def _calibration(args):

@@ -91,7 +91,19 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
     calls = []
     kernel_files: list = []
     stage = getattr(plan, "patch", None)   # patch-based first stage (tinyengine/patching.py)
+    fused = {f.expand: f for f in getattr(plan, "fusions", [])}   # tinyengine/fusion.py
+    fused_dw = {f.dw for f in fused.values()}
     for idx, node in enumerate(graph.nodes):
+        if idx in fused:
+            from . import fusion
+            call = fusion.render(env, graph, plan, fused[idx], consts, const_of_tensor,
+                                 kernel_files)
+            if profile:     # the pair's count goes to the expand layer, ~0 to the depthwise one
+                call["body"] += f"\nte_profile_mark({idx}u);"
+            calls.append(call)
+            continue
+        if idx in fused_dw:
+            continue
         if stage is not None and idx <= stage.split:
             if idx == stage.split:
                 from . import patching

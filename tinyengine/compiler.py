@@ -41,6 +41,7 @@ class CompileOptions:
     fold_pad: bool = True           # fold PAD into the conv / depthwise conv reading it
     reorder: bool = True            # op order with the lowest peak on branching graphs
     overlap: bool = True            # outputs may start inside their consumed input
+    fuse: bool = True               # 1x1 expand -> depthwise row-streamed where it lowers the arena
     patch: str | None = None        # None, "auto" or "RxC@LAYER": patch-based first stage
     sram_limit: int | None = None   # bytes of peak SRAM to fit (picks the fastest schedule)
     calibration: object = None      # float ONNX: a quantizer.Calibration (data + preprocessing)
@@ -51,7 +52,7 @@ class CompileOptions:
                 + (" " + self.calibration.describe() if self.calibration is not None else ""))
 
     def memory_options(self) -> str:
-        off = [k for k in ("fold_pad", "reorder", "overlap") if not getattr(self, k)]
+        off = [k for k in ("fold_pad", "reorder", "overlap", "fuse") if not getattr(self, k)]
         return ("".join(f" no_{k}" for k in off) + (f" patch={self.patch}" if self.patch else "")
                 + (f" sram_limit={self.sram_limit}" if self.sram_limit else ""))
 
@@ -103,10 +104,18 @@ def compile_model(path, options: CompileOptions) -> Compiled:
 
 def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
     """The memory plan, with the patch schedule and the optional scratch that costs nothing."""
+    from . import fusion
+
     plan = _plan_schedule(graph, options)
+    fusions = []
+    if options.fuse:       # after the patch stage, where it lowers the arena
+        fusions, plan = fusion.choose(
+            graph, lambda fs: planner.plan_graph(graph, options.planner, overlap=options.overlap,
+                                                 patch=plan.patch, fusions=fs),
+            plan, plan.patch.split if plan.patch is not None else -1)
     return grant_optional_scratch(
         graph, plan, lambda: planner.plan_graph(graph, options.planner, overlap=options.overlap,
-                                                patch=plan.patch))
+                                                patch=plan.patch, fusions=fusions))
 
 
 def grant_optional_scratch(graph: Graph, plan: planner.MemoryPlan, replan) -> planner.MemoryPlan:
@@ -205,6 +214,7 @@ def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
         "macs": macs(g),
         "macs_executed": c.plan.patch.macs if c.plan.patch is not None else macs(g),
         "patch": c.plan.patch.describe(g) if c.plan.patch is not None else None,
+        "fusions": [f.describe(g) for f in c.plan.fusions],
         "memory": {"overlap_pairs": len(c.plan.overlaps), "options": c.options.memory_options().strip()},
         "ops": len(g.nodes),
         "layers": layers,

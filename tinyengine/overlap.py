@@ -197,17 +197,22 @@ def simulate(graph, plan) -> None:
     Every buffer (tensor, scratch) gets a tag in a byte map of the arena.  Each node checks
     that its inputs still carry their tags, then writes its output: in the declared pixel /
     element order for nodes that overlap their input (reads of each step checked right
-    after the step's writes, as the contract allows), all at once otherwise.
+    after the step's writes, as the contract allows), all at once otherwise.  A fused
+    expand -> depthwise pair (tinyengine/fusion.py) writes its ring at the expand node; at
+    the depthwise node the expand conv's input, the ring and the pair's scratch must
+    all still be intact after the output is written (they are read until the last row).
     """
     tags = np.full(max(plan.arena_bytes, 1), -1, dtype=np.int64)
     tid: dict = {}
+    ring = {f.tensor: f.ring_bytes for f in getattr(plan, "fusions", [])}
+    pair_of_dw = {f.dw: f for f in getattr(plan, "fusions", [])}
 
     def tag(name):
         root = plan.aliases.get(name, name)
         return tid.setdefault(root, len(tid))
 
     def rng(name):
-        return plan.offsets[name], plan.offsets[name] + graph.tensors[name].nbytes
+        return plan.offsets[name], plan.offsets[name] + ring.get(name, graph.tensors[name].nbytes)
 
     for t in graph.inputs:
         lo, hi = rng(t)
@@ -264,3 +269,13 @@ def simulate(graph, plan) -> None:
         for t in node.outputs[1:]:
             lo, hi = rng(t)
             tags[lo:hi] = tag(t)
+        f = pair_of_dw.get(i)
+        if f is not None:
+            ex = graph.nodes[f.expand]
+            held = [(t, *rng(t)) for t in (ex.inputs[0], f.tensor)]
+            held += [(f"scratch:{n.name}", plan.scratch[n.name][0], sum(plan.scratch[n.name]))
+                     for n in (ex, node) if n.name in plan.scratch]
+            for name, lo, hi in held:
+                if not np.all(tags[lo:hi] == tag(name)):
+                    raise AssertionError(f"fused nodes {f.expand}-{i}: '{name}' is overwritten "
+                                         "while the pair still runs")

@@ -197,12 +197,21 @@ def stage_problem(graph: Graph, split: int):
 
 def _patch_graph(graph: Graph, split: int, regions: dict, out_region: Region):
     """The stage's nodes re-derived on region-sized tensors; None when regions disagree."""
+    return region_graph(graph, graph.nodes[:split + 1], regions, [graph.inputs[0]],
+                        [graph.nodes[split].outputs[0]])
+
+
+def region_graph(graph: Graph, nodes: list, regions: dict, inputs: list, outputs: list) -> Graph:
+    """``nodes`` re-derived on the region-sized tensors of ``regions`` (tensor -> Region):
+    window ops get the explicit padding of their region (module docstring) and every node
+    is prepared on its sub-problem (cached in ``graph.meta``).  Also used by
+    tinyengine/fusion.py for the row bands of a fused expand -> depthwise pair."""
     tensors = {}
     for name, r in regions.items():
         t = graph.tensors[name]
         tensors[name] = Tensor(name, (1, r.h, r.w, t.shape[3]), t.dtype, t.quant)
-    nodes = []
-    for node in graph.nodes[:split + 1]:
+    new_nodes = []
+    for node in nodes:
         for t in node.inputs:
             if t is not None and graph.tensors[t].is_const:
                 tensors[t] = graph.tensors[t]
@@ -215,11 +224,10 @@ def _patch_graph(graph: Graph, split: int, regions: dict, out_region: Region):
             bottom = max(0, (r_out.h - 1) * sh + (kh - 1) * dh + 1 - r_in.h - top)
             right = max(0, (r_out.w - 1) * sw + (kw - 1) * dw + 1 - r_in.w - left)
             attrs["padding"] = (top, bottom, left, right)
-        nodes.append(Node(node.op, node.name, list(node.inputs), list(node.outputs), attrs))
-    g = Graph(tensors, nodes, [graph.inputs[0]], [graph.nodes[split].outputs[0]],
-              name=graph.name, meta=graph.meta)
+        new_nodes.append(Node(node.op, node.name, list(node.inputs), list(node.outputs), attrs))
+    g = Graph(tensors, new_nodes, list(inputs), list(outputs), name=graph.name, meta=graph.meta)
     cache = graph.meta.setdefault("patch_prepare_cache", {})
-    for n, orig in zip(nodes, graph.nodes):
+    for n, orig in zip(new_nodes, nodes):
         key = (orig.name, tuple(tuple(g.tensors[t].shape) for t in n.inputs + n.outputs
                                if t is not None and not g.tensors[t].is_const),
                repr(n.attrs.get("padding")))
@@ -232,6 +240,51 @@ def _patch_graph(graph: Graph, split: int, regions: dict, out_region: Region):
                 raise PatchError(f"a patch of node '{n.name}' cannot run: {e}") from None
         n.params = cache[key]
     return g
+
+
+def param_symbols(node: Node, orig: Node, k: int, consts: dict) -> dict:
+    """A region node's params for its template: arrays become constants named after the
+    whole node's (``te_n{k}_{key}``), with a digest suffix where the region's array differs."""
+    import numpy as np
+
+    from .codegen import ConstArray, _ctype_of, c_comment
+
+    params = {}
+    for key, value in node.params.items():
+        if isinstance(value, np.ndarray):
+            whole = orig.params.get(key)
+            sym = f"te_n{k}_{key}"
+            if not (isinstance(whole, np.ndarray) and whole.shape == value.shape
+                    and np.array_equal(whole, value)):
+                digest = hashlib.sha1(value.tobytes()).hexdigest()[:8]
+                sym = f"te_n{k}_{key}_{digest}"
+            if sym not in consts:
+                consts[sym] = ConstArray(sym, _ctype_of(value), np.ascontiguousarray(value),
+                                         c_comment(f"{node.name}: {key}"))
+            params[key] = sym
+        else:
+            params[key] = value
+    return params
+
+
+def literal_loop(bodies: list):
+    """When the C texts ``bodies`` differ only in integer literals: (one body with the
+    differing literals replaced by ``a[i]``, the table of their values per body, its
+    width); None otherwise."""
+    split = [_LITERAL.split(b) for b in bodies]
+    if len({tuple(parts[0::2]) for parts in split}) != 1:
+        return None
+    values = [[int(v) for v in parts[1::2]] for parts in split]
+    varying = [i for i in range(len(values[0])) if len({v[i] for v in values}) > 1]
+    col = {i: c for c, i in enumerate(varying)}
+    body = []
+    for i, piece in enumerate(split[0]):
+        if i % 2 == 0:
+            body.append(piece)
+        else:
+            j = i // 2
+            body.append(f"a[{col[j]}]" if j in col else piece)
+    return "".join(body), [[v[i] for i in varying] or [0] for v in values], max(len(varying), 1)
 
 
 def build(graph: Graph, split: int, grid: tuple) -> PatchSchedule:
@@ -407,9 +460,7 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
     literals that differ (codegen_templates/patch_stage.c.j2); otherwise the patches are
     written one after the other (the report says which).
     """
-    import numpy as np
-
-    from .codegen import ConstArray, _ctype_of, c_comment
+    from .codegen import c_comment
 
     s: PatchSchedule = plan.patch
     arena = "te_arena"
@@ -438,21 +489,7 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
         for k, node in enumerate(p.graph.nodes):
             orig = graph.nodes[k]
             opdef = ops.get(node.op)
-            params = {}
-            for key, value in node.params.items():
-                if isinstance(value, np.ndarray):
-                    whole = orig.params.get(key)
-                    sym = f"te_n{k}_{key}"
-                    if not (isinstance(whole, np.ndarray) and whole.shape == value.shape
-                            and np.array_equal(whole, value)):
-                        digest = hashlib.sha1(value.tobytes()).hexdigest()[:8]
-                        sym = f"te_n{k}_{key}_{digest}"
-                    if sym not in consts:
-                        consts[sym] = ConstArray(sym, _ctype_of(value), np.ascontiguousarray(value),
-                                                 c_comment(f"{node.name}: {key}"))
-                    params[key] = sym
-                else:
-                    params[key] = value
+            params = param_symbols(node, orig, k, consts)
 
             def ptr(t):
                 if t is None:
@@ -486,24 +523,12 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
         if "te_copy_2d_s8.c" not in kernel_files:
             kernel_files.append("te_copy_2d_s8.c")
 
-    split = [_LITERAL.split(b) for b in bodies]
-    skeletons = {tuple(parts[0::2]) for parts in split}
     ctx = dict(rows=s.grid[0], cols=s.grid[1], split_tensor=c_comment(s.output), n=len(bodies))
-    if len(skeletons) == 1:
-        values = [[int(v) for v in parts[1::2]] for parts in split]
-        varying = [i for i in range(len(values[0])) if len({v[i] for v in values}) > 1]
-        col = {i: c for c, i in enumerate(varying)}
-        parts0 = split[0]
-        body = []
-        for i, piece in enumerate(parts0):
-            if i % 2 == 0:
-                body.append(piece)
-            else:
-                j = i // 2
-                body.append(f"a[{col[j]}]" if j in col else piece)
-        text = env.get_template("patch_stage.c.j2").render(
-            loop=True, body="".join(body), k=max(len(varying), 1),
-            table=[[v[i] for i in varying] or [0] for v in values], **ctx)
+    looped = literal_loop(bodies)
+    if looped is not None:
+        body, table, k = looped
+        text = env.get_template("patch_stage.c.j2").render(loop=True, body=body, k=k,
+                                                           table=table, **ctx)
         s.code_form = "loop"
     else:
         text = env.get_template("patch_stage.c.j2").render(loop=False, bodies=bodies, **ctx)

@@ -142,6 +142,7 @@ class MemoryPlan:
     overlaps: dict = field(default_factory=dict)   # (out buffer, in buffer) -> max start delta
     extra: dict = field(default_factory=dict)      # patch copy buffers: name -> offset
     patch: object = None                           # patching.PatchSchedule or None
+    fusions: list = field(default_factory=list)    # fusion.Fusion: expand -> depthwise run fused
 
     def same_buffer(self, a: str, b: str) -> bool:
         return a in self.offsets and b in self.offsets and self.offsets[a] == self.offsets[b]
@@ -196,11 +197,14 @@ def _overlaps(graph: Graph, roots: dict, aliases: dict, patch=None) -> list:
 
 
 def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
-               patch=None) -> MemoryPlan:
+               patch=None, fusions=()) -> MemoryPlan:
     """Plan every buffer of a prepared graph.  overlap=False keeps each op's input and output
     apart (a plain layer-by-layer plan).  patch: a patching.PatchSchedule: the stage's
     tensors get patch-sized buffers, the model input and the split tensor stay whole and
-    alive over the whole stage, plus the copy-in / copy-out buffers of a 2-D grid."""
+    alive over the whole stage, plus the copy-in / copy-out buffers of a 2-D grid.
+    fusions: fusion.Fusion pairs run as one step: the expand conv's input alive until the
+    depthwise conv, the depthwise output from the expand conv on, the expanded tensor only
+    its ring, the pair's scratch over both nodes, no overlap or alias for the pair."""
     n = len(graph.nodes)
     first: dict = {t: 0 for t in graph.inputs}
     last: dict = {}
@@ -218,12 +222,20 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
     if patch is not None:
         last[patch.input] = max(last[patch.input], patch.split)
         first[patch.output] = 0
+    fused = set()            # tensors of fused pairs: no alias, no overlap
+    for f in fusions:
+        ex, dw = graph.nodes[f.expand], graph.nodes[f.dw]
+        last[ex.inputs[0]] = max(last[ex.inputs[0]], f.dw)
+        first[dw.outputs[0]] = min(first[dw.outputs[0]], f.expand)
+        fused |= {f.tensor, dw.outputs[0]}
 
     aliases = _aliases(graph, last)
     if patch is not None:   # patch buffers and whole tensors never share memory
         aliases = {d: r for d, r in aliases.items()
                    if d != patch.output and r != patch.input and d not in patch.sizes
                    and r not in patch.sizes}
+    aliases = {d: r for d, r in aliases.items() if d not in fused}
+    ring = {f.tensor: f.ring_bytes for f in fusions}
     roots: dict = {}
     for t in first:
         root = aliases.get(t, t)
@@ -236,9 +248,11 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
         size = graph.tensors[root].nbytes
         if patch is not None and root in patch.sizes:
             size = patch.sizes[root]
+        size = ring.get(root, size)
         p.add_buffer(root, size, lo, hi)
         lifetimes[root] = (lo, hi, size)
     overlaps = _overlaps(graph, roots, aliases, patch) if overlap else []
+    overlaps = [o for o in overlaps if o[0] not in fused]   # the pair writes t, y
     for out, src, d in overlaps:
         p.allow_overlap(out, src, d)
     scratch_sizes = {}
@@ -254,14 +268,23 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
     for name, (size, lo, hi) in extra.items():
         p.add_buffer(name, size, lo, hi)
         lifetimes[name] = (lo, hi, size)
+    from . import fusion as fu
+    pair_scratch = {}        # node index -> (bytes, first, last) for fused pairs
+    for f in fusions:
+        sizes = fu.scratch_of(graph, f)
+        for k in (f.expand, f.dw):
+            pair_scratch[k] = (sizes.get(graph.nodes[k].name, 0), f.expand, f.dw)
     for i, node in enumerate(graph.nodes):
         s = ops.get(node.op).scratch_bytes(node, graph)
         if patch is not None and i <= patch.split:
             s = patch.scratch.get(node.name, 0)
+        lo, hi = i, i
+        if i in pair_scratch:
+            s, lo, hi = pair_scratch[i]
         if s:
             scratch_sizes[node.name] = s
-            p.add_buffer(f"scratch:{node.name}", s, i, i)
-            lifetimes[f"scratch:{node.name}"] = (i, i, s)
+            p.add_buffer(f"scratch:{node.name}", s, lo, hi)
+            lifetimes[f"scratch:{node.name}"] = (lo, hi, s)
     offsets, arena = p.plan()
 
     tensor_offsets = {t: offsets[aliases.get(t, t)] for t in first}
@@ -277,4 +300,4 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
         })
     return MemoryPlan(arena, tensor_offsets, scratch, lifetimes, aliases, per_layer,
                       {(o, i): d for o, i, d in overlaps},
-                      {name: offsets[name] for name in extra}, patch)
+                      {name: offsets[name] for name in extra}, patch, list(fusions))

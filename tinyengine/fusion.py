@@ -1,0 +1,286 @@
+"""Row-streamed fusion of a 1x1 expand CONV_2D with the DEPTHWISE_CONV_2D reading it.
+
+In an inverted-residual block the 1x1 expand conv's output (e.g. 40x40x48 in MCUNet-vww1)
+is the largest tensor, and a layer-by-layer executor must hold it whole.  A fused pair
+never does: the depthwise conv runs one output row at a time, and the expand conv computes
+just the input rows that row needs into a *ring* of ``(k_h - 1) * dil_h + 1`` rows in the
+arena.  The ring holds the row's window contiguously: before each output row the rows still
+needed are moved to its front (one memmove of ``ring - stride`` rows, the same every row),
+then the expand conv computes the rows entering the window behind them (the 1x1 kernels on
+a band of rows: NHWC rows are contiguous, a 1x1 stride-1 conv never pads), then the
+depthwise kernel runs on the ring with ``out_h = 1`` and the explicit padding of that row's
+region.  Same arithmetic, other schedule: bit-exact.
+
+Each band node is the model's node re-derived on its region by
+:func:`tinyengine.patching.region_graph` (the patch machinery): top padding only where the
+row's window starts above the image, bottom padding read past ``in_h`` as at the border.
+
+The planner sees the pair as one step (tinyengine/planner.py ``plan_graph(fusions=..)``):
+the expand conv's input lives until the depthwise step, the depthwise output from the
+expand step, the intermediate tensor is only the ring.  The compiler keeps a fusion only
+where it lowers the planned arena by at least MIN_GAIN (:func:`choose`);
+``CompileOptions(fuse=False)`` / ``--no-fuse`` switches it off.  Code:
+codegen_templates/fused_expand_dw.c.j2; consecutive rows whose C differs only in integer
+literals become one loop (literals growing evenly computed, the rest from a small table).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ir import Graph
+from .patching import _LITERAL, Region, _input_region, param_symbols, region_graph
+
+
+# a fusion must lower the arena by at least this fraction: it costs per-row calls and moves,
+# and a smaller arena leaves less room for the optional kernel scratch that is granted only
+# where it is free (compiler.grant_optional_scratch), so a small gain costs more than it saves
+MIN_GAIN = 0.10
+
+
+@dataclass
+class Step:
+    """One depthwise output row ``oy``: the ring holds the row's unclipped window (ring row p
+    is image row ``oy * stride_h - pad_top + p``); expand image rows ``[new0, new0 + new)``
+    into ring rows from ``pos`` on, run the depthwise conv on ring rows from ``dw_pos`` on."""
+    oy: int
+    new0: int
+    new: int
+    pos: int
+    dw_pos: int
+    expand: Graph | None = field(repr=False)   # the expand conv on the new rows (None: new == 0)
+    dw: Graph = field(repr=False)              # the depthwise conv for row oy
+
+
+@dataclass
+class Fusion:
+    expand: int             # node index of the 1x1 conv (the depthwise conv is expand + 1)
+    tensor: str             # the expanded tensor, held only as the ring
+    ring_rows: int          # the depthwise window's height (k_h - 1) * dil_h + 1
+    row_bytes: int
+    move: int               # rows dropped from the ring's front before each row (0: no move)
+    steps: list = field(default_factory=list, repr=False)
+    prime: tuple = ()       # (first row, rows, ring row): expanded once before the first step
+    prime_graph: Graph | None = field(default=None, repr=False)
+
+    @property
+    def dw(self) -> int:
+        return self.expand + 1
+
+    @property
+    def ring_bytes(self) -> int:
+        return self.ring_rows * self.row_bytes
+
+    def describe(self, graph: Graph) -> dict:
+        return {"expand": graph.nodes[self.expand].name, "depthwise": graph.nodes[self.dw].name,
+                "tensor": self.tensor, "ring_rows": self.ring_rows, "ring_bytes": self.ring_bytes}
+
+
+def _is_expand(node, graph) -> bool:
+    p = node.params
+    if node.op != "CONV_2D" or len(node.outputs) != 1 or p.get("batches") != 1:
+        return False
+    return ((p.get("k_h"), p.get("k_w"), p.get("stride_h"), p.get("stride_w"),
+             p.get("pad_top"), p.get("pad_left")) == (1, 1, 1, 1, 0, 0)
+            and p.get("in_h") == p.get("out_h") and p.get("in_w") == p.get("out_w"))
+
+
+def candidates(graph: Graph, after: int = -1) -> list:
+    """Every pair nodes[i], nodes[i+1] (i > after) that can run fused: a 1x1 stride-1 conv
+    whose output only the next node, a depthwise conv, reads."""
+    consumers = graph.consumers()
+    found = []
+    for i in range(max(after + 1, 0), len(graph.nodes) - 1):
+        a, b = graph.nodes[i], graph.nodes[i + 1]
+        if not _is_expand(a, graph) or b.op != "DEPTHWISE_CONV_2D" or b.params.get("batches") != 1:
+            continue
+        t = a.outputs[0]
+        if b.inputs[0] != t or t in graph.outputs or len(consumers.get(t, [])) != 1:
+            continue
+        if a.inputs[0] is None or graph.tensors[a.inputs[0]].is_const:
+            continue
+        found.append(build(graph, i))
+    return found
+
+
+def build(graph: Graph, i: int) -> Fusion:
+    """The row schedule of the pair nodes[i] (1x1 conv) -> nodes[i+1] (depthwise conv).
+
+    Every step is the same in the steady state: move the ring's last ``ring - stride`` rows
+    to its front, expand the ``stride`` rows that enter the window, run the depthwise row;
+    at the borders only the counts and positions differ (rows outside the image are never
+    computed: the kernel pads them).  The rows the first step keeps are expanded before it
+    (``prime``) at the ring rows the first move takes them from."""
+    ex, dw = graph.nodes[i], graph.nodes[i + 1]
+    x, t, y = ex.inputs[0], ex.outputs[0], dw.outputs[0]
+    _, h, w, c = graph.tensors[t].shape
+    _, oh, ow, _ = graph.tensors[y].shape
+    p = dw.params
+    eff = (p["k_h"] - 1) * p["dil_h"] + 1
+    s = p["stride_h"]
+    move = s if eff > s else 0
+
+    def band(r0, r1):
+        b = Region(r0, r1, 0, w)
+        return region_graph(graph, [ex], {x: b, t: b}, [x], [t])
+
+    u0 = -p["pad_top"]
+    prime, prime_graph = (), None
+    if move:
+        r0, r1 = max(0, u0), min(h, u0 + eff - s)    # rows step 0 keeps
+        if r1 > r0:
+            prime = (r0, r1 - r0, r0 - (u0 - s))
+            prime_graph = band(r0, r1)
+    steps = []
+    done = prime[0] + prime[1] if prime else 0        # image rows expanded so far: [0, done)
+    for oy in range(oh):
+        u = oy * s - p["pad_top"]
+        r_in = _input_region(dw, graph, Region(oy, oy + 1, 0, ow))
+        lo, hi = r_in.y0, r_in.y1
+        new0 = max(done, lo)
+        new = max(0, hi - new0)
+        exg = band(new0, hi) if new else None
+        dwg = region_graph(graph, [dw], {t: Region(lo, hi, 0, w), y: Region(oy, oy + 1, 0, ow)},
+                           [t], [y])
+        steps.append(Step(oy, new0, new, new0 - u, lo - u, exg, dwg))
+        done = max(done, hi)
+    return Fusion(i, t, eff, w * c, move, steps, prime, prime_graph)
+
+
+def choose(graph: Graph, plan_fn, base, after: int = -1) -> tuple:
+    """(fusions, plan): all useful candidates fused, then each dropped again where the arena
+    does not grow without it; none when fusing does not lower ``base`` (the unfused plan)
+    by at least MIN_GAIN.
+    plan_fn(fusions) -> MemoryPlan."""
+    # only where the depthwise output is smaller than the expanded tensor (stride > 1, ...):
+    # otherwise a tensor as large stays whole and any gain is placement noise, paid for
+    # with the per-row calls and moves
+    chosen = [f for f in candidates(graph, after)
+              if graph.tensors[graph.nodes[f.dw].outputs[0]].nbytes < graph.tensors[f.tensor].nbytes]
+    if not chosen:
+        return [], base
+    plan = plan_fn(chosen)
+    if plan.arena_bytes > base.arena_bytes * (1 - MIN_GAIN):
+        return [], base
+    for f in list(chosen):
+        rest = [g for g in chosen if g is not f]
+        trial = plan_fn(rest) if rest else base
+        if trial.arena_bytes <= plan.arena_bytes:
+            chosen, plan = rest, trial
+    return chosen, plan
+
+
+def scratch_of(graph: Graph, f: Fusion) -> dict:
+    """node name -> scratch bytes of the fused step (alive over both node indices)."""
+    from . import ops
+
+    ex, dw = graph.nodes[f.expand], graph.nodes[f.dw]
+    out = {}
+    bands = [st.expand for st in f.steps if st.expand is not None] + \
+        ([f.prime_graph] if f.prime_graph is not None else [])
+    s = max((ops.get(ex.op).scratch_bytes(g.nodes[0], g) for g in bands), default=0)
+    if s:
+        out[ex.name] = s
+    s = ops.get(dw.op).scratch_bytes(dw, graph)   # the whole node's (granted) scratch
+    if s:
+        out[dw.name] = s
+    return out
+
+
+def _affine_loop(bodies: list) -> dict:
+    """One loop body for C texts that differ only in integer literals: a literal that grows
+    by the same step from row to row becomes ``(v0 + d * te_ri)``, the others come from a
+    table ``a[]`` (a column equal to another plus a constant once) of the smallest integer
+    type that holds them (Flash: a few bytes a row)."""
+    split = [_LITERAL.split(b) for b in bodies]
+    values = [[int(v) for v in parts[1::2]] for parts in split]
+    cols = {}
+    table = []
+    for j in range(len(values[0])):
+        col = [v[j] for v in values]
+        if len(set(col)) == 1:
+            continue
+        d = col[1] - col[0]
+        if all(b - a == d for a, b in zip(col, col[1:])):
+            cols[j] = f"({col[0]} + {d} * te_ri)" if d >= 0 else f"({col[0]} - {-d} * te_ri)"
+        elif any(len({v - u for u, v in zip(tc, col)}) == 1 for tc in table):
+            k = next(k for k, tc in enumerate(table) if len({v - u for u, v in zip(tc, col)}) == 1)
+            off = col[0] - table[k][0]
+            cols[j] = f"a[{k}]" if off == 0 else f"(a[{k}] + {off})" if off > 0 else f"(a[{k}] - {-off})"
+        else:
+            cols[j] = f"a[{len(table)}]"
+            table.append(col)
+    body = []
+    for i, piece in enumerate(split[0]):
+        body.append(piece if i % 2 == 0 else cols.get(i // 2, piece))
+    flat = [v for col in table for v in col]
+    ctype = ("int8_t" if all(-128 <= v <= 127 for v in flat) else
+             "int16_t" if all(-32768 <= v <= 32767 for v in flat) else "int32_t")
+    return dict(body="".join(body), table=[list(r) for r in zip(*table)], k=len(table),
+                ctype=ctype)
+
+
+def render(env, graph: Graph, plan, f: Fusion, consts: dict, const_of_tensor: dict,
+           kernel_files: list) -> dict:
+    """The C of a fused pair, as one entry of codegen's call list."""
+    from . import ops
+    from .codegen import c_comment
+
+    arena = "te_arena"
+    ex, dw = graph.nodes[f.expand], graph.nodes[f.dw]
+    x, y = ex.inputs[0], dw.outputs[0]
+    ring = plan.offsets[f.tensor]
+    xrow = graph.tensors[x].shape[2] * graph.tensors[x].shape[3]
+    yrow = graph.tensors[y].shape[2] * graph.tensors[y].shape[3]
+
+    def at(off, ctype="int8_t") -> str:
+        return f"(({ctype} *)({arena} + {off}))"
+
+    def call(k, sub, inp0, out0, scratch_bytes=None) -> str:
+        node, orig = sub.nodes[0], graph.nodes[k]
+        params = param_symbols(node, orig, k, consts)
+        if scratch_bytes is not None:
+            params["scratch_bytes"] = scratch_bytes
+        opdef = ops.get(node.op)
+        for kf in opdef.kernel_sources(node):
+            if kf not in kernel_files:
+                kernel_files.append(kf)
+        inp = [inp0] + [None if t is None else const_of_tensor[t] for t in node.inputs[1:]]
+        scratch = at(plan.scratch[orig.name][0]) if orig.name in plan.scratch else "NULL"
+        return env.get_template(opdef.template_for(node)).render(
+            node=node, p=params, inp=inp, out=[out0], scratch=scratch, same_buffer=False,
+            tin=[sub.tensors[t] if t is not None else None for t in node.inputs],
+            tout=[sub.tensors[t] for t in node.outputs]).rstrip()
+
+    bodies = []
+    for st in f.steps:
+        expand = None
+        if st.expand is not None:
+            expand = call(f.expand, st.expand, at(plan.offsets[x] + st.new0 * xrow),
+                          at(ring + st.pos * f.row_bytes))
+        depthwise = call(f.dw, st.dw, at(ring + st.dw_pos * f.row_bytes),
+                         at(plan.offsets[y] + st.oy * yrow), dw.params.get("scratch_bytes", 0))
+        bodies.append(env.get_template("fused_expand_dw.c.j2").render(
+            part="step", ring=at(ring), move_from=at(ring + f.move * f.row_bytes),
+            move_bytes=(f.ring_rows - f.move) * f.row_bytes if f.move else 0, expand=expand,
+            depthwise=depthwise).rstrip())
+    prime = None
+    if f.prime:
+        prime = call(f.expand, f.prime_graph, at(plan.offsets[x] + f.prime[0] * xrow),
+                     at(ring + f.prime[2] * f.row_bytes))
+    runs = []          # consecutive rows whose C differs only in literals: one loop
+    skeletons = [tuple(_LITERAL.split(b)[0::2]) for b in bodies]
+    start = 0
+    while start < len(bodies):
+        end = start + 1
+        while end < len(bodies) and skeletons[end] == skeletons[start]:
+            end += 1
+        if end - start == 1:
+            runs.append(dict(loop=False, body=bodies[start], first=start, n=1))
+        else:
+            runs.append(dict(loop=True, first=start, n=end - start, **_affine_loop(bodies[start:end])))
+        start = end
+    text = env.get_template("fused_expand_dw.c.j2").render(
+        part="pair", runs=runs, rows=len(bodies), ring_rows=f.ring_rows, prime=prime,
+        tensor=c_comment(f.tensor), expand_name=c_comment(ex.name))
+    return {"index": f.dw, "node": dw, "body": text.rstrip(),
+            "inputs": [c_comment(x)], "outputs": [c_comment(y)]}
