@@ -230,6 +230,22 @@ class _ConvBase(OpDef):
                     output_offset=int(y.quant.zero_point[0]),
                     out_mult=mult, out_shift=shift, act_min=int(act_min), act_max=int(act_max))
 
+    def _window_params(self, node, graph, k_hw, g, q, acc_init) -> dict:
+        """The parameters conv and depthwise kernels share: geometry, padding, requantization."""
+        x = graph.tensor(node.inputs[0])
+        y = graph.tensor(node.outputs[0])
+        _, stride, dil = self._attrs(node)
+        return dict(
+            batches=x.shape[0], in_h=x.shape[1], in_w=x.shape[2], in_c=x.shape[3],
+            k_h=k_hw[0], k_w=k_hw[1], out_h=y.shape[1], out_w=y.shape[2],
+            stride_h=stride[0], stride_w=stride[1], dil_h=dil[0], dil_w=dil[1],
+            pad_top=g["pad_top"], pad_left=g["pad_left"],
+            pad_value=int(x.quant.zero_point[0]),
+            acc_init=c_i32(acc_init), out_mult=c_i32(q["out_mult"]),
+            out_shift=c_i32(q["out_shift"]), output_offset=q["output_offset"],
+            act_min=q["act_min"], act_max=q["act_max"],
+        )
+
     @staticmethod
     def _bias(node, graph):
         b = node.inputs[2] if len(node.inputs) > 2 else None
@@ -283,25 +299,12 @@ class Conv2D(_ConvBase):
                                     f"weights {w.shape[3]}) is not supported")
 
     def prepare(self, node, graph) -> dict:
-        x = graph.tensor(node.inputs[0])
         w = graph.tensor(node.inputs[1])
-        y = graph.tensor(node.outputs[0])
-        out_c, k_h, k_w, in_c = w.shape
+        out_c, k_h, k_w, _ = w.shape
         q = self._quant(node, graph, out_c)
         g = self._geometry(node, graph)
-        _, stride, dil = self._attrs(node)
-        bias = self._bias(node, graph)
-        acc_init = fold_input_offset(bias, q["input_offset"], w.data, 0)
-        params = dict(
-            batches=x.shape[0], in_h=x.shape[1], in_w=x.shape[2], in_c=in_c,
-            out_c=out_c, k_h=k_h, k_w=k_w, out_h=y.shape[1], out_w=y.shape[2],
-            stride_h=stride[0], stride_w=stride[1], dil_h=dil[0], dil_w=dil[1],
-            pad_top=g["pad_top"], pad_left=g["pad_left"],
-            pad_value=int(x.quant.zero_point[0]),
-            acc_init=c_i32(acc_init), out_mult=c_i32(q["out_mult"]),
-            out_shift=c_i32(q["out_shift"]), output_offset=q["output_offset"],
-            act_min=q["act_min"], act_max=q["act_max"],
-        )
+        acc_init = fold_input_offset(self._bias(node, graph), q["input_offset"], w.data, 0)
+        params = dict(out_c=out_c, **self._window_params(node, graph, (k_h, k_w), g, q, acc_init))
         params.update(self._dsp_params(node, graph, g, acc_init))
         return params
 

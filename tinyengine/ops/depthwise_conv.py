@@ -150,11 +150,9 @@ class DepthwiseConv2D(_ConvBase):
     def prepare(self, node, graph) -> dict:
         x = graph.tensor(node.inputs[0])
         w = graph.tensor(node.inputs[1])
-        y = graph.tensor(node.outputs[0])
         _, k_h, k_w, out_c = w.shape
         q = self._quant(node, graph, out_c)
         g = self._geometry(node, graph)
-        _, stride, dil = self._attrs(node)
         bias = self._bias(node, graph)
         acc_init = fold_input_offset(bias, q["input_offset"], w.data, 3)
         m = self._mult(node, graph)
@@ -167,18 +165,8 @@ class DepthwiseConv2D(_ConvBase):
                          rq=requant_dsp_dw(b0, q["out_mult"], q["out_shift"]),
                          scratch_bytes=0,
                          optional_scratch_bytes=dsp_scratch_bytes(x.shape[3], k_h, k_w))
-        return dict(
-            kernel=DSP if dsp else PORTABLE, **extra,
-            batches=x.shape[0], in_h=x.shape[1], in_w=x.shape[2], in_c=x.shape[3],
-            depth_multiplier=self._mult(node, graph), k_h=k_h, k_w=k_w,
-            out_h=y.shape[1], out_w=y.shape[2],
-            stride_h=stride[0], stride_w=stride[1], dil_h=dil[0], dil_w=dil[1],
-            pad_top=g["pad_top"], pad_left=g["pad_left"],
-            pad_value=int(x.quant.zero_point[0]),
-            acc_init=c_i32(acc_init), out_mult=c_i32(q["out_mult"]),
-            out_shift=c_i32(q["out_shift"]), output_offset=q["output_offset"],
-            act_min=q["act_min"], act_max=q["act_max"],
-        )
+        return dict(kernel=DSP if dsp else PORTABLE, **extra, depth_multiplier=m,
+                    **self._window_params(node, graph, (k_h, k_w), g, q, acc_init))
 
     def reference(self, node, graph, inputs: list) -> list:
         x, w = inputs[0], inputs[1]
