@@ -9,7 +9,8 @@
  *   TE_INSTRUCTIONS <n>     (or TE_CYCLES; first inference; when measurable)
  *   TE_STACK_BYTES <n>      (deepest stack use during inference; when measurable)
  *   TE_LAYER <i> <n>        (models compiled with profiling: the count of layer i in the
- *                            first inference, printed as it runs; when measurable)
+ *                            first inference, printed as it runs -- once per patch for the
+ *                            layers of a patch stage; when measurable)
  *   TE_RECORDS <n>
  *   ~~~TE DONE~~~
  * and exits 0.  Any failure prints "TE_ERROR <what>" and exits non-zero.

@@ -451,7 +451,7 @@ _LITERAL = re.compile(r"(?<![\w.])(\d+)(?![\w.])")
 
 
 def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
-                 kernel_files: list) -> dict:
+                 kernel_files: list, profile: bool = False) -> dict:
     """The C of the whole patch stage, as one entry of codegen's call list.
 
     Each patch's calls are rendered with the ops' own templates and the patch nodes' own
@@ -459,6 +459,10 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
     arena offsets) -- the usual case -- the stage becomes one loop over a table of the
     literals that differ (codegen_templates/patch_stage.c.j2); otherwise the patches are
     written one after the other (the report says which).
+
+    profile: every patch calls ``te_profile_mark(k)`` after its node k (after the copy-out
+    for the split node), so the firmware prints one count per layer per patch, which
+    runner.parse_layer_counts sums per layer (tinyengine/profile.py).
     """
     from .codegen import c_comment
 
@@ -513,11 +517,15 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
             for kf in opdef.kernel_sources(node):
                 if kf not in kernel_files:
                     kernel_files.append(kf)
+            if profile and k < s.split:
+                texts.append(f"te_profile_mark({k}u);")
         if s.copy_out:
             dst = plan.offsets[s.output] + (r.y0 * y.shape[2] + r.x0) * y.shape[3]
             texts.append(env.get_template("ops/copy_2d.c.j2").render(
                 src=out_expr, src_stride=r.w * y.shape[3], dst=at(dst), dst_stride=yrow,
                 rows=r.h, row_bytes=r.w * y.shape[3]).rstrip())
+        if profile:
+            texts.append(f"te_profile_mark({s.split}u);")
         bodies.append("\n".join(texts))
     if s.copy_in or s.copy_out:
         if "te_copy_2d_s8.c" not in kernel_files:

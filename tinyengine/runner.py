@@ -181,13 +181,15 @@ def _parse_int(stdout: str, key: str) -> int | None:
 
 def parse_layer_counts(stdout: str) -> list | None:
     """Per-layer counts from the firmware's `TE_LAYER <i> <n>` lines, in layer order; None without
-    them.  A layer index missing from the run is an error (the lines are printed as layers end)."""
+    them.  A layer index missing from the run is an error (the lines are printed as layers end).
+    A layer marked more than once in the (first) inference -- the layers of a patch stage, marked
+    once per patch -- gets the sum of its lines."""
     hits = re.findall(r"^TE_LAYER (\d+) (\d+)\s*$", stdout, re.M)
     if not hits:
         return None
     counts: dict = {}
     for i, n in hits:
-        counts.setdefault(int(i), int(n))
+        counts[int(i)] = counts.get(int(i), 0) + int(n)
     if sorted(counts) != list(range(len(counts))):
         missing = sorted(set(range(max(counts) + 1)) - set(counts))
         raise RunError(f"firmware profile is incomplete: no TE_LAYER line for layer(s) {missing[:10]}", stdout)
