@@ -196,12 +196,14 @@ def test_dsp_kernel_choice_and_scratch(tmp_path):
         text = (KERNELS / f"{k}.h").read_text()
         if k == "te_fully_connected_s8_dsp":
             assert "Scratch: none" in text and ops.get(n.op).scratch_bytes(n, m7.graph) == 0
-            assert n.name not in m7.plan.scratch
+            # only the expanded table of bit-packed per-channel parameters, if any
+            table = n.params.get("rq_table_bytes", 0)
+            assert m7.plan.scratch.get(n.name, (0, 0))[1] == table
             assert ops.get(n.op).kernel_sources(n) == (f"{k}.c",)
             continue
         assert re.search(r"#define TE_\w+_SCRATCH\(", text), k
         assert ops.get(n.op).scratch_bytes(n, m7.graph) == macro[k](n.params) > 0
-        assert m7.plan.scratch[n.name][1] >= macro[k](n.params)
+        assert m7.plan.scratch[n.name][1] >= macro[k](n.params) + n.params.get("rq_table_bytes", 0)
         assert set(ops.get(n.op).kernel_sources(n)) == {f"{k}.c", "te_conv_2d_mat_mult_s8_dsp.c"}
         # compact requantization: 4 + 1 bytes per output channel
         assert n.params["rq_mult"].dtype == np.int32 and n.params["rq_shift"].dtype == np.int8

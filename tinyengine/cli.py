@@ -46,6 +46,9 @@ def _add_compile_args(p: argparse.ArgumentParser, out_required: bool) -> None:
     m.add_argument("--no-reorder", action="store_true", help="keep the model's op order")
     m.add_argument("--no-fuse", action="store_true",
                    help="never run a 1x1 expand conv and its depthwise conv fused row by row")
+    m.add_argument("--no-compact-params", action="store_true",
+                   help="keep every layer's per-channel parameters (bias, multiplier, shift) "
+                        "unpacked in Flash instead of bit-packed where the arena has room")
     g = p.add_argument_group("quantization of a float ONNX model (post-training, int8)")
     g.add_argument("--calibration", metavar="DATA",
                    help="calibration inputs: a .npy array (N x the model's input, float32, the model's "
@@ -89,7 +92,8 @@ def _memory_options(args) -> dict:
                 overlap=not getattr(args, "no_overlap", False),
                 fold_pad=not getattr(args, "no_fold_pad", False),
                 reorder=not getattr(args, "no_reorder", False),
-                fuse=not getattr(args, "no_fuse", False))
+                fuse=not getattr(args, "no_fuse", False),
+                compact_params=not getattr(args, "no_compact_params", False))
 
 
 def _calibration(args):

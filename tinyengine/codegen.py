@@ -54,12 +54,16 @@ class ConstArray:
             items = [str(v) for v in flat.tolist()]
             if flat.dtype == np.int32:
                 items = ["(-2147483647 - 1)" if v == "-2147483648" else v for v in items]
+            elif flat.dtype == np.uint32:
+                items = [v + "u" for v in items]
         if not items:
             items = ["0"]
         return ",\n".join("    " + ", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
 
 
 def _ctype_of(arr: np.ndarray) -> str:
+    if arr.dtype == np.uint32:
+        return "uint32_t"
     return C_TYPES[str(arr.dtype)] if str(arr.dtype) in C_TYPES else "int32_t"
 
 
@@ -108,7 +112,7 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
             if idx == stage.split:
                 from . import patching
                 calls.append(patching.render_stage(env, graph, plan, consts, const_of_tensor,
-                                                   kernel_files))
+                                                   kernel_files, profile=profile))
             continue
         opdef = ops.get(node.op)
         p = {}
@@ -126,13 +130,24 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
         scratch = "NULL"
         if node.name in plan.scratch:
             scratch = f"((int8_t *)({arena} + {plan.scratch[node.name][0]}))"
+        prelude = ""
+        if "rq_packed" in node.params:   # bit-packed per-channel table -> expanded into scratch
+            from .ops import chanpack
+            table = scratch
+            chanpack.bind(p, node.params["rq_names"], node.params["rq_n"], table)
+            scratch = f"({table} + {node.params['rq_table_bytes']})"
+            prelude = env.get_template("unpack_channels.c.j2").render(
+                packed=p["rq_packed"], n=node.params["rq_n"], group=node.params["rq_group"],
+                table=table).rstrip() + "\n"
+            if "te_unpack_channels.c" not in kernel_files:
+                kernel_files.append("te_unpack_channels.c")
         same_buffer = bool(node.inputs and node.inputs[0] is not None and node.outputs
                            and plan.same_buffer(node.inputs[0], node.outputs[0]))
         body = env.get_template(opdef.template_for(node)).render(
             node=node, p=p, inp=inp, out=out, scratch=scratch, same_buffer=same_buffer,
             tin=[graph.tensors[t] if t is not None else None for t in node.inputs],
             tout=[graph.tensors[t] for t in node.outputs])
-        calls.append({"index": idx, "node": node, "body": body.rstrip(),
+        calls.append({"index": idx, "node": node, "body": prelude + body.rstrip(),
                       "inputs": [c_comment(t) for t in node.inputs if t is not None and not graph.tensors[t].is_const],
                       "outputs": [c_comment(t) for t in node.outputs]})
         for k in opdef.kernel_sources(node):

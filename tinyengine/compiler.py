@@ -42,6 +42,7 @@ class CompileOptions:
     reorder: bool = True            # op order with the lowest peak on branching graphs
     overlap: bool = True            # outputs may start inside their consumed input
     fuse: bool = True               # 1x1 expand -> depthwise row-streamed where it lowers the arena
+    compact_params: bool = True     # per-channel parameters bit-packed in Flash where it is free in SRAM
     patch: str | None = None        # None, "auto" or "RxC@LAYER": patch-based first stage
     sram_limit: int | None = None   # bytes of peak SRAM to fit (picks the fastest schedule)
     calibration: object = None      # float ONNX: a quantizer.Calibration (data + preprocessing)
@@ -52,7 +53,8 @@ class CompileOptions:
                 + (" " + self.calibration.describe() if self.calibration is not None else ""))
 
     def memory_options(self) -> str:
-        off = [k for k in ("fold_pad", "reorder", "overlap", "fuse") if not getattr(self, k)]
+        off = [k for k in ("fold_pad", "reorder", "overlap", "fuse", "compact_params")
+               if not getattr(self, k)]
         return ("".join(f" no_{k}" for k in off) + (f" patch={self.patch}" if self.patch else "")
                 + (f" sram_limit={self.sram_limit}" if self.sram_limit else ""))
 
@@ -113,9 +115,41 @@ def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
             graph, lambda fs: planner.plan_graph(graph, options.planner, overlap=options.overlap,
                                                  patch=plan.patch, fusions=fs),
             plan, plan.patch.split if plan.patch is not None else -1)
-    return grant_optional_scratch(
-        graph, plan, lambda: planner.plan_graph(graph, options.planner, overlap=options.overlap,
-                                                patch=plan.patch, fusions=fusions))
+    def replan():
+        return planner.plan_graph(graph, options.planner, overlap=options.overlap,
+                                  patch=plan.patch, fusions=fusions)
+
+    if options.compact_params:
+        plan = grant_compact_params(graph, plan, replan,
+                                    {k for f in fusions for k in (f.expand, f.dw)})
+    return grant_optional_scratch(graph, plan, replan)
+
+
+def grant_compact_params(graph: Graph, plan: planner.MemoryPlan, replan,
+                         skip: set) -> planner.MemoryPlan:
+    """Store a layer's per-channel parameters bit-packed in Flash (ops/chanpack.py) wherever
+    the table they expand to fits in the arena as it is (the table lives in the layer's
+    scratch while it runs).  Layers of a patch stage or a fused pair, which run in pieces,
+    keep their tables in Flash (the ``skip`` indices and the stage)."""
+    from .ops import chanpack
+
+    first = plan.patch.split + 1 if plan.patch is not None else 0
+    for i, node in enumerate(graph.nodes):
+        cp = ops.get(node.op).channel_params(node) if i >= first and i not in skip else None
+        if cp is None or not chanpack.packable(cp):
+            continue
+        packed = chanpack.pack(cp)
+        size = chanpack.table_bytes(cp.n, cp.group)
+        if packed.nbytes >= size:
+            continue
+        node.params["rq_table_bytes"] = size
+        trial = replan()
+        if trial.arena_bytes > plan.arena_bytes:
+            del node.params["rq_table_bytes"]
+            continue
+        plan = trial
+        node.params.update(rq_packed=packed, rq_n=cp.n, rq_group=cp.group, rq_names=cp.names)
+    return plan
 
 
 def grant_optional_scratch(graph: Graph, plan: planner.MemoryPlan, replan) -> planner.MemoryPlan:
@@ -215,10 +249,22 @@ def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
         "macs_executed": c.plan.patch.macs if c.plan.patch is not None else macs(g),
         "patch": c.plan.patch.describe(g) if c.plan.patch is not None else None,
         "fusions": [f.describe(g) for f in c.plan.fusions],
+        "compact_params": compact_params_summary(g),
         "memory": {"overlap_pairs": len(c.plan.overlaps), "options": c.options.memory_options().strip()},
         "ops": len(g.nodes),
         "layers": layers,
     }
+
+
+def compact_params_summary(graph: Graph) -> dict:
+    """Layers whose per-channel parameters are bit-packed, and the Flash that saves."""
+    from .ops import chanpack
+
+    packed = [n for n in graph.nodes if "rq_packed" in n.params]
+    saved = sum(chanpack.table_bytes(n.params["rq_n"], n.params["rq_group"])
+                - int(n.params["rq_packed"].nbytes) for n in packed)
+    return {"layers": len(packed), "flash_saved_bytes": int(saved),
+            "table_scratch_bytes": max((int(n.params["rq_table_bytes"]) for n in packed), default=0)}
 
 
 def _patch_hint(c: Compiled) -> str:

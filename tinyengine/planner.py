@@ -275,7 +275,7 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
         for k in (f.expand, f.dw):
             pair_scratch[k] = (sizes.get(graph.nodes[k].name, 0), f.expand, f.dw)
     for i, node in enumerate(graph.nodes):
-        s = ops.get(node.op).scratch_bytes(node, graph)
+        s = ops.scratch_total(node, graph)
         if patch is not None and i <= patch.split:
             s = patch.scratch.get(node.name, 0)
         lo, hi = i, i

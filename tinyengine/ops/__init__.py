@@ -18,6 +18,9 @@ An OpDef is the single place that knows an operator:
                               ``optional_scratch_bytes`` in the params; the compiler sets
                               ``params["scratch_bytes"]`` to it where that does not raise the arena
                               (compiler.grant_optional_scratch).
+* ``channel_params(node)``   the per-channel table (accumulator starts, multipliers, shift bytes)
+                              of a DSP conv / depthwise / fully connected kernel, which the
+                              compiler may store bit-packed (ops/chanpack.py); see scratch_total.
 * ``template``               path (under codegen_templates/) of the jinja2 template that renders
                               the C call.  The template sees:
                                 ``node``   the Node (``node.name``, ``node.op``, ``node.attrs``)
@@ -76,6 +79,12 @@ class OpDef:
         """Multiply-accumulates; only CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED count."""
         return 0
 
+    def channel_params(self, node):
+        """The per-output-channel table the node's kernel reads, as a chanpack.ChannelParams,
+        or None.  The compiler may store it bit-packed and have it expanded into the node's
+        scratch before the call (compiler.grant_compact_params; codegen binds the pointers)."""
+        return None
+
 
 @dataclass(frozen=True)
 class Target:
@@ -123,6 +132,12 @@ def _load_all() -> None:
     for mod in pkgutil.iter_modules(__path__):
         if not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def scratch_total(node, graph) -> int:
+    """Scratch bytes of a node's call: its kernel's (``scratch_bytes``) plus, when its
+    per-channel parameters are stored bit-packed, the table they expand to (placed first)."""
+    return get(node.op).scratch_bytes(node, graph) + int(node.params.get("rq_table_bytes", 0))
 
 
 def unsupported(node, what: str) -> UnsupportedError:

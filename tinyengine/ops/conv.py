@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, target_of, unsupported
+from tinyengine.ops.chanpack import ChannelParams
 from tinyengine.ops._common import (act_bounds, c_i32, fold_input_offset, is_padding,
                                     require_int8, window_geometry)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier_array,
@@ -350,3 +351,11 @@ class Conv2D(_ConvBase):
         w = graph.tensor(node.inputs[1])
         y = graph.tensor(node.outputs[0])
         return int(np.prod(y.shape)) * int(np.prod(w.shape[1:]))
+
+    def channel_params(self, node):
+        """The DSP kernels' acc_init, rq_mult and rq_shift (planar: group = out_c)."""
+        p = node.params
+        if p.get("kernel") not in ("te_conv_2d_1x1_s8_dsp", "te_conv_2d_s8_dsp"):
+            return None
+        return ChannelParams(p["acc_init"], p["rq_mult"],
+                             np.asarray(p["rq_shift"], dtype=np.int64) & 0xFF, int(p["out_c"]))

@@ -23,6 +23,7 @@ import numpy as np
 
 from tinyengine.ops import register, target_of, unsupported
 from tinyengine.ops._common import c_i32, fold_input_offset
+from tinyengine.ops.chanpack import split_table
 from tinyengine.ops.conv import _ConvBase, _pad_for_windows, _requantize, _tap
 
 PORTABLE = "te_depthwise_conv_2d_s8"
@@ -192,3 +193,10 @@ class DepthwiseConv2D(_ConvBase):
         w = graph.tensor(node.inputs[1])
         y = graph.tensor(node.outputs[0])
         return int(np.prod(y.shape)) * int(w.shape[1] * w.shape[2])
+
+    def channel_params(self, node):
+        """te_depthwise_conv_2d_s8_dsp's rq table (groups of four channels)."""
+        p = node.params
+        if p.get("kernel") != DSP:
+            return None
+        return split_table(p["rq"], int(p["in_c"]) * int(p["depth_multiplier"]), 4)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, target_of, unsupported
+from tinyengine.ops.chanpack import ChannelParams
 from tinyengine.ops._common import act_bounds, c_i32, fold_input_offset, require_int8
 from tinyengine.ops.conv import (acc_bound, fold_constant_channels, per_channel_multipliers,
                                   requant_dsp)
@@ -178,3 +179,12 @@ class FullyConnected(OpDef):
         w = graph.tensor(node.inputs[1])
         y = graph.tensor(node.outputs[0])
         return int(y.size) * int(w.shape[1])
+
+    def channel_params(self, node):
+        """The DSP kernel's acc_init, rq_mult and rq_shift when per channel (planar)."""
+        p = node.params
+        if p.get("kernel") != self.DSP_KERNEL or not p["per_channel"]:
+            return None
+        return ChannelParams(p["acc_init"], p["rq_mult"],
+                             np.asarray(p["rq_shift"], dtype=np.int64) & 0xFF,
+                             int(p["out_features"]))

@@ -1,0 +1,42 @@
+/*
+ * te_unpack_channels.h - expand the bit-packed per-channel parameters of a convolution,
+ * depthwise convolution or fully connected layer (accumulator start, requantization
+ * multiplier, shift byte) into the table its DSP kernel reads, in scratch memory.
+ *
+ * Why: per output channel a kernel reads an int32 accumulator start (bias with the input
+ * offset folded in), an int32 multiplier and a shift byte: 9 bytes.  Their values span far
+ * fewer bits (e.g. a 20-bit accumulator start, multipliers in [2^30, 2^31), shifts within a
+ * range of 16), so the compiler stores them bit-packed in Flash (tinyengine/ops/chanpack.py:
+ * about 7 of the 9 bytes on MCUNet) and the layer expands its table right before it runs
+ * (about 25 instructions per channel on Cortex-M7).
+ *
+ * packed (uint32 words, Flash, 4-byte aligned):
+ *   [0] acc_base   [1] mult_base
+ *   [2] byte_base (bits 0-7) | wa << 8 | wm << 16 | wb << 24: the field widths, with
+ *       wm <= 31, wa + wb <= 32, wb <= 8 and W = wa + wm + wb <= 64
+ *   [3...] a bit stream, bit k = bit (k % 8) of byte k / 8 (little-endian words): record c
+ *       (channel c = 0 .. n-1) starts at bit c * S, S = W if W <= 57, else 64, and holds the
+ *       fields mult - mult_base (wm bits), acc - acc_base (wa bits), byte - byte_base (wb bits),
+ *       in that order from its first bit; then at least 8 bytes of zeros.
+ * table (int32, 4-byte aligned, TE_UNPACK_CHANNELS_BYTES(n, group) bytes): the channels in
+ *   groups of `group` (the last group may be shorter, r = its size): r accumulator starts,
+ *   r multipliers, then r shift bytes padded with zeros to a whole word.  group = n gives three
+ *   planar arrays (conv / fully connected: acc_init = table, mult = table + n, shift bytes at
+ *   table + 2n); group = 4 gives te_depthwise_conv_2d_s8_dsp's rq layout.
+ * Values: acc = acc_base + field, mult = mult_base + field (uint32 arithmetic, as int32),
+ *   byte = (uint8) (byte_base + field).
+ * Preconditions: n >= 1, group >= 1, the widths as above.  Python twin: chanpack.unpack.
+ * Reads the stream with unaligned 32-bit loads (Armv7-M allows them; memcpy elsewhere).
+ */
+#ifndef TE_UNPACK_CHANNELS_H
+#define TE_UNPACK_CHANNELS_H
+
+#include <stdint.h>
+
+#define TE_UNPACK_CHANNELS_BYTES(n, group) \
+    (4 * (((n) / (group)) * (2 * (group) + ((group) + 3) / 4) + \
+          ((n) % (group) ? 2 * ((n) % (group)) + ((n) % (group) + 3) / 4 : 0)))
+
+void te_unpack_channels(const uint32_t *packed, int32_t n, int32_t group, int32_t *table);
+
+#endif /* TE_UNPACK_CHANNELS_H */
