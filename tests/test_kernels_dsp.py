@@ -40,7 +40,7 @@ from tinyengine.ops.fully_connected import pack_weights_fc_dsp
 KERNELS = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
 DSP_SOURCES = ("te_conv_2d_mat_mult_s8_dsp.c", "te_conv_2d_1x1_s8_dsp.c", "te_conv_2d_s8_dsp.c",
                "te_fully_connected_s8_dsp.c", "te_conv_2d_s8.c", "te_fully_connected_s8.c",
-               "te_fully_connected_per_channel_s8.c")
+               "te_fully_connected_per_channel_s8.c", "te_conv_args.c", "te_unpack_channels.c")
 
 
 def _rng(*key) -> np.random.Generator:
@@ -178,14 +178,14 @@ def _compiled(model: bytes, board: str, tmp_path, name: str):
 
 
 def test_dsp_kernel_choice_and_scratch(tmp_path):
-    layers = [("conv", POINTWISE[0]), ("conv", POINTWISE[-1]), ("conv", GENERAL[0]), ("fc", FC[2])]
+    layers = [("conv", POINTWISE[0]), ("conv", POINTWISE[-1]), ("conv", GENERAL[0]), ("fc", FC[5])]
     model = _model(layers)
     _, host = _compiled(model, "host", tmp_path, "m")
     _, m7 = _compiled(model, "stm32f746", tmp_path, "m")
     def kernels(c):
         return sorted(n.params["kernel"] for n in c.graph.nodes)
 
-    assert kernels(host) == ["te_conv_2d_s8"] * 3 + ["te_fully_connected_per_channel_s8"]
+    assert kernels(host) == ["te_conv_2d_s8"] * 3 + ["te_fully_connected_s8"]
     assert kernels(m7) == ["te_conv_2d_1x1_s8_dsp"] * 2 + ["te_conv_2d_s8_dsp",
                                                            "te_fully_connected_s8_dsp"]
     # scratch: the planner reserves exactly the headers' formulas; the FC kernel needs none
@@ -204,12 +204,48 @@ def test_dsp_kernel_choice_and_scratch(tmp_path):
         assert re.search(r"#define TE_\w+_SCRATCH\(", text), k
         assert ops.get(n.op).scratch_bytes(n, m7.graph) == macro[k](n.params) > 0
         assert m7.plan.scratch[n.name][1] >= macro[k](n.params) + n.params.get("rq_table_bytes", 0)
-        assert set(ops.get(n.op).kernel_sources(n)) == {f"{k}.c", "te_conv_2d_mat_mult_s8_dsp.c"}
+        assert set(ops.get(n.op).kernel_sources(n)) == {f"{k}.c", "te_conv_2d_mat_mult_s8_dsp.c",
+                                                        "te_conv_args.c", "te_unpack_channels.c"}
         # compact requantization: 4 + 1 bytes per output channel
         assert n.params["rq_mult"].dtype == np.int32 and n.params["rq_shift"].dtype == np.int8
         assert n.params["rq_mult"].size == n.params["rq_shift"].size == n.params["out_c"]
     for n in host.graph.nodes:
         assert ops.get(n.op).scratch_bytes(n, host.graph) == 0
+
+
+def test_small_fully_connected_head_keeps_the_portable_kernel(tmp_path):
+    """A model whose FULLY_CONNECTED layers have few MACs in all (a conv net's classifier head)
+    runs them with the portable kernel: its DSP twin would cost more Flash than it saves."""
+    from tinyengine.ops.fully_connected import FullyConnected
+
+    small = [("conv", POINTWISE[0]), ("fc", FC[2]), ("fc", FC[1])]
+    _, m7 = _compiled(_model(small), "stm32f746", tmp_path, "small")
+    fc = [n for n in m7.graph.nodes if n.op == "FULLY_CONNECTED"]
+    assert sum(ops.get(n.op).macs(n, m7.graph) for n in fc) < FullyConnected.DSP_MIN_MODEL_MACS
+    assert sorted(n.params["kernel"] for n in fc) == ["te_fully_connected_per_channel_s8",
+                                                     "te_fully_connected_s8"]
+    assert [n.params["kernel"] for n in m7.graph.nodes if n.op == "CONV_2D"] == [
+        "te_conv_2d_1x1_s8_dsp"]
+    _, big = _compiled(_model(small + [("fc", FC[5])]), "stm32f746", tmp_path, "big")
+    assert all(n.params["kernel"] == "te_fully_connected_s8_dsp"
+               for n in big.graph.nodes if n.op == "FULLY_CONNECTED")
+
+
+def test_calls_use_a_const_args_struct_unless_a_value_needs_more_than_int16(tmp_path):
+    """DSP convolutions are called through te_conv_args (te_conv_args.h): a const struct and
+    four pointer arguments; a layer with a dimension beyond int16_t keeps the plain call."""
+    from tinyengine.codegen import generate
+
+    def model_c(in_w):
+        layer = dict(in_hw=(1, in_w), in_c=4, out_c=4, k_hw=(1, 1), stride=(1, 1),
+                     padding="VALID", per_channel=True, act="NONE")
+        _, c = _compiled(_model([("conv", layer)]), "stm32h743", tmp_path, f"w{in_w}")
+        return generate(c.graph, c.plan, {"version": "t", "model": "m", "model_sha256": "0" * 64,
+                                          "board": "b", "options": ""}).files["model.c"]
+
+    small, wide = model_c(9), model_c(40000)
+    assert "te_conv_2d_1x1_s8_dsp_call(&a," in small and "static const te_conv_args a" in small
+    assert "te_conv_2d_1x1_s8_dsp(" in wide and "te_conv_args a" not in wide
 
 
 def test_pack_weights_dsp_layout():

@@ -24,9 +24,14 @@ DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "int32": 3, "float32": 4, "int
 
 
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    # op templates: `args` (a te_conv_args call, see _conv_args) and `prelude` (expand a packed
+    # channel table first) are given by generate(); calls rendered elsewhere (patch stages,
+    # fused pairs) use the plain call
+    env.globals.update(args=None, prelude="")
+    return env
 
 
 def c_comment(text: str) -> str:
@@ -130,24 +135,30 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
         scratch = "NULL"
         if node.name in plan.scratch:
             scratch = f"((int8_t *)({arena} + {plan.scratch[node.name][0]}))"
+        scratch_base = scratch
         prelude = ""
         if "rq_packed" in node.params:   # bit-packed per-channel table -> expanded into scratch
             from .ops import chanpack
-            table = scratch
-            chanpack.bind(p, node.params["rq_names"], node.params["rq_n"], table)
-            scratch = f"({table} + {node.params['rq_table_bytes']})"
+            chanpack.bind(p, node.params["rq_names"], node.params["rq_n"], scratch_base)
+            scratch = f"({scratch_base} + {node.params['rq_table_bytes']})"
             prelude = env.get_template("unpack_channels.c.j2").render(
                 packed=p["rq_packed"], n=node.params["rq_n"], group=node.params["rq_group"],
-                table=table).rstrip() + "\n"
-            if "te_unpack_channels.c" not in kernel_files:
-                kernel_files.append("te_unpack_channels.c")
+                table=scratch_base).rstrip() + "\n"
+        args = _conv_args(opdef, node, graph, idx, p, consts, scratch_base)
         same_buffer = bool(node.inputs and node.inputs[0] is not None and node.outputs
                            and plan.same_buffer(node.inputs[0], node.outputs[0]))
         body = env.get_template(opdef.template_for(node)).render(
             node=node, p=p, inp=inp, out=out, scratch=scratch, same_buffer=same_buffer,
+            prelude=prelude, args=args,
             tin=[graph.tensors[t] if t is not None else None for t in node.inputs],
             tout=[graph.tensors[t] for t in node.outputs])
-        calls.append({"index": idx, "node": node, "body": prelude + body.rstrip(),
+        if "rq_packed" in node.params and p["rq_packed"] not in body:
+            raise AssertionError(f"{opdef.template_for(node)} ignores the packed channel table")
+        if "rq_packed" in node.params or args is not None:
+            for k in ("te_unpack_channels.c", "te_conv_args.c"):
+                if k not in kernel_files:
+                    kernel_files.append(k)
+        calls.append({"index": idx, "node": node, "body": body.rstrip(),
                       "inputs": [c_comment(t) for t in node.inputs if t is not None and not graph.tensors[t].is_const],
                       "outputs": [c_comment(t) for t in node.outputs]})
         for k in opdef.kernel_sources(node):
@@ -175,6 +186,27 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
     }
     return GeneratedModel(files, [KERNEL_DIR / k for k in kernel_files],
                           sum(c.nbytes for c in const_list), {t: ptr(t) for t in plan.offsets})
+
+
+def _conv_args(opdef, node, graph, idx: int, p: dict, consts: dict, scratch_base: str):
+    """What a template needs to call a kernel through a te_conv_args struct
+    (firmware/kernels/te_conv_args.h): the channel table's symbol (packed or not), the flags and
+    the scratch; None where the node has no such table or an integer does not fit int16_t."""
+    from .ops import chanpack
+
+    cp = opdef.channel_params(node)
+    ints = [v for v in node.params.values() if isinstance(v, (int, np.integer))]
+    if cp is None or any(not -32768 <= int(v) <= 32767 for v in ints):
+        return None
+    packed = "rq_packed" in node.params
+    if packed:
+        channels = p["rq_packed"]
+    else:
+        channels = f"te_n{idx}_channels"
+        consts[channels] = ConstArray(channels, "int32_t", chanpack.table(cp),
+                                      c_comment(f"{node.name}: per-channel table"))
+    flags = (1 if packed else 0) | (2 if opdef.scratch_bytes(node, graph) else 0)
+    return {"channels": channels, "flags": flags, "scratch": scratch_base}
 
 
 def _io(graph: Graph, name: str, expr: str) -> dict:

@@ -40,7 +40,7 @@ import numpy as np
 from . import ops
 
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
-_CONTRACT = re.compile(r"TE_OVERLAP:\s*(window|elementwise)(?:\s+group=(\d+))?")
+_CONTRACT = re.compile(r"TE_OVERLAP:\s*(window|elementwise|no-activations)(?:\s+group=(\d+))?")
 WINDOW_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
 
 
@@ -75,6 +75,8 @@ def node_contract(node):
         c = header_contract(str(k))
         if c is None:
             return None
+        if c[0] == "no-activations":     # a helper that reads and writes only constants and scratch
+            continue
         kinds.add(c[0])
         group = max(group, c[1])
     if len(kinds) != 1:

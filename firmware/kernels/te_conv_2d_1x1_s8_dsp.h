@@ -27,6 +27,8 @@
 
 #include <stdint.h>
 
+#include "te_conv_args.h"
+
 #define TE_CONV_2D_1X1_S8_DSP_SCRATCH(in_c) (16 * (((in_c) + 3) / 4))
 
 void te_conv_2d_1x1_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h, int32_t in_w,
@@ -36,5 +38,9 @@ void te_conv_2d_1x1_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h, i
                            const int32_t *mult, const int8_t *rshift, int32_t rq_mode,
                            int32_t output_offset, int32_t act_min, int32_t act_max,
                            int8_t *scratch);
+
+/* The same call with its constant arguments in a te_conv_args (te_conv_args.h). */
+void te_conv_2d_1x1_s8_dsp_call(const te_conv_args *a, const int8_t *input, int8_t *output,
+                                int8_t *scratch);
 
 #endif /* TE_CONV_2D_1X1_S8_DSP_H */

@@ -105,3 +105,15 @@ void te_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h, int32
         }
     }
 }
+
+void te_conv_2d_s8_dsp_call(const te_conv_args *a, const int8_t *input, int8_t *output,
+                            int8_t *scratch)
+{
+    const int32_t n = a->out_c;
+    const int32_t *t = te_conv_args_table(a, n, n, &scratch);
+    te_conv_2d_s8_dsp(input, a->batches, a->in_h, a->in_w, a->in_c, a->weights, n, a->k_h, a->k_w,
+                      t, output, a->out_h, a->out_w, a->stride_h, a->stride_w, a->dil_h, a->dil_w,
+                      a->pad_top, a->pad_left, a->in_value, t + n,
+                      (const int8_t *)(const void *)(t + 2 * n), a->rq_mode, a->output_offset,
+                      a->act_min, a->act_max, scratch);
+}

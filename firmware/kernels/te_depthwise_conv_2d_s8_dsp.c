@@ -442,3 +442,15 @@ void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t i
         }
     }
 }
+
+void te_depthwise_conv_2d_s8_dsp_call(const te_conv_args *a, const int8_t *input,
+                                      int8_t *output, int8_t *scratch)
+{
+    const int32_t *rq = te_conv_args_table(a, a->in_c, 4, &scratch);
+    te_depthwise_conv_2d_s8_dsp(input, a->batches, a->in_h, a->in_w, a->in_c, a->weights, a->k_h,
+                                a->k_w, rq, output, a->out_h, a->out_w, a->stride_h, a->stride_w,
+                                a->dil_h, a->dil_w, a->pad_top, a->pad_left, a->in_value,
+                                a->output_offset, a->act_min, a->act_max,
+                                (a->flags & TE_CONV_ARGS_SCRATCH) ? (int32_t *)(void *)scratch
+                                                                  : NULL);
+}

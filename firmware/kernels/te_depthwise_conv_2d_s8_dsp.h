@@ -65,6 +65,8 @@
 
 #include <stdint.h>
 
+#include "te_conv_args.h"
+
 void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t in_h,
                                  int32_t in_w, int32_t in_c, const int8_t *filter,
                                  int32_t k_h, int32_t k_w, const int32_t *rq,
@@ -73,5 +75,11 @@ void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t i
                                  int32_t dil_w, int32_t pad_top, int32_t pad_left,
                                  int32_t input_offset, int32_t output_offset, int32_t act_min,
                                  int32_t act_max, int32_t *scratch);
+
+/* The same call with its constant arguments in a te_conv_args (te_conv_args.h; rq is the
+ * channel table, groups of four; the kernel gets the scratch after the table with
+ * TE_CONV_ARGS_SCRATCH, else NULL). */
+void te_depthwise_conv_2d_s8_dsp_call(const te_conv_args *a, const int8_t *input,
+                                      int8_t *output, int8_t *scratch);
 
 #endif /* TE_DEPTHWISE_CONV_2D_S8_DSP_H */

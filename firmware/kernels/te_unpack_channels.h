@@ -27,6 +27,8 @@
  *   byte = (uint8) (byte_base + field).
  * Preconditions: n >= 1, group >= 1, the widths as above.  Python twin: chanpack.unpack.
  * Reads the stream with unaligned 32-bit loads (Armv7-M allows them; memcpy elsewhere).
+ * Overlap contract (TE_OVERLAP: no-activations): reads only constants and writes only the
+ * table in scratch; the kernel that calls it keeps its own contract.
  */
 #ifndef TE_UNPACK_CHANNELS_H
 #define TE_UNPACK_CHANNELS_H

@@ -99,6 +99,8 @@ def pack_weights_dsp(w2d) -> np.ndarray:
 RQ_FAST = 1
 RQ_FULL_RANGE = 2
 RQ_POST_OFFSET = 4
+# what a DSP conv / depthwise kernel's te_conv_args entry point (X_call) needs
+CALL_SOURCES = ("te_conv_args.c", "te_unpack_channels.c")
 
 
 def acc_bound(acc_init, w2d) -> np.ndarray:
@@ -273,7 +275,7 @@ class Conv2D(_ConvBase):
     def kernel_sources(self, node) -> tuple:
         k = node.params.get("kernel", "te_conv_2d_s8")
         if k in self.DSP_TEMPLATES:
-            return (f"{k}.c", "te_conv_2d_mat_mult_s8_dsp.c")
+            return (f"{k}.c", "te_conv_2d_mat_mult_s8_dsp.c") + CALL_SOURCES
         return self.kernels
 
     def template_for(self, node) -> str:

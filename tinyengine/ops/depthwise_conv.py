@@ -24,7 +24,7 @@ import numpy as np
 from tinyengine.ops import register, target_of, unsupported
 from tinyengine.ops._common import c_i32, fold_input_offset
 from tinyengine.ops.chanpack import split_table
-from tinyengine.ops.conv import _ConvBase, _pad_for_windows, _requantize, _tap
+from tinyengine.ops.conv import CALL_SOURCES, _ConvBase, _pad_for_windows, _requantize, _tap
 
 PORTABLE = "te_depthwise_conv_2d_s8"
 DSP = "te_depthwise_conv_2d_s8_dsp"
@@ -107,7 +107,8 @@ class DepthwiseConv2D(_ConvBase):
     _TEMPLATES = {PORTABLE: "ops/depthwise_conv_2d.c.j2", DSP: "ops/depthwise_conv_2d_dsp.c.j2"}
 
     def kernel_sources(self, node) -> tuple:
-        return (node.params.get("kernel", PORTABLE) + ".c",)
+        k = node.params.get("kernel", PORTABLE)
+        return (k + ".c",) + (CALL_SOURCES if k == DSP else ())
 
     def template_for(self, node) -> str:
         return self._TEMPLATES[node.params.get("kernel", PORTABLE)]

@@ -65,6 +65,17 @@ class FullyConnected(OpDef):
     template = "ops/fully_connected.c.j2"
     kernels = ("te_fully_connected_s8.c", "te_fully_connected_per_channel_s8.c")
     DSP_KERNEL = "te_fully_connected_s8_dsp"
+    # Below this many FULLY_CONNECTED MACs in the whole model (typically the classifier head of
+    # a conv net: 160 x 2 on MCUNet) the DSP kernel's ~1.3 KB of code costs more Flash than its
+    # saving (a few instructions per MAC, a few thousand in all) is worth: the portable kernels
+    # run them.
+    DSP_MIN_MODEL_MACS = 4096
+
+    def _use_dsp(self, graph) -> bool:
+        if not target_of(graph).dsp:
+            return False
+        total = sum(self.macs(n, graph) for n in graph.nodes if n.op == self.name)
+        return total >= self.DSP_MIN_MODEL_MACS
 
     def kernel_sources(self, node) -> tuple:
         if node.params.get("kernel") == self.DSP_KERNEL:
@@ -141,7 +152,7 @@ class FullyConnected(OpDef):
             params.update(out_mult=c_i32(q["out_mult"]), out_shift=c_i32(q["out_shift"]))
         else:
             params.update(out_mult=int(q["out_mult"][0]), out_shift=int(q["out_shift"][0]))
-        if target_of(graph).dsp:
+        if self._use_dsp(graph):
             # per-tensor: one (multiplier, shift) pair, per-channel: one per output
             w2d = np.asarray(w.data).reshape(out_f, in_f)
             acc_init, mult, shift = params["acc_init"], q["out_mult"], q["out_shift"]
