@@ -188,6 +188,12 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
                           sum(c.nbytes for c in const_list), {t: ptr(t) for t in plan.offsets})
 
 
+# params stored as int8_t fields of te_conv_args (firmware/kernels/te_conv_args.h); other
+# integers must fit int16_t
+_CONV_ARGS_INT8 = ("k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "pad_top", "pad_left",
+                   "rq_mode", "output_offset", "act_min", "act_max")
+
+
 def _conv_args(opdef, node, graph, idx: int, p: dict, consts: dict, scratch_base: str):
     """What a template needs to call a kernel through a te_conv_args struct
     (firmware/kernels/te_conv_args.h): the channel table's symbol (packed or not), the flags and
@@ -195,9 +201,13 @@ def _conv_args(opdef, node, graph, idx: int, p: dict, consts: dict, scratch_base
     from .ops import chanpack
 
     cp = opdef.channel_params(node)
-    ints = [v for v in node.params.values() if isinstance(v, (int, np.integer))]
-    if cp is None or any(not -32768 <= int(v) <= 32767 for v in ints):
+    if cp is None:
         return None
+    for key, value in node.params.items():
+        if isinstance(value, (int, np.integer)):
+            lo, hi = (-128, 127) if key in _CONV_ARGS_INT8 else (-32768, 32767)
+            if not lo <= int(value) <= hi:
+                return None
     packed = "rq_packed" in node.params
     if packed:
         channels = p["rq_packed"]

@@ -12,7 +12,8 @@
  *   the start of `scratch` (TE_UNPACK_CHANNELS_BYTES bytes, 4-byte aligned); the kernel's own
  *   scratch follows it.  TE_CONV_ARGS_SCRATCH: the kernel has its (optional) scratch.
  * in_value: CONV_2D's pad_value, DEPTHWISE_CONV_2D's input_offset.
- * tinyengine/codegen.py uses it when every integer fits int16_t (otherwise the plain call).
+ * tinyengine/codegen.py uses it when every value fits its field (int16_t sizes and in_value,
+ * int8_t for the rest; otherwise the plain call): 40 bytes.
  * Overlap contract (TE_OVERLAP: no-activations): reads only the struct and constants;
  * the kernel that calls it keeps its own contract.
  */
@@ -27,10 +28,9 @@
 typedef struct {
     const int8_t *weights;
     const void *channels;
-    int16_t flags;
-    int16_t batches, in_h, in_w, in_c, out_c, out_h, out_w;
-    int16_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, in_value;
-    int16_t rq_mode, output_offset, act_min, act_max;
+    int16_t batches, in_h, in_w, in_c, out_c, out_h, out_w, in_value;
+    int8_t flags, k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    int8_t rq_mode, output_offset, act_min, act_max;
 } te_conv_args;
 
 /* The channel table of a call: `channels` itself, or its expansion at *scratch (then *scratch
