@@ -4,6 +4,7 @@ The C decoder must rebuild, byte for byte, the table the DSP kernels read today;
 bit-exactness with TFLM (tests/test_models.py) then covers the rest.
 """
 import ctypes
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,13 +33,18 @@ def _random_params(rng, n, group, wa, wm, wb):
     return chanpack.ChannelParams(acc, mult, byte, group)
 
 
-@pytest.mark.parametrize("widths", [(0, 0, 0), (1, 0, 0), (0, 31, 0), (31, 31, 1), (20, 30, 5),
-                                    (17, 30, 4), (22, 31, 5), (24, 30, 3), (26, 30, 2),
-                                    (24, 31, 8), (16, 16, 8)])
+# record lengths of every residue mod 8 (the decoder's step pattern repeats after 8, 4, 2 or 1
+# records), 64-bit records, and empty mult / acc / byte fields
+WIDTHS = [(0, 0, 0), (1, 0, 0), (0, 31, 0), (31, 31, 1), (20, 30, 5), (17, 30, 4), (22, 31, 5),
+          (24, 30, 3), (26, 30, 2), (24, 31, 8), (16, 16, 8), (14, 30, 2), (18, 30, 2),
+          (16, 30, 6), (0, 0, 4), (20, 0, 5), (0, 30, 3), (20, 30, 0), (31, 1, 1), (3, 2, 1)]
+
+
+@pytest.mark.parametrize("widths", WIDTHS)
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 37, 480])
 def test_c_decoder_rebuilds_the_table(widths, n):
     rng = np.random.default_rng(n * 1000 + sum(widths))
-    for group in sorted({1, 4, n}):
+    for group in sorted({1, 2, 3, 4, 8, 12, n}):
         cp = _random_params(rng, n, group, *widths)
         assert chanpack.packable(cp)
         packed = chanpack.pack(cp)
@@ -49,6 +55,35 @@ def test_c_decoder_rebuilds_the_table(widths, n):
         # records of more than 57 bits are padded to 64 (byte-aligned reads stay in range)
         w = sum(chanpack.widths(cp))
         assert packed.nbytes == 4 * (3 + -(-n * (w if w <= 57 else 64) // 32) + 2)
+
+
+def _with_random_gaps(packed, n, rng):
+    """The packed words with bits W .. 63 of every 64-bit record set at random."""
+    w = sum(((int(packed[2]) >> s) & 0xFF) for s in (8, 16, 24))
+    bits = np.unpackbits(packed[3:].view(np.uint8), bitorder="little")
+    for c in range(n):
+        bits[c * 64 + w:(c + 1) * 64] = rng.integers(0, 2, 64 - w)
+    return np.concatenate([packed[:3], np.packbits(bits, bitorder="little").view(np.uint32)])
+
+
+@pytest.mark.parametrize("widths", [(31, 31, 1), (22, 31, 5), (26, 30, 2), (25, 30, 5)])
+def test_unused_bits_of_64_bit_records_do_not_matter(widths):
+    rng = np.random.default_rng(sum(widths))
+    for n, group in ((37, 4), (40, 40), (13, 5)):
+        cp = _random_params(rng, n, group, *widths)
+        w = sum(chanpack.widths(cp))
+        assert w > 57
+        packed = _with_random_gaps(chanpack.pack(cp), n, rng)
+        assert not np.array_equal(packed, chanpack.pack(cp))
+        want = chanpack.table(cp)
+        assert np.array_equal(chanpack.unpack(packed, n, group), want)
+        assert np.array_equal(_c_unpack(packed, n, group, want.nbytes), want)
+
+
+def test_no_channels_write_nothing():
+    packed = chanpack.pack(_random_params(np.random.default_rng(3), 4, 4, 20, 30, 5))
+    for n in (0, -1):
+        assert _c_unpack(packed, n, 4, 0).size == 0      # the canary after a 0-byte table
 
 
 def test_fields_beyond_the_limits_are_not_packable():
@@ -121,3 +156,71 @@ def test_packed_model_is_smaller_and_bit_exact_on_qemu(models_dir, tmp_path):
     assert flash[True] - flash[False] >= 0.8 * saved   # the decoder and its calls are small
     # regression guard: measured 481,820 B (weights 445,128 B; BENCHMARKS.md), +1%
     assert flash[False] <= 481_820 * 1.01, flash[False]
+
+
+def _qemu_cases():
+    """(packed words, n, group, table) covering the decoder's paths: every step-pattern length,
+    64-bit records with random unused bits, empty fields, groups of 1..12 and n."""
+    rng = np.random.default_rng(11)
+    cases = []
+    for widths in WIDTHS:
+        for n, group in ((1, 1), (3, 3), (5, 4), (8, 8), (13, 2), (37, 37), (40, 4), (26, 12)):
+            cp = _random_params(rng, n, group, *widths)
+            packed = chanpack.pack(cp)
+            if sum(chanpack.widths(cp)) > 57:
+                packed = _with_random_gaps(packed, n, rng)
+            cases.append((packed, n, group, chanpack.table(cp)))
+    return cases
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["stm32f746", "stm32f411"])
+def test_c_decoder_on_qemu(board, tmp_path):
+    """The decoder as the firmware builds it (Cortex-M7 / M4, -O2), on the cases above: a
+    project of one small model whose te_invoke() is replaced by the decoder's calls."""
+    from tests.tflite_builder import ModelBuilder
+    from tinyengine import runner
+    from tinyengine.compiler import write_project
+
+    mb = ModelBuilder("te_unpack_channels test")
+    x = mb.tensor("x", (1, 4), "int8", scale=0.05, zero_point=0)
+    y = mb.tensor("y", (1, 4), "int8", scale=0.05, zero_point=0)
+    mb.op("ADD", [x, x], [y])
+    mb.inputs([x])
+    mb.outputs([y])
+    (tmp_path / "m.tflite").write_bytes(mb.build())
+    out = tmp_path / "proj"
+    write_project(compile_model(tmp_path / "m.tflite", CompileOptions(board=board)), out)
+    for f in (out / "kernels").glob("*.c"):
+        f.unlink()                                   # the model's own kernels are not called
+    kernels = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
+    for f in ("te_unpack_channels.c", "te_unpack_channels.h"):
+        (out / "kernels" / f).write_text((kernels / f).read_text())
+
+    cases = _qemu_cases()
+    words = sum(t.size for *_, t in cases)
+    lines = ['#include "model.h"', '#include "te_unpack_channels.h"']
+    for i, (packed, *_) in enumerate(cases):
+        lines.append(f"static const uint32_t pk{i}[{packed.size}] = "
+                     "{" + ",".join(f"{int(v)}u" for v in packed) + "};")
+    size = words + 8                                 # 8 canary words after the last table
+    lines += [f"static int32_t te_tables[{size}];",
+              "static int8_t te_in[4];",
+              'const te_io_t te_inputs[TE_NUM_INPUTS] = {{te_in, 4u, "x", 0}};',
+              f'const te_io_t te_outputs[TE_NUM_OUTPUTS] = {{{{te_tables, {4 * size}u, "t", 3}}}};',
+              "void te_invoke(void)", "{",
+              f"    for (int i = 0; i < {size}; ++i) te_tables[i] = 0x5A5A5A5A;"]
+    at = 0
+    for i, (packed, n, group, table) in enumerate(cases):
+        lines.append(f"    te_unpack_channels(pk{i}, {n}, {group}, te_tables + {at});")
+        at += table.size
+    lines.append("}")
+    (out / "model.c").write_text("\n".join(lines) + "\n")
+
+    result = runner.run(out, [], [((size,), np.int32)])
+    got = result.outputs[0][0]
+    assert (got[words:] == 0x5A5A5A5A).all(), "te_unpack_channels wrote past the last table"
+    at = 0
+    for packed, n, group, table in cases:
+        assert np.array_equal(got[at:at + table.size], table), (board, n, group, packed[2])
+        at += table.size

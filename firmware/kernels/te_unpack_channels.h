@@ -8,16 +8,18 @@
  * fewer bits (e.g. a 20-bit accumulator start, multipliers in [2^30, 2^31), shifts within a
  * range of 16), so the compiler stores them bit-packed in Flash (tinyengine/ops/chanpack.py:
  * about 7 of the 9 bytes on MCUNet) and the layer expands its table right before it runs
- * (about 25 instructions per channel on Cortex-M7).
+ * (on Cortex-M7: about 23 instructions per channel, ~7 per group when group < n, ~130 per
+ * call; about 190 bytes of stack).
  *
  * packed (uint32 words, Flash, 4-byte aligned):
  *   [0] acc_base   [1] mult_base
  *   [2] byte_base (bits 0-7) | wa << 8 | wm << 16 | wb << 24: the field widths, with
- *       wm <= 31, wa + wb <= 32, wb <= 8 and W = wa + wm + wb <= 64
+ *       wm <= 31, wa <= 31, wb <= 8, wa + wb <= 32 (chanpack.packable) and W = wa + wm + wb
  *   [3...] a bit stream, bit k = bit (k % 8) of byte k / 8 (little-endian words): record c
  *       (channel c = 0 .. n-1) starts at bit c * S, S = W if W <= 57, else 64, and holds the
  *       fields mult - mult_base (wm bits), acc - acc_base (wa bits), byte - byte_base (wb bits),
- *       in that order from its first bit; then at least 8 bytes of zeros.
+ *       in that order from its first bit (bits W .. 63 of a 64-bit record do not matter);
+ *       then at least 8 bytes of zeros.
  * table (int32, 4-byte aligned, TE_UNPACK_CHANNELS_BYTES(n, group) bytes): the channels in
  *   groups of `group` (the last group may be shorter, r = its size): r accumulator starts,
  *   r multipliers, then r shift bytes padded with zeros to a whole word.  group = n gives three
@@ -25,7 +27,8 @@
  *   table + 2n); group = 4 gives te_depthwise_conv_2d_s8_dsp's rq layout.
  * Values: acc = acc_base + field, mult = mult_base + field (uint32 arithmetic, as int32),
  *   byte = (uint8) (byte_base + field).
- * Preconditions: n >= 1, group >= 1, the widths as above.  Python twin: chanpack.unpack.
+ * Preconditions: n >= 1 (n <= 0 writes nothing), group >= 1, the widths as above.  Python
+ * twin: chanpack.unpack.
  * Reads the stream with unaligned 32-bit loads (Armv7-M allows them; memcpy elsewhere).
  * Overlap contract (TE_OVERLAP: no-activations): reads only constants and writes only the
  * table in scratch; the kernel that calls it keeps its own contract.

@@ -6,7 +6,7 @@ which the model's int32 bias accounts for 4.  On MCUNet-style networks with thou
 channels that is the largest part of the Flash beyond the weights.  The values span far fewer
 bits, so the compiler can store them bit-packed (each field as ``value - base`` in as many
 bits as the layer's range needs) and let the layer expand its table into scratch memory
-right before it runs (``te_unpack_channels``): about 15 instructions per channel, and the
+right before it runs (``te_unpack_channels``): about 25 instructions per channel, and the
 table's bytes in the arena for the duration of one layer.  The compiler packs a layer only
 where that table does not raise the arena (compiler.grant_compact_params).
 
