@@ -137,14 +137,14 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
             scratch = f"((int8_t *)({arena} + {plan.scratch[node.name][0]}))"
         scratch_base = scratch
         prelude = ""
+        cp = opdef.channel_params(node)
         if "rq_packed" in node.params:   # bit-packed per-channel table -> expanded into scratch
             from .ops import chanpack
-            chanpack.bind(p, node.params["rq_names"], node.params["rq_n"], scratch_base)
+            chanpack.bind(p, cp.names, cp.n, scratch_base)
             scratch = f"({scratch_base} + {node.params['rq_table_bytes']})"
             prelude = env.get_template("unpack_channels.c.j2").render(
-                packed=p["rq_packed"], n=node.params["rq_n"], group=node.params["rq_group"],
-                table=scratch_base).rstrip() + "\n"
-        args = _conv_args(opdef, node, graph, idx, p, consts, scratch_base)
+                packed=p["rq_packed"], n=cp.n, group=cp.group, table=scratch_base).rstrip() + "\n"
+        args = _conv_args(cp, opdef, node, graph, idx, p, consts, scratch_base)
         same_buffer = bool(node.inputs and node.inputs[0] is not None and node.outputs
                            and plan.same_buffer(node.inputs[0], node.outputs[0]))
         body = env.get_template(opdef.template_for(node)).render(
@@ -194,13 +194,13 @@ _CONV_ARGS_INT8 = ("k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "pad_
                    "rq_mode", "output_offset", "act_min", "act_max")
 
 
-def _conv_args(opdef, node, graph, idx: int, p: dict, consts: dict, scratch_base: str):
+def _conv_args(cp, opdef, node, graph, idx: int, p: dict, consts: dict, scratch_base: str):
     """What a template needs to call a kernel through a te_conv_args struct
     (firmware/kernels/te_conv_args.h): the channel table's symbol (packed or not), the flags and
-    the scratch; None where the node has no such table or an integer does not fit int16_t."""
+    the scratch; None where the node has no table (``cp``, its channel_params) or a value does
+    not fit its field."""
     from .ops import chanpack
 
-    cp = opdef.channel_params(node)
     if cp is None:
         return None
     for key, value in node.params.items():

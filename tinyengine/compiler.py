@@ -148,7 +148,7 @@ def grant_compact_params(graph: Graph, plan: planner.MemoryPlan, replan,
             del node.params["rq_table_bytes"]
             continue
         plan = trial
-        node.params.update(rq_packed=packed, rq_n=cp.n, rq_group=cp.group, rq_names=cp.names)
+        node.params["rq_packed"] = packed
     return plan
 
 
@@ -258,11 +258,9 @@ def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
 
 def compact_params_summary(graph: Graph) -> dict:
     """Layers whose per-channel parameters are bit-packed, and the Flash that saves."""
-    from .ops import chanpack
-
     packed = [n for n in graph.nodes if "rq_packed" in n.params]
-    saved = sum(chanpack.table_bytes(n.params["rq_n"], n.params["rq_group"])
-                - int(n.params["rq_packed"].nbytes) for n in packed)
+    saved = sum(int(n.params["rq_table_bytes"]) - int(n.params["rq_packed"].nbytes)
+                for n in packed)
     return {"layers": len(packed), "flash_saved_bytes": int(saved),
             "table_scratch_bytes": max((int(n.params["rq_table_bytes"]) for n in packed), default=0)}
 

@@ -143,10 +143,6 @@ def unpack(packed: np.ndarray, n: int, group: int) -> np.ndarray:
     return table(ChannelParams(to_i32(acc), to_i32(mult), byte, group))
 
 
-def packed_bytes(cp: ChannelParams) -> int:
-    return int(pack(cp).nbytes)
-
-
 def bind(p: dict, names: tuple, n: int, table_expr: str) -> None:
     """Point a node's template parameters at the expanded table (a C byte-pointer expression):
     three planar arrays (acc_init, multipliers, shift bytes) or one grouped table."""
