@@ -52,14 +52,27 @@ static void out_str(const char *s)
     }
 }
 
+/* Decimal digits of v.  No 64-bit division: it would link libgcc's __aeabi_uldivmod
+ * (~700 bytes of Flash).  v is divided by 10 as four 16-bit limbs, most significant
+ * first, each step a 32-bit divide of (remainder << 16 | limb) < 10 << 16. */
 static void out_u64(uint64_t v)
 {
+    uint32_t limb[4] = {(uint32_t)(v >> 48), (uint32_t)(v >> 32) & 0xFFFFu,
+                        (uint32_t)v >> 16, (uint32_t)v & 0xFFFFu};
     char digits[20];
     int n = 0;
+    uint32_t rest;
     do {
-        digits[n++] = (char)('0' + (unsigned)(v % 10u));
-        v /= 10u;
-    } while (v != 0u);
+        uint32_t rem = 0u;
+        rest = 0u;
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t cur = (rem << 16) | limb[i];
+            limb[i] = cur / 10u;
+            rem = cur % 10u;
+            rest |= limb[i];
+        }
+        digits[n++] = (char)('0' + rem);
+    } while (rest != 0u);
     while (n > 0) {
         out_char(digits[--n]);
     }
@@ -67,15 +80,7 @@ static void out_u64(uint64_t v)
 
 static void out_u32(uint32_t v)
 {
-    char digits[10];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v != 0u);
-    while (n > 0) {
-        out_char(digits[--n]);
-    }
+    out_u64(v);
 }
 
 static void out_i64(int64_t v)
@@ -90,12 +95,7 @@ static void out_i64(int64_t v)
 
 static void out_i32(int32_t v)
 {
-    if (v < 0) {
-        out_char('-');
-        out_u32(0u - (uint32_t)v);
-    } else {
-        out_u32((uint32_t)v);
-    }
+    out_i64(v);
 }
 
 /* Human-readable float with 6 decimals (exact values are in output.bin). */
@@ -231,20 +231,20 @@ static uint32_t input_record_bytes(void)
     return total;
 }
 
+/* Byte loops rather than memset/memcpy: a model whose kernels do not call them then links
+ * neither (~470 bytes of Flash). */
 static void load_default_input(void)
 {
-    if (te_default_input_bytes == 0u) {
-        for (int i = 0; i < TE_NUM_INPUTS; ++i) {
-            memset(te_inputs[i].data, 0, te_inputs[i].bytes);
-        }
-        return;
-    }
-    if (te_default_input_bytes != input_record_bytes()) {
+    const int zeros = (te_default_input_bytes == 0u);
+    if (!zeros && te_default_input_bytes != input_record_bytes()) {
         fail("te_default_input has the wrong size", 0);
     }
     uint32_t offset = 0;
     for (int i = 0; i < TE_NUM_INPUTS; ++i) {
-        memcpy(te_inputs[i].data, te_default_input + offset, te_inputs[i].bytes);
+        uint8_t *dst = (uint8_t *)te_inputs[i].data;
+        for (uint32_t k = 0; k < te_inputs[i].bytes; ++k) {
+            dst[k] = zeros ? 0u : te_default_input[offset + k];
+        }
         offset += te_inputs[i].bytes;
     }
 }

@@ -274,3 +274,67 @@ def test_board_build_links_at_real_origins(tmp_path):
     lines = {p[1]: p for p in (ln.replace("[ ", "[").split() for ln in sections.splitlines()) if len(p) > 3}
     assert int(lines[".isr_vector"][3], 16) == 0x08000000
     assert int(lines[".stack"][3], 16) + 8192 == 0x24000000 + 512 * 1024
+
+
+# Every printable width, with the int64 values around 2^32 and 2^63 that a 32-bit formatter
+# would get wrong.  main.c prints 64-bit values without 64-bit division (no libgcc
+# __aeabi_uldivmod); the expected text is Python's str() of the values.
+WIDE_VALUES = {
+    "int64": [0, 9, 10, 4294967295, 4294967296, 4294967306, 10 ** 10, 12345678901234567,
+              999999999999999999, 10 ** 18, 2 ** 63 - 1, -1, -4294967296, -(2 ** 63)],
+    "int32": [0, 7, -1, 2 ** 31 - 1, -(2 ** 31), 1000000000],
+    "int16": [0, 32767, -32768, -10],
+    "uint8": [0, 9, 10, 255],
+    "int8": [0, 127, -128, -100],
+}
+WIDE_DTYPES = {"int64": "TE_DTYPE_INT64", "int32": "TE_DTYPE_INT32", "int16": "TE_DTYPE_INT16",
+               "uint8": "TE_DTYPE_UINT8", "int8": "TE_DTYPE_INT8"}
+
+
+def wide_model_files() -> dict:
+    names = list(WIDE_VALUES)
+    h = MODEL_H.replace("{arena}", "256").replace("TE_NUM_OUTPUTS 3", f"TE_NUM_OUTPUTS {len(names)}")
+    consts, outs, copies, off = [], [], [], 32
+    for i, name in enumerate(names):
+        vals = WIDE_VALUES[name]
+        c_type = f"{name}_t"
+        # the most negative int64 has no literal of its own
+        lits = ", ".join("INT64_MIN" if v == -(2 ** 63) else f"INT64_C({v})" for v in vals)
+        consts.append(f"static const {c_type} v{i}[{len(vals)}] = {{{lits}}};")
+        size = np.dtype(name).itemsize * len(vals)
+        outs.append(f'    {{(void *)(te_arena + {off}), {size}u, "{name}", {WIDE_DTYPES[name]}}},')
+        copies.append(f"    memcpy(te_outputs[{i}].data, v{i}, sizeof(v{i}));")
+        off += (size + 7) // 8 * 8
+    c = "\n".join([
+        "#include <stdint.h>", "#include <string.h>", '#include "model.h"',
+        "static uint8_t te_arena[TE_ARENA_BYTES] __attribute__((aligned(16)));",
+        *consts,
+        "const te_io_t te_inputs[TE_NUM_INPUTS] = {",
+        '    {(void *)(te_arena + 0), 10u, "a", TE_DTYPE_INT8},',
+        '    {(void *)(te_arena + 16), 6u, "b", TE_DTYPE_INT8},',
+        "};",
+        "const te_io_t te_outputs[TE_NUM_OUTPUTS] = {", *outs, "};",
+        "void te_invoke(void)", "{", *copies, "}", ""])
+    return {"model.h": h, "model.c": c}
+
+
+@pytest.mark.parametrize("board", [
+    pytest.param("host", marks=needs_gcc),
+    pytest.param("stm32f746", marks=pytest.mark.qemu)])
+def test_printed_values_of_every_width(tmp_path, board):
+    out = tmp_path / "wide"
+    emit_project(out, get_board(board), wide_model_files(), [], STAMP)
+    specs = [((len(v),), np.dtype(n)) for n, v in WIDE_VALUES.items()]
+    res = runner.run(out, None, specs)
+    for i, (name, vals) in enumerate(WIDE_VALUES.items()):
+        np.testing.assert_array_equal(res.outputs[0][i], np.array(vals, dtype=name))
+        assert f"TE_OUTPUT {i}: {' '.join(str(v) for v in vals)}\n" in res.stdout
+    if board != "host":
+        import subprocess
+        # the runner and the platform call no libgcc / libc code (the fixture's model.c
+        # calls memcpy), so a model whose kernels call none links none
+        for obj in ("runtime/main.o", "platform/semihost.o", "platform/startup.o",
+                    "platform/stack.o", "platform/timer_cmsdk.o"):
+            undefined = subprocess.run(["arm-none-eabi-nm", "-u", str(out / "build" / obj)],
+                                       check=True, capture_output=True, text=True).stdout.split()
+            assert not {"__aeabi_uldivmod", "memcpy", "memset", "strlen"} & set(undefined), obj

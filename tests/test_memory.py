@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zlib
 
 import numpy as np
@@ -258,6 +259,34 @@ def test_patch_build_on_host_is_bit_exact(stage, spec, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().out
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["patch"]["spec"] == spec and report["patch"]["code_form"] == "loop"
+
+
+def test_patch_loop_tables_share_columns_and_are_narrow():
+    # patch bodies differing only in literals: a height used twice, a pad, an arena offset
+    # beyond 255 and one beyond 65535; the stride 2 and the -128 are the same in every patch
+    rows = [(13, 1, 300, 70000), (11, 0, 345, 70100), (11, 0, 1000, 70200), (12, 1, 2, 70300)]
+    bodies = [f"f(te_arena + {o}, {h}, {h}, 2, {p}, -128);\ng(te_arena + {w}, {h}, {p});"
+              for h, p, o, w in rows]
+    body, tables = patching.literal_loop(bodies)
+    assert [(t["ctype"], t["name"], t["k"]) for t in tables] == [
+        ("uint8_t", "te_patch_args_u8", 2), ("uint16_t", "te_patch_args_u16", 1),
+        ("int32_t", "te_patch_args_s32", 1)]
+    assert ", 2, " in body and "-128" in body    # what does not vary stays a literal
+    columns = [tuple(r[c] for r in t["rows"]) for t in tables for c in range(t["k"])]
+    assert len(set(columns)) == len(columns) == 4
+    by_ptr = {t["ptr"]: t["rows"] for t in tables}
+    for i, want in enumerate(bodies):   # putting each row's values back gives that body
+        got = re.sub(r"\b(a_\w+)\[(\d+)\]", lambda m: str(by_ptr[m[1]][i][int(m[2])]), body)
+        assert got == want
+    # one type: one table named as before; calls that differ in more than literals: no loop
+    body, tables = patching.literal_loop(["f(1, 7);", "f(2, 7);", "f(3, 7);"])
+    assert body == "f(a[0], 7);" and tables == [dict(ctype="uint8_t", name="te_patch_args",
+                                                      ptr="a", k=1, rows=[[1], [2], [3]])]
+    assert patching.literal_loop(["f(1);", "g(2);"]) is None
+    assert [patching.table_ctype(v) for v in ([0, 255], [-1, 127], [0, 256], [-1, 128],
+                                              [0, 65536], [-2 ** 31])] == [
+        "uint8_t", "int8_t", "uint16_t", "int16_t", "int32_t", "int32_t"]
+    assert patching.table_ctype([2 ** 63]) is None
 
 
 @pytest.mark.qemu

@@ -267,24 +267,56 @@ def param_symbols(node: Node, orig: Node, k: int, consts: dict) -> dict:
     return params
 
 
+# C types for tables of literals, narrowest first: (type, lowest, highest value)
+_TABLE_TYPES = [("uint8_t", 0, 255), ("int8_t", -128, 127), ("uint16_t", 0, 65535),
+                ("int16_t", -32768, 32767), ("int32_t", -2 ** 31, 2 ** 31 - 1),
+                ("int64_t", -2 ** 63, 2 ** 63 - 1)]
+
+
+def table_ctype(values) -> str | None:
+    """The narrowest C integer type of _TABLE_TYPES that holds every value (None if none
+    does).  Up to int32_t each promotes to int, and int64_t is a wider literal's own type,
+    so a table entry has the type of the literal it replaces."""
+    lo, hi = min(values, default=0), max(values, default=0)
+    return next((t for t, a, b in _TABLE_TYPES if a <= lo and hi <= b), None)
+
+
 def literal_loop(bodies: list):
-    """When the C texts ``bodies`` differ only in integer literals: (one body with the
-    differing literals replaced by ``a[i]``, the table of their values per body, its
-    width); None otherwise."""
+    """When the C texts ``bodies`` differ only in integer literals: (one body with each
+    differing literal replaced by a table entry ``a[c]``, the tables); None otherwise.
+
+    A table holds one row per body and one column per distinct list of values: literals
+    with equal values in every body share a column.  Each column goes to the table of the
+    narrowest type that holds it (table_ctype); one table is ``te_patch_args`` read
+    through ``a``, several are ``te_patch_args_u8`` through ``a_u8``, ``..._s16`` through
+    ``a_s16`` and so on.  Each table: dict(ctype, name, ptr, k = columns, rows)."""
     split = [_LITERAL.split(b) for b in bodies]
     if len({tuple(parts[0::2]) for parts in split}) != 1:
         return None
     values = [[int(v) for v in parts[1::2]] for parts in split]
-    varying = [i for i in range(len(values[0])) if len({v[i] for v in values}) > 1]
-    col = {i: c for c, i in enumerate(varying)}
-    body = []
-    for i, piece in enumerate(split[0]):
-        if i % 2 == 0:
-            body.append(piece)
-        else:
-            j = i // 2
-            body.append(f"a[{col[j]}]" if j in col else piece)
-    return "".join(body), [[v[i] for i in varying] or [0] for v in values], max(len(varying), 1)
+    columns = {}  # literal index -> its values in every body (the literals that differ)
+    groups = {}   # C type -> the distinct value lists of that type, in order of first use
+    for i in range(len(values[0])):
+        vals = tuple(v[i] for v in values)
+        if len(set(vals)) > 1:
+            ctype = table_ctype(vals)
+            if ctype is None:
+                return None
+            columns[i] = vals
+            if vals not in groups.setdefault(ctype, []):
+                groups[ctype].append(vals)
+    ref, tables = {}, []
+    for ctype in (t for t, _, _ in _TABLE_TYPES if t in groups):
+        tag = ctype.replace("uint", "u").replace("int", "s")[:-2]   # uint8_t -> u8
+        name, ptr = (("te_patch_args", "a") if len(groups) == 1 else
+                     (f"te_patch_args_{tag}", f"a_{tag}"))
+        for c, vals in enumerate(groups[ctype]):
+            ref[vals] = f"{ptr}[{c}]"
+        tables.append(dict(ctype=ctype, name=name, ptr=ptr, k=len(groups[ctype]),
+                           rows=[list(r) for r in zip(*groups[ctype])]))
+    body = [ref[columns[i // 2]] if i % 2 and i // 2 in columns else piece
+            for i, piece in enumerate(split[0])]
+    return "".join(body), tables
 
 
 def build(graph: Graph, split: int, grid: tuple) -> PatchSchedule:
@@ -534,9 +566,9 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
     ctx = dict(rows=s.grid[0], cols=s.grid[1], split_tensor=c_comment(s.output), n=len(bodies))
     looped = literal_loop(bodies)
     if looped is not None:
-        body, table, k = looped
-        text = env.get_template("patch_stage.c.j2").render(loop=True, body=body, k=k,
-                                                           table=table, **ctx)
+        body, tables = looped
+        text = env.get_template("patch_stage.c.j2").render(loop=True, body=body,
+                                                           tables=tables, **ctx)
         s.code_form = "loop"
     else:
         text = env.get_template("patch_stage.c.j2").render(loop=False, bodies=bodies, **ctx)
