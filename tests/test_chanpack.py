@@ -13,6 +13,7 @@ from tests.ckernels import load_kernels, ptr
 from tinyengine import ops
 from tinyengine.compiler import CompileOptions, compile_model
 from tinyengine.ops import chanpack
+from tinyengine.ops.conv import per_channel_multipliers
 
 
 def _c_unpack(packed, n, group, size):
@@ -109,6 +110,71 @@ def test_depthwise_rq_table_round_trips():
             chanpack.split_table(words[:-1], n, 4)
 
 
+def _derived_params(rng, n, group, in_s=None, out_s=None, w_scales=None, dead=0):
+    """Channels with TFLite's multipliers of random float32 scales (conv.per_channel_multipliers),
+    `dead` of them zeroed as requant_dsp does, and random accumulators and bytes."""
+    in_s = np.float32(in_s if in_s is not None else np.exp(rng.uniform(-6, 0)))
+    out_s = np.float32(out_s if out_s is not None else np.exp(rng.uniform(-6, 0)))
+    if w_scales is None:
+        w_scales = np.exp(rng.uniform(-9, -2, n)).astype(np.float32)
+    mult, _ = per_channel_multipliers(in_s, w_scales, out_s, n)
+    mult = mult.astype(np.int64)
+    mult[rng.choice(n, dead, replace=False)] = 0
+    acc = int(rng.integers(-2**20, 2**20)) + rng.integers(0, 1 << 18, n)
+    byte = rng.integers(3, 11, n)
+    return chanpack.ChannelParams(acc, mult, byte, group, scales=(float(in_s), float(out_s)))
+
+
+# 1 + 2^-23 times 1 - 2^-23 is 1 - 2^-46: QuantizeMultiplier rounds it up to 2^31 -> 2^30
+OVERFLOW = dict(in_s=1 + 2.0**-23, out_s=1.0,
+                w_scales=np.float32([1 - 2.0**-23, *np.linspace(0.5, 0.99, 39)]))
+
+
+@pytest.mark.parametrize("n", [1, 4, 7, 48, 480])
+def test_derived_multipliers_rebuild_the_table(n):
+    """Layers whose multipliers are TFLite's of float32 scales store 23-24-bit codes and K;
+    C decoder == Python twin == the table, for every grouping."""
+    rng = np.random.default_rng(n)
+    for group in sorted({1, 3, 4, n}):
+        for dead in sorted({0, 1, n // 3}):
+            cp = _derived_params(rng, n, group, dead=dead)
+            codes, k = chanpack.mult_codes(cp)
+            assert [chanpack.derive_mult(int(f), k) for f in codes] == cp.mult.tolist()
+            packed = chanpack.pack(cp)
+            if n >= 16:      # 6-7 bits a channel saved, more than K's 64
+                assert (packed[2] >> 16) & chanpack.DERIVED
+                assert chanpack.widths(cp)[1] <= (24 if dead else 23)
+            want = chanpack.table(cp)
+            assert np.array_equal(chanpack.unpack(packed, n, group), want)
+            assert np.array_equal(_c_unpack(packed, n, group, want.nbytes), want)
+
+
+def test_derived_multiplier_rounding_up_to_two_to_the_31():
+    cp = _derived_params(np.random.default_rng(0), 40, 4, **OVERFLOW)
+    assert cp.mult[0] == 1 << 30              # TFLite's halved multiplier (its shift + 1)
+    assert chanpack.mult_codes(cp)[0][0] == (1 << 24) - 2      # f of 1 - 2^-23
+    packed = chanpack.pack(cp)
+    assert (packed[2] >> 16) & chanpack.DERIVED
+    want = chanpack.table(cp)
+    assert np.array_equal(chanpack.unpack(packed, 40, 4), want)
+    assert np.array_equal(_c_unpack(packed, 40, 4, want.nbytes), want)
+
+
+def test_multipliers_without_codes_stay_stored():
+    """Multipliers that are not TFLite's of the given scales (or no scales): plain fields."""
+    rng = np.random.default_rng(5)
+    cp = _derived_params(rng, 40, 40)
+    cp.mult = cp.mult.copy()
+    cp.mult[7] += 1                     # not the multiplier of any float32 weight scale
+    assert chanpack.mult_codes(cp) is None
+    cp.scales = None
+    for params in (cp, _random_params(rng, 40, 4, 18, 30, 3)):
+        packed = chanpack.pack(params)
+        assert not (packed[2] >> 16) & chanpack.DERIVED
+        want = chanpack.table(params)
+        assert np.array_equal(_c_unpack(packed, 40, params.group, want.nbytes), want)
+
+
 MODELS = ["mcunet/mcunet-vww1.tflite", "mlperf_tiny/vww_96_int8.tflite",
           "mlperf_tiny/kws_ref_model.tflite", "mlperf_tiny/pretrainedResnet_quant.tflite"]
 
@@ -170,6 +236,13 @@ def _qemu_cases():
             if sum(chanpack.widths(cp)) > 57:
                 packed = _with_random_gaps(packed, n, rng)
             cases.append((packed, n, group, chanpack.table(cp)))
+    for n, group in ((17, 3), (40, 4), (37, 37), (48, 4)):    # multiplier codes
+        for cp in (_derived_params(rng, n, group, dead=n // 4),
+                   _derived_params(rng, n, group, **OVERFLOW) if n == 40 else None):
+            if cp is not None:
+                packed = chanpack.pack(cp)
+                assert (packed[2] >> 16) & chanpack.DERIVED
+                cases.append((packed, n, group, chanpack.table(cp)))
     return cases
 
 

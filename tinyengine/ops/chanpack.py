@@ -8,7 +8,10 @@ bits, so the compiler can store them bit-packed (each field as ``value - base`` 
 bits as the layer's range needs) and let the layer expand its table into scratch memory
 right before it runs (``te_unpack_channels``): about 25 instructions per channel, and the
 table's bytes in the arena for the duration of one layer.  The compiler packs a layer only
-where that table does not raise the arena (compiler.grant_compact_params).
+where that table does not raise the arena (compiler.grant_compact_params).  Where the
+multipliers are TFLite's of float32 weight scales (``ChannelParams.scales``), the layer stores
+each one's 23-24-bit code instead of its 30-31 bits (``mult_codes``, checked exactly for every
+channel; about 17 more instructions per channel to expand).
 
 ``table`` is the layout the kernel reads: channels in groups of ``group`` (the last one may be
 shorter), each group ``r`` accumulator starts, ``r`` multipliers, then ``r`` bytes padded to a
@@ -18,11 +21,13 @@ te_depthwise_conv_2d_s8_dsp's ``rq`` layout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 HEADER_WORDS = 3
 PAD_WORDS = 2
+DERIVED = 0x80     # flag in the wm byte of header word 2: multiplier codes, K in words 3-4
 
 
 @dataclass
@@ -34,6 +39,8 @@ class ChannelParams:
     group: int           # table grouping (see the module docstring)
     names: tuple = ("acc_init", "rq_mult", "rq_shift")   # the kernel's params it replaces:
     #                      three planar arrays, or one grouped table (("rq",))
+    scales: tuple = None  # (input scale, output scale) when every nonzero multiplier is TFLite's
+    #                      QuantizeMultiplier(input scale * w / output scale) of a float32 w
 
     @property
     def n(self) -> int:
@@ -87,8 +94,84 @@ def _field(values) -> tuple:
     return base, width, off.astype(np.uint64)
 
 
+# -- derived multipliers --------------------------------------------------------------------
+# TFLite's per-channel multiplier is QuantizeMultiplier(s_in * w_c / s_out): the top 31 bits of
+# f_c * s_in / s_out, rounded, with f_c the 24-bit significand of the float32 weight scale w_c.
+# So a layer may store f_c (23-24 bits) instead of the multiplier (30-31) and one 64-bit
+# constant K ~ s_in / s_out * 2^j; te_unpack_channels computes derive_mult(f_c, K) (below) and
+# the compiler keeps that form only where it gives every channel's multiplier exactly.
+def derive_mult(code: int, k: int) -> int:
+    """Python twin of te_unpack_channels' multiplier from (code, K): with hi = (code * K) >> 32
+    (< 2^56) and t = hi >> 55, round(hi / 2^(24 + t)), and 2^31 read as 2^30."""
+    lo = code * (k & 0xFFFFFFFF)
+    hi = code * (k >> 32) + (lo >> 32)
+    t = hi >> 55
+    m = (hi + (1 << (23 + t))) >> (24 + t)
+    return 1 << 30 if m >> 31 else m
+
+
+def _ratio_constant(scales) -> int:
+    """K = s_in / s_out * 2^j rounded, with j such that K is in [2^63, 2^64)."""
+    r = Fraction(float(np.float32(scales[0]))) / Fraction(float(np.float32(scales[1])))
+    j = 63 - (r.numerator.bit_length() - r.denominator.bit_length())
+    while True:
+        k = round(r * (Fraction(2) ** j))
+        if k >= 1 << 64:
+            j -= 1
+        elif k < 1 << 63:
+            j += 1
+        else:
+            return k
+
+
+def mult_codes(cp: ChannelParams):
+    """(codes, K) with derive_mult(codes[c], K) == cp.mult[c] for every channel (code 0 for a
+    zero multiplier), or None where the layer has no scales or some multiplier has no code."""
+    if cp.scales is None or not cp.n:
+        return None
+    k = _ratio_constant(cp.scales)
+    codes = []
+    for m in np.asarray(cp.mult, dtype=np.int64).tolist():
+        if m == 0:
+            codes.append(0)
+            continue
+        found = None
+        for t in (0, 1):
+            for target in ((m, 1 << 31) if m == 1 << 30 else (m,)):
+                f0 = (target << (56 + t)) // k
+                for f in range(max(f0 - 2, 1 << 23), min(f0 + 3, 1 << 24)):
+                    if derive_mult(f, k) == m:
+                        found = f
+                        break
+                if found is not None:
+                    break
+            if found is not None:
+                break
+        if found is None:
+            return None
+        codes.append(found)
+    return np.array(codes, dtype=np.int64), k
+
+
+def _layout(cp: ChannelParams):
+    """The stored form: (acc, mult-or-code, byte) fields as _field triples, and K or None.
+    Multiplier codes are used where they take fewer bytes than the multipliers."""
+    acc = _field(np.asarray(cp.acc, dtype=np.int64))
+    mult = _field(np.asarray(cp.mult, dtype=np.int64))
+    byte = _field(np.asarray(cp.byte, dtype=np.int64) & 0xFF)
+    derived = mult_codes(cp)
+    if derived is not None:
+        code = _field(derived[0])
+        bits = lambda wm: cp.n * _stride(acc[1] + wm + byte[1])  # noqa: E731
+        if bits(code[1]) + 64 < bits(mult[1]):          # K takes two header words
+            return (acc, code, byte), derived[1]
+    return (acc, mult, byte), None
+
+
 def widths(cp: ChannelParams) -> tuple:
-    return tuple(_field(v)[1] for v in (cp.acc, cp.mult, np.asarray(cp.byte, dtype=np.int64) & 0xFF))
+    """The stored field widths (wa, wm, wb); wm is the multiplier codes' where those are used."""
+    (a, m, b), _ = _layout(cp)
+    return a[1], m[1], b[1]
 
 
 def packable(cp: ChannelParams) -> bool:
@@ -105,20 +188,21 @@ def pack(cp: ChannelParams) -> np.ndarray:
     """The uint32 words of te_unpack_channels' packed form (header, stream, zero padding)."""
     if not packable(cp):
         raise ValueError("per-channel values do not fit te_unpack_channels' fields")
-    acc_base, wa, fa = _field(np.asarray(cp.acc, dtype=np.int64))
-    mult_base, wm, fm = _field(np.asarray(cp.mult, dtype=np.int64))
-    byte_base, wb, fb = _field(np.asarray(cp.byte, dtype=np.int64) & 0xFF)
+    ((acc_base, wa, fa), (mult_base, wm, fm), (byte_base, wb, fb)), k = _layout(cp)
     stride = _stride(wa + wm + wb)
     nwords = -(-(cp.n * stride) // 32) + PAD_WORDS
     bits = np.zeros(nwords * 32, dtype=np.uint8)
     pos = np.arange(cp.n, dtype=np.int64) * stride
     for values, w, at in ((fm, wm, 0), (fa, wa, wm), (fb, wb, wm + wa)):
-        for k in range(w):
-            bits[pos + at + k] = ((values >> np.uint64(k)) & np.uint64(1)).astype(np.uint8)
+        for b in range(w):
+            bits[pos + at + b] = ((values >> np.uint64(b)) & np.uint64(1)).astype(np.uint8)
     words = np.packbits(bits.reshape(-1, 8), axis=1, bitorder="little").reshape(-1).view("<u4")
-    header = np.array([acc_base & 0xFFFFFFFF, mult_base & 0xFFFFFFFF,
-                       (byte_base & 0xFF) | (wa << 8) | (wm << 16) | (wb << 24)], dtype=np.uint32)
-    return np.concatenate([header, words.astype(np.uint32)])
+    flag = DERIVED if k is not None else 0
+    header = [acc_base & 0xFFFFFFFF, mult_base & 0xFFFFFFFF,
+              (byte_base & 0xFF) | (wa << 8) | ((wm | flag) << 16) | (wb << 24)]
+    if k is not None:
+        header += [k & 0xFFFFFFFF, k >> 32]
+    return np.concatenate([np.array(header, dtype=np.uint32), words.astype(np.uint32)])
 
 
 def unpack(packed: np.ndarray, n: int, group: int) -> np.ndarray:
@@ -127,7 +211,10 @@ def unpack(packed: np.ndarray, n: int, group: int) -> np.ndarray:
     acc_base, mult_base = int(p[0]), int(p[1])
     byte_base = int(p[2]) & 0xFF
     wa, wm, wb = (int(p[2]) >> 8) & 0xFF, (int(p[2]) >> 16) & 0xFF, int(p[2]) >> 24
-    bits = np.unpackbits(p[HEADER_WORDS:].astype("<u4").view(np.uint8), bitorder="little")
+    derived = bool(wm & DERIVED)
+    wm &= ~DERIVED
+    start = HEADER_WORDS + (2 if derived else 0)
+    bits = np.unpackbits(p[start:].astype("<u4").view(np.uint8), bitorder="little")
     pos = np.arange(n, dtype=np.int64) * _stride(wa + wm + wb)
 
     def field(at, w):
@@ -137,6 +224,9 @@ def unpack(packed: np.ndarray, n: int, group: int) -> np.ndarray:
         return v
 
     mult = (field(0, wm) + mult_base) & 0xFFFFFFFF
+    if derived:
+        k = int(p[3]) | (int(p[4]) << 32)
+        mult = np.array([derive_mult(int(f), k) for f in mult.tolist()], dtype=np.int64)
     acc = (field(wm, wa) + acc_base) & 0xFFFFFFFF
     byte = (field(wm + wa, wb) + byte_base) & 0xFF
     to_i32 = lambda v: np.where(v >= 1 << 31, v - (1 << 32), v)  # noqa: E731

@@ -110,23 +110,54 @@ def acc_bound(acc_init, w2d) -> np.ndarray:
 
 
 def fold_constant_channels(acc_init, w2d, mult, shift) -> tuple:
-    """(acc_init, mult, shift) with every all-zero-weight channel rewritten to (4k, 2^30, -1).
+    """(acc_init, mult, shift) with every all-zero-weight channel rewritten to an accumulator
+    start and the (m, s) of another channel of the layer, or (4k, 2^30, -1) if none has a
+    multiplier in [2^30, 2^31) and s in [-31, -1], or (0, 0, s) where k = 0.
 
     Such a channel's accumulator is acc_init whatever the input, so it outputs the constant
     k + output_offset (clamped) with k = te_mbqm(acc_init, m, s); (4k, 2^30, -1) gives the same
     k (SRDHM(4k, 2^30) = 2k, RoundingDivideByPOT(2k, 1) = k) with a small accumulator, which
     keeps te_requant_fast_dsp's |acc| < 2^30 (k is clipped to +-300: the clamp saturates the
-    same way).
+    same way); another channel's (m, s) and an accumulator x with te_mbqm(x, m, s) = k do too
+    and keep the layer's multipliers and shifts in their range (and in chanpack's multiplier
+    codes).  A zero multiplier gives k = 0 with any shift (requant_dsp then picks one in the
+    layer's range).
     """
     acc = np.asarray(acc_init, dtype=np.int64).copy()
     mult = np.asarray(mult, dtype=np.int64).ravel().copy()
     shift = np.asarray(shift, dtype=np.int64).ravel().copy()
     zero = ~np.any(np.asarray(w2d).reshape(acc.size, -1) != 0, axis=1)
-    if zero.any():
-        k = multiply_by_quantized_multiplier(acc[zero], mult[zero], shift[zero])
-        acc[zero] = 4 * np.clip(k, -300, 300)
-        mult[zero], shift[zero] = 1 << 30, -1
+    if not zero.any():
+        return acc, mult, shift
+    ref = np.flatnonzero(~zero & (mult >= 1 << 30) & (shift <= -1) & (shift >= -31))
+    for i in np.flatnonzero(zero).tolist():
+        k = int(np.clip(multiply_by_quantized_multiplier(acc[i], mult[i], shift[i]), -300, 300))
+        if k == 0:
+            acc[i], mult[i] = 0, 0
+            continue
+        acc[i], mult[i], shift[i] = 4 * k, 1 << 30, -1
+        for j in ref.tolist():   # a live channel's (m, s), with an accumulator that gives k
+            x = _preimage(k, int(mult[j]), int(shift[j]))
+            if x is not None:
+                acc[i], mult[i], shift[i] = x, mult[j], shift[j]
+                break
     return acc, mult, shift
+
+
+def _preimage(k: int, m: int, s: int):
+    """The smallest x with |x| < 2^30 and te_mbqm(x, m, s) = k, or None, for m in [2^30, 2^31)
+    and s <= -1 (where te_mbqm is non-decreasing in x with slope < 1)."""
+    lo, hi = -(1 << 30) + 1, (1 << 30) - 1
+    if not int(multiply_by_quantized_multiplier(lo, m, s)) <= k <= \
+            int(multiply_by_quantized_multiplier(hi, m, s)):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if int(multiply_by_quantized_multiplier(mid, m, s)) >= k:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo if int(multiply_by_quantized_multiplier(lo, m, s)) == k else None
 
 
 def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
@@ -136,8 +167,10 @@ def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
     rshift = e = -shift.  mode has RQ_FULL_RANGE when the activation bounds are [-128, 127],
     and RQ_FAST when every channel meets te_requant_fast_dsp's preconditions given |acc| <=
     bound (acc_bound's per-channel array, or one value for all) (with RQ_POST_OFFSET when some rounding constant R = (2 output_offset + 1) 2^(e-1)
-    would be too large, so that the offset is added after the shift); channels that give output_offset for every such acc (m = 0, or bound * m <
-    2^(30+e) - 2^30, which makes TFLite's result 0) are stored as (0, 1) so that they do.
+    would be too large, so that the offset is added after the shift); channels that give
+    output_offset for every such acc (m = 0, or bound * m < 2^(30+e) - 2^30, which makes
+    TFLite's result 0) are stored with m = 0 (and the smallest e of the other channels) so
+    that they do.
     Without RQ_FAST the arrays hold TFLite's (multiplier, -shift) unchanged.
     """
     mult = np.asarray(mult, dtype=np.int64).ravel()
@@ -146,16 +179,22 @@ def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
     fast_m, fast_e = mult.copy(), -shift
     bound = np.broadcast_to(np.asarray(bound, dtype=np.int64), mult.shape).tolist()
     fast, post = True, False
+    dead = []
     for i, (m, s, b) in enumerate(zip(mult.tolist(), shift.tolist(), bound)):
         e = -s
         if m == 0 or (e >= 1 and b * m < (1 << (30 + e)) - (1 << 30)):
-            fast_m[i], fast_e[i] = 0, 1          # the output is output_offset (any acc)
+            dead.append(i)                       # the output is output_offset (any acc)
             continue
         if not ((1 << 30) <= m < (1 << 31) and 1 <= e <= 31 and b < (1 << 30)):
             fast = False
         elif abs((2 * output_offset + 1) << (e - 1)) >= (1 << 30) - 2:
             post = True
     if fast:
+        # a dead channel gives output_offset with m = 0 and any e in [1, 31]: the smallest e
+        # of the live ones keeps the layer's shift range (and R's bound) as it is
+        live = np.setdiff1d(np.arange(mult.size), dead)
+        fast_m[dead] = 0
+        fast_e[dead] = fast_e[live].min() if live.size else 1
         return (c_i32(fast_m), fast_e.astype(np.int8),
                 mode | RQ_FAST | (RQ_POST_OFFSET if post else 0))
     return c_i32(mult), (-shift).astype(np.int8), mode
@@ -231,7 +270,8 @@ class _ConvBase(OpDef):
         act_min, act_max = act_bounds(node, y)
         return dict(input_offset=-int(x.quant.zero_point[0]),
                     output_offset=int(y.quant.zero_point[0]),
-                    out_mult=mult, out_shift=shift, act_min=int(act_min), act_max=int(act_max))
+                    out_mult=mult, out_shift=shift, act_min=int(act_min), act_max=int(act_max),
+                    scales=(float(x.quant.scale[0]), float(y.quant.scale[0])))
 
     def _window_params(self, node, graph, k_hw, g, q, acc_init) -> dict:
         """The parameters conv and depthwise kernels share: geometry, padding, requantization."""
@@ -326,7 +366,7 @@ class Conv2D(_ConvBase):
         mult, rshift, mode = requant_dsp(mult, shift, acc_bound(acc_init, w2d),
                                          q["output_offset"], q["act_min"], q["act_max"])
         return dict(kernel=kernel, w_packed=pack_weights_dsp(w2d), acc_init=c_i32(acc_init),
-                    rq_mult=mult, rq_shift=rshift, rq_mode=mode)
+                    rq_mult=mult, rq_shift=rshift, rq_mode=mode, rq_scales=q["scales"])
 
     def reference(self, node, graph, inputs: list) -> list:
         x, w = inputs[0], inputs[1]
@@ -360,4 +400,5 @@ class Conv2D(_ConvBase):
         if p.get("kernel") not in ("te_conv_2d_1x1_s8_dsp", "te_conv_2d_s8_dsp"):
             return None
         return ChannelParams(p["acc_init"], p["rq_mult"],
-                             np.asarray(p["rq_shift"], dtype=np.int64) & 0xFF, int(p["out_c"]))
+                             np.asarray(p["rq_shift"], dtype=np.int64) & 0xFF, int(p["out_c"]),
+                             scales=p.get("rq_scales"))

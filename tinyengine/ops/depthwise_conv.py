@@ -165,6 +165,7 @@ class DepthwiseConv2D(_ConvBase):
         if dsp:
             extra = dict(filter_dsp=pack_filter_dsp(w.data), input_offset=q["input_offset"],
                          rq=requant_dsp_dw(b0, q["out_mult"], q["out_shift"]),
+                         rq_scales=q["scales"],
                          scratch_bytes=0,
                          optional_scratch_bytes=dsp_scratch_bytes(x.shape[3], k_h, k_w))
         return dict(kernel=DSP if dsp else PORTABLE, **extra, depth_multiplier=m,
@@ -200,4 +201,6 @@ class DepthwiseConv2D(_ConvBase):
         p = node.params
         if p.get("kernel") != DSP:
             return None
-        return split_table(p["rq"], int(p["in_c"]) * int(p["depth_multiplier"]), 4)
+        cp = split_table(p["rq"], int(p["in_c"]) * int(p["depth_multiplier"]), 4)
+        cp.scales = p.get("rq_scales")
+        return cp

@@ -134,7 +134,8 @@ class FullyConnected(OpDef):
                     input_offset=-int(x.quant.zero_point[0]),
                     weights_offset=-int(w.quant.zero_point[0]),
                     output_offset=int(y.quant.zero_point[0]),
-                    out_mult=mult, out_shift=shift, act_min=int(act_min), act_max=int(act_max))
+                    out_mult=mult, out_shift=shift, act_min=int(act_min), act_max=int(act_max),
+                    scales=(float(x.quant.scale[0]), float(y.quant.scale[0])))
 
     def prepare(self, node, graph) -> dict:
         w = graph.tensor(node.inputs[1])
@@ -164,7 +165,7 @@ class FullyConnected(OpDef):
                 q["output_offset"], q["act_min"], q["act_max"])
             params.update(kernel=self.DSP_KERNEL, w_packed=pack_weights_fc_dsp(w2d),
                           acc_init=c_i32(acc_init), rq_mult=mult, rq_shift=rshift,
-                          rq_mode=mode)
+                          rq_mode=mode, rq_scales=q["scales"])
         else:
             params.update(kernel="te_fully_connected_s8" if not q["per_channel"]
                           else "te_fully_connected_per_channel_s8")
@@ -198,4 +199,4 @@ class FullyConnected(OpDef):
             return None
         return ChannelParams(p["acc_init"], p["rq_mult"],
                              np.asarray(p["rq_shift"], dtype=np.int64) & 0xFF,
-                             int(p["out_features"]))
+                             int(p["out_features"]), scales=p.get("rq_scales"))
