@@ -220,8 +220,9 @@ def test_packed_model_is_smaller_and_bit_exact_on_qemu(models_dir, tmp_path):
             assert report["compact_params"]["layers"] >= 40
             saved = report["compact_params"]["flash_saved_bytes"]
     assert flash[True] - flash[False] >= 0.8 * saved   # the decoder and its calls are small
-    # regression guard: measured 481,820 B (weights 445,128 B; BENCHMARKS.md), +1%
-    assert flash[False] <= 481_820 * 1.01, flash[False]
+    # issue 4's limit: the weights (445,128 B, bench/run.py's model_weights) + 32 KB;
+    # measured 475,832 B (BENCHMARKS.md)
+    assert flash[False] <= 445_128 + 32_768, flash[False]
 
 
 def _qemu_cases():
