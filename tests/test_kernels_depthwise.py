@@ -317,3 +317,62 @@ def test_requantization_identity():
                 assert np.array_equal(ours, want + oo), (m, e, oo)
             fast = np.clip(((s >> (e - 1)) - 255) >> 1, -128, 127)
             assert np.array_equal(fast, np.clip(want - 128, -128, 127)), (m, e)
+
+
+def _dw_constant_channels_model() -> bytes:
+    """Depthwise layers with 'constant' channels (all-zero weights): one with a weight scale of
+    2^-23 and a bias of ~1.7e8 (output +k), one with a zero bias, one with a negative bias."""
+    rng = _rng("dw-constant")
+    mb = ModelBuilder()
+    s, zp, c, hw = 0.03, -128, 24, (10, 10)
+    x = mb.tensor("x", (1, *hw, c), "int8", scale=s, zero_point=zp)
+    first = x
+    for n, (k, stride, act) in enumerate([(3, 1, "RELU6"), (5, 2, "NONE"), (3, 1, "NONE")]):
+        w = _rand_i8(rng, (1, k, k, c))
+        w[w == -128] = -127
+        w_s = rng.uniform(0.002, 0.02, size=c).astype(np.float32)
+        b = rng.integers(-5000, 5000, size=c).astype(np.int64)
+        w[..., 0:3] = 0
+        w_s[0] = 2.0 ** -23
+        b[0] = int(round((0.4 if n != 1 else -0.3) / (s * w_s[0])))    # +-k after requant
+        b[1] = 0
+        b[2] = -b[0] // 3
+        wi = mb.const(f"w{n}", w, "int8", scale=w_s, zero_point=np.zeros(c, np.int64),
+                      quantized_dimension=3)
+        bi = mb.const(f"b{n}", b.astype(np.int32), "int32", scale=(s * w_s).astype(np.float32),
+                      zero_point=np.zeros(c, np.int64))
+        g = window_geometry("SAME", hw, (k, k), (stride, stride), (1, 1))
+        out_s = s * 0.01 * 60.0 * k
+        out_zp = -128 if act == "RELU6" else int(rng.integers(-30, 30))
+        y = mb.tensor(f"y{n}", (1, g["out_h"], g["out_w"], c), "int8", scale=out_s,
+                      zero_point=out_zp)
+        mb.op("DEPTHWISE_CONV_2D", [x, wi, bi], [y], padding="SAME", stride_h=stride,
+              stride_w=stride, depth_multiplier=1, fused_activation_function=act)
+        x, hw, s = y, (g["out_h"], g["out_w"]), out_s
+    mb.inputs([first])
+    mb.outputs([x])
+    return mb.build()
+
+
+@pytest.mark.parametrize("board", ["host", pytest.param("stm32f746", marks=pytest.mark.qemu)])
+def test_constant_channels_keep_the_dsp_kernel_and_narrow_tables(board, tmp_path, capsys):
+    """All-zero-weight channels (huge bias, or a scale so small that TFLite's multiplier is 0)
+    are folded to another channel's (m, s) and a small accumulator start with the same output:
+    the layer keeps the DSP kernel and a table that bit-packs narrowly; bit-exact with TFLM."""
+    from tinyengine.compiler import CompileOptions, compile_model
+    from tinyengine.ops import chanpack
+
+    path = tmp_path / "dwc.tflite"
+    path.write_bytes(_dw_constant_channels_model())
+    golden = run_tflm(path.read_bytes(), [np.zeros((1, 10, 10, 24), np.int8)])[0]
+    assert len(np.unique(golden[..., 0])) == 1           # the constant channel ...
+    assert len(np.unique(golden[..., 3:])) > 10          # ... among live ones
+    c = compile_model(path, CompileOptions(board="stm32f746"))
+    for node in c.graph.nodes:
+        assert node.params["kernel"] == DSP, node.name
+        cp = ops.get(node.op).channel_params(node)
+        assert chanpack.widths(cp)[0] <= 20, (node.name, chanpack.widths(cp))   # not ~28
+    rc = main(["verify", str(path), "--board", board, "-n", "3", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "bit-exact" in out

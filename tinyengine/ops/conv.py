@@ -109,7 +109,7 @@ def acc_bound(acc_init, w2d) -> np.ndarray:
     return np.abs(np.asarray(acc_init, dtype=np.int64)) + 128 * w
 
 
-def fold_constant_channels(acc_init, w2d, mult, shift) -> tuple:
+def fold_constant_channels(acc_init, w2d, mult, shift, depthwise: bool = False) -> tuple:
     """(acc_init, mult, shift) with every all-zero-weight channel rewritten to an accumulator
     start and the (m, s) of another channel of the layer, or (4k, 2^30, -1) if none has a
     multiplier in [2^30, 2^31) and s in [-31, -1], or (0, 0, s) where k = 0.
@@ -122,6 +122,9 @@ def fold_constant_channels(acc_init, w2d, mult, shift) -> tuple:
     and keep the layer's multipliers and shifts in their range (and in chanpack's multiplier
     codes).  A zero multiplier gives k = 0 with any shift (requant_dsp then picks one in the
     layer's range).
+    ``depthwise``: for te_depthwise_conv_2d_s8_dsp, which takes no zero multiplier and needs
+    s <= -2: reference channels with s <= -2 only, and k = 0 as (0, m, s) of one of them
+    (channels without a reference keep their values).
     """
     acc = np.asarray(acc_init, dtype=np.int64).copy()
     mult = np.asarray(mult, dtype=np.int64).ravel().copy()
@@ -129,13 +132,15 @@ def fold_constant_channels(acc_init, w2d, mult, shift) -> tuple:
     zero = ~np.any(np.asarray(w2d).reshape(acc.size, -1) != 0, axis=1)
     if not zero.any():
         return acc, mult, shift
-    ref = np.flatnonzero(~zero & (mult >= 1 << 30) & (shift <= -1) & (shift >= -31))
+    ref = np.flatnonzero(~zero & (mult >= 1 << 30) & (shift <= (-2 if depthwise else -1))
+                         & (shift >= -31))
     for i in np.flatnonzero(zero).tolist():
         k = int(np.clip(multiply_by_quantized_multiplier(acc[i], mult[i], shift[i]), -300, 300))
-        if k == 0:
+        if k == 0 and not depthwise:
             acc[i], mult[i] = 0, 0
             continue
-        acc[i], mult[i], shift[i] = 4 * k, 1 << 30, -1
+        if not depthwise:
+            acc[i], mult[i], shift[i] = 4 * k, 1 << 30, -1
         for j in ref.tolist():   # a live channel's (m, s), with an accumulator that gives k
             x = _preimage(k, int(mult[j]), int(shift[j]))
             if x is not None:

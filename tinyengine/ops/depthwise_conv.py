@@ -24,7 +24,8 @@ import numpy as np
 from tinyengine.ops import register, target_of, unsupported
 from tinyengine.ops._common import c_i32, fold_input_offset
 from tinyengine.ops.chanpack import split_table
-from tinyengine.ops.conv import CALL_SOURCES, _ConvBase, _pad_for_windows, _requantize, _tap
+from tinyengine.ops.conv import (CALL_SOURCES, _ConvBase, _pad_for_windows, _requantize, _tap,
+                                  fold_constant_channels)
 
 PORTABLE = "te_depthwise_conv_2d_s8"
 DSP = "te_depthwise_conv_2d_s8_dsp"
@@ -159,12 +160,15 @@ class DepthwiseConv2D(_ConvBase):
         acc_init = fold_input_offset(bias, q["input_offset"], w.data, 3)
         m = self._mult(node, graph)
         b0 = bias if bias is not None else np.zeros(out_c, np.int64)
-        dsp = target_of(graph).dsp and dsp_preconditions(m, w.data, b0, q["out_mult"],
-                                                         q["out_shift"])
+        # all-zero-weight channels: a small bias and another channel's (m, s) with the same
+        # constant output, so that they do not widen the layer's ranges
+        b0, mult, shift = fold_constant_channels(b0, np.asarray(w.data).reshape(-1, out_c).T,
+                                                 q["out_mult"], q["out_shift"], depthwise=True)
+        dsp = target_of(graph).dsp and dsp_preconditions(m, w.data, b0, mult, shift)
         extra = {}
         if dsp:
             extra = dict(filter_dsp=pack_filter_dsp(w.data), input_offset=q["input_offset"],
-                         rq=requant_dsp_dw(b0, q["out_mult"], q["out_shift"]),
+                         rq=requant_dsp_dw(b0, mult, shift),
                          rq_scales=q["scales"],
                          scratch_bytes=0,
                          optional_scratch_bytes=dsp_scratch_bytes(x.shape[3], k_h, k_w))
