@@ -124,7 +124,10 @@ TE_MM_INLINE void te_mm_2cols(const te_mm_dsp_args *a, const int32_t *cols, int8
 }
 
 /* One column, every channel (the odd last pixel). */
-static void te_mm_1col(const te_mm_dsp_args *a, const int32_t *cols, int8_t *out0)
+/* One column (any mode), its groups `step` words apart (2: one column, 4: a column of a
+ * two-column block). */
+static void te_mm_1col(const te_mm_dsp_args *a, const int32_t *cols, int8_t *out0,
+                       const int32_t step)
 {
     const int8_t *w = a->weights;
     const int32_t k4 = a->k4, out_c = a->out_c, mode = a->rq_mode;
@@ -142,7 +145,7 @@ static void te_mm_1col(const te_mm_dsp_args *a, const int32_t *cols, int8_t *out
                 a1 = te_smlad(te_sxtb16_ror8(w1), x1, te_smlad(te_sxtb16(w1), x0, a1));
             }
             w += two ? 8 : 4;
-            c += 2;
+            c += step;
         }
         for (int32_t j = 0; j < 1 + two; ++j) {
             const int32_t acc = j ? a1 : a0;
@@ -159,17 +162,19 @@ static void te_mm_1col(const te_mm_dsp_args *a, const int32_t *cols, int8_t *out
 void te_conv_2d_mat_mult_s8_dsp(const te_mm_dsp_args *a, const int32_t *cols, int32_t n_cols,
                                 int8_t *out0, int8_t *out1)
 {
+    /* Two specializations of the two-column loop (each ~700 bytes of code): the common
+     * full-range layers, and every other fast one (a narrower clamp, e.g. RELU6, or a
+     * post-shift offset: the offset added after the shift is exact in either case).  Layers
+     * without TE_RQ_FAST (rare: multipliers above 1 or huge accumulators) go column by
+     * column. */
     if (n_cols != 2) {
-        te_mm_1col(a, cols, out0);
+        te_mm_1col(a, cols, out0, 2);
     } else if (a->rq_mode == (TE_RQ_FAST | TE_RQ_FULL_RANGE)) {
         te_mm_2cols(a, cols, out0, out1, TE_RQ_FAST | TE_RQ_FULL_RANGE);
-    } else if (a->rq_mode == (TE_RQ_FAST | TE_RQ_FULL_RANGE | TE_RQ_POST_OFFSET)) {
-        te_mm_2cols(a, cols, out0, out1, TE_RQ_FAST | TE_RQ_FULL_RANGE | TE_RQ_POST_OFFSET);
     } else if (a->rq_mode & TE_RQ_FAST) {
-        /* a narrower clamp (RELU6 etc.): one loop, the offset added after the shift (exact
-         * whether or not the mode has TE_RQ_POST_OFFSET) */
         te_mm_2cols(a, cols, out0, out1, TE_RQ_FAST | TE_RQ_POST_OFFSET);
     } else {
-        te_mm_2cols(a, cols, out0, out1, 0);
+        te_mm_1col(a, cols, out0, 4);
+        te_mm_1col(a, cols + 2, out1, 4);
     }
 }
