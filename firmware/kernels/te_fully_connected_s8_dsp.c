@@ -87,30 +87,25 @@ void te_fully_connected_s8_dsp(const int8_t *input, const int8_t *weights,
             int32_t a0 = acc_init[o], a1 = acc_init[o + 1];
             int32_t a2 = acc_init[o + 2], a3 = acc_init[o + 3];
             const int8_t *xp = x;
+            int32_t g = 0;
 #if TE_DSP_NATIVE
-            const int8_t *wp = w;
-            int32_t xe, xo, w0, w1, t;
-            int32_t g = full;
-            for (; g >= 2; g -= 2) {
-                __asm__ volatile(TE_FC_GROUP TE_FC_GROUP TE_FC_OPERANDS);
-            }
-            if (g) {
-                __asm__ volatile(TE_FC_GROUP TE_FC_OPERANDS);
-            }
-            w = wp;
-#else
-            for (int32_t g = 0; g < full; ++g) {
-                const int32_t v = te_read_s8x4_ia(&xp);
-                const int32_t xe = te_sxtb16(v), xo = te_sxtb16_ror8(v);
-                a0 = te_fc_dot4(a0, te_read_w(w), xe, xo);
-                a1 = te_fc_dot4(a1, te_read_w(w + 4), xe, xo);
-                a2 = te_fc_dot4(a2, te_read_w(w + 8), xe, xo);
-                a3 = te_fc_dot4(a3, te_read_w(w + 12), xe, xo);
-                w += 16;
+            {
+                const int8_t *wp = w;
+                int32_t xe, xo, w0, w1, t;
+                int32_t n = full;
+                for (; n >= 2; n -= 2) {
+                    __asm__ volatile(TE_FC_GROUP TE_FC_GROUP TE_FC_OPERANDS);
+                }
+                if (n) {
+                    __asm__ volatile(TE_FC_GROUP TE_FC_OPERANDS);
+                }
+                w = wp;
+                g = full;
             }
 #endif
-            if (rest) {
-                const int32_t v = te_fc_tail_word(xp, rest);
+            /* the groups left to C: every one on the host, the zero-padded tail word here */
+            for (; g < k4; ++g) {
+                const int32_t v = g < full ? te_read_s8x4_ia(&xp) : te_fc_tail_word(xp, rest);
                 const int32_t xe = te_sxtb16(v), xo = te_sxtb16_ror8(v);
                 a0 = te_fc_dot4(a0, te_read_w(w), xe, xo);
                 a1 = te_fc_dot4(a1, te_read_w(w + 4), xe, xo);

@@ -130,27 +130,24 @@ def mult_codes(cp: ChannelParams):
     if cp.scales is None or not cp.n:
         return None
     k = _ratio_constant(cp.scales)
-    codes = []
-    for m in np.asarray(cp.mult, dtype=np.int64).tolist():
-        if m == 0:
-            codes.append(0)
-            continue
-        found = None
-        for t in (0, 1):
-            for target in ((m, 1 << 31) if m == 1 << 30 else (m,)):
-                f0 = (target << (56 + t)) // k
-                for f in range(max(f0 - 2, 1 << 23), min(f0 + 3, 1 << 24)):
-                    if derive_mult(f, k) == m:
-                        found = f
-                        break
-                if found is not None:
-                    break
-            if found is not None:
-                break
-        if found is None:
-            return None
-        codes.append(found)
+    codes = [_code_of(m, k) for m in np.asarray(cp.mult, dtype=np.int64).tolist()]
+    if None in codes:
+        return None
     return np.array(codes, dtype=np.int64), k
+
+
+def _code_of(m: int, k: int):
+    """A code f with derive_mult(f, K) == m (0 for m = 0), or None: f is within 2 of
+    m 2^(56+t) / K for t = 0 or 1 (or of 2^31's, which reads as 2^30)."""
+    if m == 0:
+        return 0
+    for t in (0, 1):
+        for target in ((m, 1 << 31) if m == 1 << 30 else (m,)):
+            f0 = (target << (56 + t)) // k
+            for f in range(max(f0 - 2, 1 << 23), min(f0 + 3, 1 << 24)):
+                if derive_mult(f, k) == m:
+                    return f
+    return None
 
 
 def _layout(cp: ChannelParams):
@@ -162,7 +159,7 @@ def _layout(cp: ChannelParams):
     derived = mult_codes(cp)
     if derived is not None:
         code = _field(derived[0])
-        bits = lambda wm: cp.n * _stride(acc[1] + wm + byte[1])  # noqa: E731
+        bits = lambda wm: cp.n * _stride(acc[1] + wm + byte[1])
         if bits(code[1]) + 64 < bits(mult[1]):          # K takes two header words
             return (acc, code, byte), derived[1]
     return (acc, mult, byte), None
@@ -174,10 +171,13 @@ def widths(cp: ChannelParams) -> tuple:
     return a[1], m[1], b[1]
 
 
+def _fits(wa: int, wm: int, wb: int) -> bool:
+    return wm <= 31 and wa <= 31 and wa + wb <= 32
+
+
 def packable(cp: ChannelParams) -> bool:
     """Whether te_unpack_channels' field limits hold (wm <= 31, wa <= 31, wa + wb <= 32)."""
-    wa, wm, wb = widths(cp)
-    return wm <= 31 and wa <= 31 and wa + wb <= 32
+    return _fits(*widths(cp))
 
 
 def _stride(w: int) -> int:
@@ -186,9 +186,9 @@ def _stride(w: int) -> int:
 
 def pack(cp: ChannelParams) -> np.ndarray:
     """The uint32 words of te_unpack_channels' packed form (header, stream, zero padding)."""
-    if not packable(cp):
-        raise ValueError("per-channel values do not fit te_unpack_channels' fields")
     ((acc_base, wa, fa), (mult_base, wm, fm), (byte_base, wb, fb)), k = _layout(cp)
+    if not _fits(wa, wm, wb):
+        raise ValueError("per-channel values do not fit te_unpack_channels' fields")
     stride = _stride(wa + wm + wb)
     nwords = -(-(cp.n * stride) // 32) + PAD_WORDS
     bits = np.zeros(nwords * 32, dtype=np.uint8)
@@ -229,7 +229,7 @@ def unpack(packed: np.ndarray, n: int, group: int) -> np.ndarray:
         mult = np.array([derive_mult(int(f), k) for f in mult.tolist()], dtype=np.int64)
     acc = (field(wm, wa) + acc_base) & 0xFFFFFFFF
     byte = (field(wm + wa, wb) + byte_base) & 0xFF
-    to_i32 = lambda v: np.where(v >= 1 << 31, v - (1 << 32), v)  # noqa: E731
+    to_i32 = lambda v: np.where(v >= 1 << 31, v - (1 << 32), v)
     return table(ChannelParams(to_i32(acc), to_i32(mult), byte, group))
 
 

@@ -85,14 +85,21 @@ def pack_weights_dsp(w2d) -> np.ndarray:
     groups of 4 interleaved (4 bytes of row 2p, then 4 of row 2p+1); an odd last row follows
     on its own.  The result has rows * 4 * ceil(K / 4) bytes.
     """
+    return interleave_rows(w2d, 2)
+
+
+def interleave_rows(w2d, r: int) -> np.ndarray:
+    """[rows, K] int8 -> rows zero-padded to 4 * ceil(K / 4) values, in blocks of r rows whose
+    groups of 4 values are interleaved (4 bytes of each row of the block in turn); the
+    rows % r last rows follow one after the other."""
     w2d = np.asarray(w2d, dtype=np.int8)
     rows, k = w2d.shape
     k4 = (k + 3) // 4
     padded = np.zeros((rows, 4 * k4), dtype=np.int8)
     padded[:, :k] = w2d
-    pairs = rows // 2
-    body = padded[:2 * pairs].reshape(pairs, 2, k4, 4).transpose(0, 2, 1, 3).reshape(-1)
-    return np.ascontiguousarray(np.concatenate([body, padded[2 * pairs:].reshape(-1)]))
+    blocks = rows // r
+    body = padded[:r * blocks].reshape(blocks, r, k4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return np.ascontiguousarray(np.concatenate([body, padded[r * blocks:].reshape(-1)]))
 
 
 # te_dsp.h's requantization mode bits

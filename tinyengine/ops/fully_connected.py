@@ -26,8 +26,8 @@ import numpy as np
 from tinyengine.ops import OpDef, register, target_of, unsupported
 from tinyengine.ops.chanpack import ChannelParams
 from tinyengine.ops._common import act_bounds, c_i32, fold_input_offset, require_int8
-from tinyengine.ops.conv import (acc_bound, fold_constant_channels, per_channel_multipliers,
-                                  requant_dsp)
+from tinyengine.ops.conv import (acc_bound, fold_constant_channels, interleave_rows,
+                                  per_channel_multipliers, requant_dsp)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier,
                               wrap_int32)
 
@@ -39,14 +39,7 @@ def pack_weights_fc_dsp(w2d) -> np.ndarray:
     their groups of 4 interleaved (4 bytes of each row in turn); the out % 4 last rows follow
     one after the other.
     """
-    w2d = np.asarray(w2d, dtype=np.int8)
-    rows, k = w2d.shape
-    k4 = (k + 3) // 4
-    padded = np.zeros((rows, 4 * k4), dtype=np.int8)
-    padded[:, :k] = w2d
-    quads = rows // 4
-    body = padded[:4 * quads].reshape(quads, 4, k4, 4).transpose(0, 2, 1, 3).reshape(-1)
-    return np.ascontiguousarray(np.concatenate([body, padded[4 * quads:].reshape(-1)]))
+    return interleave_rows(w2d, 4)
 
 
 def per_tensor_multiplier(in_scale: float, w_scale: float, out_scale: float) -> tuple:
