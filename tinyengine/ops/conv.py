@@ -116,44 +116,88 @@ def acc_bound(acc_init, w2d) -> np.ndarray:
     return np.abs(np.asarray(acc_init, dtype=np.int64)) + 128 * w
 
 
-def fold_constant_channels(acc_init, w2d, mult, shift, depthwise: bool = False) -> tuple:
-    """(acc_init, mult, shift) with every all-zero-weight channel rewritten to an accumulator
-    start and the (m, s) of another channel of the layer, or (4k, 2^30, -1) if none has a
-    multiplier in [2^30, 2^31) and s in [-31, -1], or (0, 0, s) where k = 0.
+def constant_channels(acc_init, w2d, mult, shift, x_range=(-128, 127), clamp=None) -> tuple:
+    """(mask, k): the channels whose output is the same for every input, and that output as
+    k = MultiplyByQuantizedMultiplier(acc, m, s) (the value before the output offset).
 
-    Such a channel's accumulator is acc_init whatever the input, so it outputs the constant
-    k + output_offset (clamped) with k = te_mbqm(acc_init, m, s); (4k, 2^30, -1) gives the same
-    k (SRDHM(4k, 2^30) = 2k, RoundingDivideByPOT(2k, 1) = k) with a small accumulator, which
-    keeps te_requant_fast_dsp's |acc| < 2^30 (k is clipped to +-300: the clamp saturates the
-    same way); another channel's (m, s) and an accumulator x with te_mbqm(x, m, s) = k do too
-    and keep the layer's multipliers and shifts in their range (and in chanpack's multiplier
-    codes).  A zero multiplier gives k = 0 with any shift (requant_dsp then picks one in the
-    layer's range).
+    A channel's accumulator is acc_init + sum_t w[t] x[t] with every x[t] in ``x_range``
+    (padded taps included: they read a value inside it), so it lies in [lo, hi] with
+    lo/hi the sum of each term's smallest/largest value.  MultiplyByQuantizedMultiplier is
+    non-decreasing in acc (m >= 0), so the output is constant where it is equal at lo and hi
+    (all-zero weights: lo = hi), or where ``clamp`` = (output_offset, act_min, act_max) is
+    given and the clamp saturates both ends to the same bound.  Only where [lo, hi] stays in
+    int32 (TFLite's accumulator) and the shift is a right shift (no left-shift overflow).
+    """
+    acc = np.asarray(acc_init, dtype=np.int64).ravel()
+    w = np.asarray(w2d, dtype=np.int64).reshape(acc.size, -1)
+    mult = np.broadcast_to(np.asarray(mult, dtype=np.int64).ravel(), acc.shape)
+    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64).ravel(), acc.shape)
+    x0, x1 = int(x_range[0]), int(x_range[1])
+    lo = acc + np.minimum(w * x0, w * x1).sum(axis=1)
+    hi = acc + np.maximum(w * x0, w * x1).sum(axis=1)
+    zero = ~np.any(w != 0, axis=1)
+    ok = (lo >= -(1 << 31)) & (hi < (1 << 31)) & (shift <= 0) & (mult >= 0)
+    safe = lambda v: np.where(ok, v, 0)
+    k_lo = np.asarray(multiply_by_quantized_multiplier(safe(lo), mult, shift), dtype=np.int64)
+    k_hi = np.asarray(multiply_by_quantized_multiplier(safe(hi), mult, shift), dtype=np.int64)
+    k_zero = np.asarray(multiply_by_quantized_multiplier(wrap_int32(acc), mult, shift),
+                        dtype=np.int64)
+    const = zero | (ok & (k_lo == k_hi))
+    k = np.where(zero, k_zero, k_lo)
+    if clamp is not None:
+        off, a0, a1 = (int(v) for v in clamp)
+        y_lo, y_hi = np.clip(k_lo + off, a0, a1), np.clip(k_hi + off, a0, a1)
+        sat = ok & ~const & (y_lo == y_hi)
+        const |= sat
+        k = np.where(sat, y_lo - off, k)
+    return const, k
+
+
+def fold_constant_channels(acc_init, w2d, mult, shift, depthwise: bool = False,
+                           x_range=(-128, 127), clamp=None) -> tuple:
+    """(acc_init, mult, shift, w2d) with every constant channel (constant_channels: all-zero
+    weights, or an output the same for every input) given all-zero weights and an
+    accumulator start with the (m, s) of another channel of the layer that gives its
+    constant, or (4k, 2^30, -1) if no channel has a multiplier in [2^30, 2^31) and s in
+    [-31, -1], or (0, 0, s) where k = 0.
+
+    Its accumulator is then acc_init whatever the input, so it outputs k + output_offset
+    (clamped), k = te_mbqm(acc_init, m, s); (4k, 2^30, -1) gives the same k (SRDHM(4k, 2^30)
+    = 2k, RoundingDivideByPOT(2k, 1) = k) with a small accumulator, which keeps
+    te_requant_fast_dsp's |acc| < 2^30 (k is clipped to +-300: the clamp saturates the same
+    way); another channel's (m, s) and an accumulator x with te_mbqm(x, m, s) = k do too and
+    keep the layer's multipliers, shifts and accumulator starts in their ranges (and in
+    chanpack's multiplier codes): k = 0 is (0, m, s).
     ``depthwise``: for te_depthwise_conv_2d_s8_dsp, which takes no zero multiplier and needs
-    s <= -2: reference channels with s <= -2 only, and k = 0 as (0, m, s) of one of them
-    (channels without a reference keep their values).
+    s <= -2: reference channels with s <= -2 only (channels without a reference keep their
+    values and weights).  ``x_range`` and ``clamp``: see constant_channels.
     """
     acc = np.asarray(acc_init, dtype=np.int64).copy()
     mult = np.asarray(mult, dtype=np.int64).ravel().copy()
     shift = np.asarray(shift, dtype=np.int64).ravel().copy()
-    zero = ~np.any(np.asarray(w2d).reshape(acc.size, -1) != 0, axis=1)
-    if not zero.any():
-        return acc, mult, shift
-    ref = np.flatnonzero(~zero & (mult >= 1 << 30) & (shift <= (-2 if depthwise else -1))
+    w = np.asarray(w2d).reshape(acc.size, -1)
+    const, kk = constant_channels(acc, w, mult, shift, x_range, clamp)
+    if not const.any():
+        return acc, mult, shift, np.asarray(w2d)
+    w = w.copy()
+    ref = np.flatnonzero(~const & (mult >= 1 << 30) & (shift <= (-2 if depthwise else -1))
                          & (shift >= -31))
-    for i in np.flatnonzero(zero).tolist():
-        k = int(np.clip(multiply_by_quantized_multiplier(acc[i], mult[i], shift[i]), -300, 300))
-        if k == 0 and not depthwise:
-            acc[i], mult[i] = 0, 0
-            continue
+    # the live channels with the largest m 2^s first: their preimages are the smallest
+    ref = ref[np.argsort(-(mult[ref].astype(np.float64) * np.exp2(shift[ref])), kind="stable")]
+    for i in np.flatnonzero(const).tolist():
+        k = int(np.clip(kk[i], -300, 300))
+        folded = None
         if not depthwise:
-            acc[i], mult[i], shift[i] = 4 * k, 1 << 30, -1
-        for j in ref.tolist():   # a live channel's (m, s), with an accumulator that gives k
-            x = _preimage(k, int(mult[j]), int(shift[j]))
+            folded = (0, 0, int(shift[i])) if k == 0 else (4 * k, 1 << 30, -1)
+        for j in ref[:8].tolist():   # a live channel's (m, s), with an accumulator that gives k
+            x = 0 if k == 0 else _preimage(k, int(mult[j]), int(shift[j]))
             if x is not None:
-                acc[i], mult[i], shift[i] = x, mult[j], shift[j]
+                folded = (x, int(mult[j]), int(shift[j]))
                 break
-    return acc, mult, shift
+        if folded is not None:
+            acc[i], mult[i], shift[i] = folded
+            w[i] = 0
+    return acc, mult, shift, w.reshape(np.shape(w2d))
 
 
 def _preimage(k: int, m: int, s: int):
@@ -182,7 +226,8 @@ def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
     would be too large, so that the offset is added after the shift); channels that give
     output_offset for every such acc (m = 0, or bound * m < 2^(30+e) - 2^30, which makes
     TFLite's result 0) are stored with m = 0 (and the smallest e of the other channels) so
-    that they do.
+    that they do; those whose accumulator is always 0 (bound 0: fold_constant_channels' k = 0
+    channels) keep a valid (m, e), which gives output_offset too and keeps the layer's ranges.
     Without RQ_FAST the arrays hold TFLite's (multiplier, -shift) unchanged.
     """
     mult = np.asarray(mult, dtype=np.int64).ravel()
@@ -194,10 +239,11 @@ def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
     dead = []
     for i, (m, s, b) in enumerate(zip(mult.tolist(), shift.tolist(), bound)):
         e = -s
-        if m == 0 or (e >= 1 and b * m < (1 << (30 + e)) - (1 << 30)):
+        fast_ok = (1 << 30) <= m < (1 << 31) and 1 <= e <= 31 and b < (1 << 30)
+        if m == 0 or (e >= 1 and b * m < (1 << (30 + e)) - (1 << 30) and not (b == 0 and fast_ok)):
             dead.append(i)                       # the output is output_offset (any acc)
             continue
-        if not ((1 << 30) <= m < (1 << 31) and 1 <= e <= 31 and b < (1 << 30)):
+        if not fast_ok:
             fast = False
         elif abs((2 * output_offset + 1) << (e - 1)) >= (1 << 30) - 2:
             post = True
@@ -373,8 +419,9 @@ class Conv2D(_ConvBase):
         no_pad = not any(g[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
         kernel = "te_conv_2d_1x1_s8_dsp" if (k_h, k_w) == (1, 1) and no_pad else "te_conv_2d_s8_dsp"
         w2d = np.asarray(w.data).reshape(out_c, -1)
-        acc_init, mult, shift = fold_constant_channels(acc_init, w2d, q["out_mult"],
-                                                       q["out_shift"])
+        acc_init, mult, shift, w2d = fold_constant_channels(
+            acc_init, w2d, q["out_mult"], q["out_shift"],
+            clamp=(q["output_offset"], q["act_min"], q["act_max"]))
         mult, rshift, mode = requant_dsp(mult, shift, acc_bound(acc_init, w2d),
                                          q["output_offset"], q["act_min"], q["act_max"])
         return dict(kernel=kernel, w_packed=pack_weights_dsp(w2d), acc_init=c_i32(acc_init),

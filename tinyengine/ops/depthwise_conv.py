@@ -160,14 +160,19 @@ class DepthwiseConv2D(_ConvBase):
         acc_init = fold_input_offset(bias, q["input_offset"], w.data, 3)
         m = self._mult(node, graph)
         b0 = bias if bias is not None else np.zeros(out_c, np.int64)
-        # all-zero-weight channels: a small bias and another channel's (m, s) with the same
-        # constant output, so that they do not widen the layer's ranges
-        b0, mult, shift = fold_constant_channels(b0, np.asarray(w.data).reshape(-1, out_c).T,
-                                                 q["out_mult"], q["out_shift"], depthwise=True)
-        dsp = target_of(graph).dsp and dsp_preconditions(m, w.data, b0, mult, shift)
+        # constant channels (all-zero weights, or an output the same for every input): zero
+        # weights, a small bias and another channel's (m, s) with the same constant output, so
+        # that they do not widen the layer's ranges.  The accumulator is bias + sum w (x + off).
+        off = int(q["input_offset"])
+        b0, mult, shift, wt = fold_constant_channels(
+            b0, np.asarray(w.data).reshape(-1, out_c).T, q["out_mult"], q["out_shift"],
+            depthwise=True, x_range=(-128 + off, 127 + off),
+            clamp=(q["output_offset"], q["act_min"], q["act_max"]))
+        wt = np.ascontiguousarray(wt.T).reshape(w.shape).astype(np.int8)
+        dsp = target_of(graph).dsp and dsp_preconditions(m, wt, b0, mult, shift)
         extra = {}
         if dsp:
-            extra = dict(filter_dsp=pack_filter_dsp(w.data), input_offset=q["input_offset"],
+            extra = dict(filter_dsp=pack_filter_dsp(wt), input_offset=q["input_offset"],
                          rq=requant_dsp_dw(b0, mult, shift),
                          rq_scales=q["scales"],
                          scratch_bytes=0,

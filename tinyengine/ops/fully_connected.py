@@ -151,7 +151,9 @@ class FullyConnected(OpDef):
             w2d = np.asarray(w.data).reshape(out_f, in_f)
             acc_init, mult, shift = params["acc_init"], q["out_mult"], q["out_shift"]
             if q["per_channel"]:
-                acc_init, mult, shift = fold_constant_channels(acc_init, w2d, mult, shift)
+                acc_init, mult, shift, w2d = fold_constant_channels(
+                    acc_init, w2d, mult, shift,
+                    clamp=(q["output_offset"], q["act_min"], q["act_max"]))
             bound = acc_bound(acc_init, w2d)
             mult, rshift, mode = requant_dsp(
                 mult, shift, bound if q["per_channel"] else bound.max(),
