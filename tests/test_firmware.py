@@ -8,7 +8,9 @@ Tests marked `qemu` need arm-none-eabi-gcc and qemu-system-arm (installed by `ma
 """
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 import textwrap
 
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 
 from tinyengine import runner
 from tinyengine.boards import BOARDS, UnknownBoardError, get_board
+from tinyengine.codegen import KERNEL_DIR
 from tinyengine.project import emit_project
 
 HAVE_GCC = shutil.which("gcc") is not None and shutil.which("make") is not None
@@ -338,3 +341,94 @@ def test_printed_values_of_every_width(tmp_path, board):
             undefined = subprocess.run(["arm-none-eabi-nm", "-u", str(out / "build" / obj)],
                                        check=True, capture_output=True, text=True).stdout.split()
             assert not {"__aeabi_uldivmod", "memcpy", "memset", "strlen"} & set(undefined), obj
+
+
+# -- no libc memcpy / memmove / memset in the firmware -----------------------------------------
+# Byte copies go through kernels/te_move_s8.c and the project builds with
+# -fno-tree-loop-distribute-patterns (codegen_templates/Makefile.j2), so that gcc does not turn
+# fill / copy loops into libc calls (~720 bytes of Flash for the three).
+LIBC_MEMORY = re.compile(r"(__aeabi_)?mem(cpy|move|set|clr)\d*")
+
+
+def libc_memory_functions(elf) -> set:
+    """The libc memory functions a Cortex-M ELF links (test_models, test_all_ops_model and
+    test_memory check their firmware with it: it must be empty)."""
+    table = subprocess.run(["arm-none-eabi-nm", str(elf)], check=True, capture_output=True,
+                           text=True).stdout
+    return {ln.split()[-1] for ln in table.splitlines() if LIBC_MEMORY.fullmatch(ln.split()[-1])}
+
+
+# te_move_s8 cases: (within the work buffer?, dst offset, src offset, n).  Every alignment of
+# dst and src around the 16-byte LDM/STM blocks and the word loop, and forward moves that
+# overlap by 1 to 17 bytes (the ring shift of a fused pair, RESHAPE).
+MOVE_WORK_BYTES = 96
+MOVE_CASES = ([(0, 4 + d, s, n) for n in (0, 1, 3, 4, 5, 15, 16, 17, 35, 50)
+               for d in range(4) for s in range(4)]
+              + [(1, 4 + d, 4 + d + shift, n) for shift in (1, 3, 4, 5, 16, 17)
+                 for d in range(4) for n in (7, 33, 48)])
+MOVE_OUT_BYTES = sum(n + 8 for _, _, _, n in MOVE_CASES)
+
+
+def move_model_files() -> dict:
+    """te_invoke copies the input into a work buffer, runs one te_move_s8 case and appends
+    dst[-4 .. n + 4) (4 guard bytes either side) to the output, for every case."""
+    h = (MODEL_H.replace("{arena}", str(256 + MOVE_OUT_BYTES))
+         .replace("TE_NUM_INPUTS 2", "TE_NUM_INPUTS 1").replace("TE_NUM_OUTPUTS 3", "TE_NUM_OUTPUTS 1"))
+    rows = ",\n".join(f"    {{{k}, {d}, {s_}, {n}}}" for k, d, s_, n in MOVE_CASES)
+    c = f"""\
+#include <stdint.h>
+#include "model.h"
+#include "te_move_s8.h"
+static uint8_t te_arena[TE_ARENA_BYTES] __attribute__((aligned(16)));
+static const int16_t te_cases[{len(MOVE_CASES)}][4] = {{
+{rows}
+}};
+const te_io_t te_inputs[TE_NUM_INPUTS] = {{
+    {{(void *)(te_arena + 0), {MOVE_WORK_BYTES}u, "x", TE_DTYPE_INT8}},
+}};
+const te_io_t te_outputs[TE_NUM_OUTPUTS] = {{
+    {{(void *)(te_arena + 256), {MOVE_OUT_BYTES}u, "moved", TE_DTYPE_INT8}},
+}};
+void te_invoke(void)
+{{
+    const int8_t *x = (const int8_t *)(te_arena + 0);
+    int8_t *work = (int8_t *)(te_arena + 128);
+    int8_t *out = (int8_t *)(te_arena + 256);
+    for (int c = 0; c < {len(MOVE_CASES)}; ++c) {{
+        const int16_t *k = te_cases[c];
+        for (int i = 0; i < {MOVE_WORK_BYTES}; ++i) {{
+            work[i] = x[i];
+        }}
+        te_move_s8(work + k[1], (k[0] ? work : x) + k[2], k[3]);
+        for (int i = k[1] - 4; i < k[1] + k[3] + 4; ++i) {{
+            *out++ = work[i];
+        }}
+    }}
+}}
+"""
+    return {"model.h": h, "model.c": c}
+
+
+def expected_moves(x: np.ndarray) -> np.ndarray:
+    parts = []
+    for within, d, s, n in MOVE_CASES:
+        work = x.copy()
+        work[d:d + n] = (work if within else x)[s:s + n].copy()   # memmove semantics
+        parts.append(work[d - 4:d + n + 4])
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("board", [
+    pytest.param("host", marks=needs_gcc),
+    pytest.param("stm32f746", marks=pytest.mark.qemu),
+    pytest.param("stm32f411", marks=pytest.mark.qemu)])
+def test_te_move_s8_every_alignment_and_forward_overlap(tmp_path, board):
+    out = tmp_path / "move"
+    emit_project(out, get_board(board), move_model_files(), [KERNEL_DIR / "te_move_s8.c"], STAMP)
+    records = [[np.random.default_rng(seed).integers(-128, 128, MOVE_WORK_BYTES, dtype=np.int8)]
+               for seed in (0, 1)]
+    res = runner.run(out, records, [((MOVE_OUT_BYTES,), np.int8)])
+    for got, (x,) in zip(res.outputs, records):
+        np.testing.assert_array_equal(got[0], expected_moves(x))
+    if board != "host":
+        assert libc_memory_functions(out / "model.elf") == set()

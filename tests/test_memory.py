@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from tests.golden import run_tflm
+from tests.test_firmware import libc_memory_functions
 from tests.tflite_builder import ModelBuilder
 from tinyengine import overlap, patching, planner, reference
 from tinyengine.cli import main
@@ -296,6 +297,7 @@ def test_patch_build_on_qemu_is_bit_exact(tmp_path, capsys):
     rc = main(["verify", path, "--board", "stm32f746", "-n", "2", "--patch", "2x2@3",
                "-o", str(tmp_path / "o")])
     assert rc == 0, capsys.readouterr().out
+    assert libc_memory_functions(tmp_path / "o" / "model.elf") == set()   # te_copy_2d_s8 too
 
 
 def test_patch_errors_are_one_line(tmp_path, capsys):

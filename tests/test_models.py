@@ -6,6 +6,7 @@ compared with the `tflite-micro` package on seeded random inputs.
 import numpy as np
 import pytest
 
+from tests.test_firmware import libc_memory_functions
 from tinyengine import reference
 from tinyengine.cli import main, random_records
 from tinyengine.compiler import load_model, run_passes
@@ -48,6 +49,7 @@ def test_stm32f746_firmware_on_qemu_is_bit_exact(model, models_dir, tmp_path, ca
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "bit-exact" in out and "instructions" in out
+    assert libc_memory_functions(tmp_path / "model.elf") == set()   # no libc memcpy / memset
 
 
 @pytest.mark.qemu
@@ -55,3 +57,4 @@ def test_cortex_m4_board_is_bit_exact(models_dir, tmp_path, capsys):
     rc = main(["verify", str(models_dir / "mlperf_tiny/kws_ref_model.tflite"), "--board", "stm32f411",
                "-n", "2", "-o", str(tmp_path)])
     assert rc == 0, capsys.readouterr().out
+    assert libc_memory_functions(tmp_path / "model.elf") == set()

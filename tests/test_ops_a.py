@@ -407,9 +407,10 @@ def test_reshape(shapes):
     graph, node = _compile(model)
     assert ops.get("RESHAPE").inplace
     copy = _render_call(node, graph, same_buffer=False)
-    assert re.search(rf"memmove\(OUT0, IN0, {int(np.prod(in_shape))}u\);", copy)
+    assert re.search(rf"te_move_s8\(\(int8_t \*\)OUT0, \(const int8_t \*\)IN0, "
+                     rf"{int(np.prod(in_shape))}\);", copy)
     alias = _render_call(node, graph, same_buffer=True)
-    assert "memmove" not in alias and alias.strip().startswith("/*")
+    assert "te_move_s8" not in alias and alias.strip().startswith("/*")
 
 
 # -- TRANSPOSE ---------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from .planner import MemoryPlan
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "codegen_templates"
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
+# the byte copy of RESHAPE and of a fused pair's ring shift (the firmware links no libc memcpy)
+TEMPLATE_HELPERS = ("te_move_s8.c",)
 DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "int32": 3, "float32": 4, "int64": 5}
 
 
@@ -167,6 +169,9 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
 
     # only constants some call refers to go to Flash
     text = "\n".join(c["body"] for c in calls)
+    for k in TEMPLATE_HELPERS:      # kernels a template calls itself, not through an op's kernels
+        if re.search(rf"\b{Path(k).stem}\(", text) and k not in kernel_files:
+            kernel_files.append(k)
     used = set(re.findall(r"\bte_(?:const|n)\w+", text))
     const_list = [c for s, c in consts.items() if s in used]
 

@@ -560,8 +560,9 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
             texts.append(f"te_profile_mark({s.split}u);")
         bodies.append("\n".join(texts))
     if s.copy_in or s.copy_out:
-        if "te_copy_2d_s8.c" not in kernel_files:
-            kernel_files.append("te_copy_2d_s8.c")
+        for kf in ("te_copy_2d_s8.c", "te_move_s8.c"):
+            if kf not in kernel_files:
+                kernel_files.append(kf)
 
     ctx = dict(rows=s.grid[0], cols=s.grid[1], split_tensor=c_comment(s.output), n=len(bodies))
     looped = literal_loop(bodies)

@@ -2,7 +2,9 @@
  * Contract: te_resize_nearest_neighbor_s8.h. */
 #include "te_resize_nearest_neighbor_s8.h"
 
-#include <string.h>
+#include <stddef.h>
+
+#include "te_move_s8.h"
 
 void te_resize_nearest_neighbor_s8(const int8_t *input, int32_t batches, int32_t in_h,
                                    int32_t in_w, int32_t channels, int8_t *output,
@@ -15,7 +17,7 @@ void te_resize_nearest_neighbor_s8(const int8_t *input, int32_t batches, int32_t
         for (int32_t oy = 0; oy < out_h; ++oy) {
             const int8_t *row = in_b + (size_t)y_map[oy] * in_w * pixel;
             for (int32_t ox = 0; ox < out_w; ++ox) {
-                memcpy(output, row + (size_t)x_map[ox] * pixel, pixel);
+                te_move_s8(output, row + (size_t)x_map[ox] * pixel, channels);
                 output += pixel;
             }
         }

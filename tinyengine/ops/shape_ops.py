@@ -24,7 +24,7 @@ def _left_pad(values, n: int, fill: int) -> list:
 # -- PAD / PADV2 ---------------------------------------------------------------------------
 class _PadBase(OpDef):
     template = "ops/pad.c.j2"
-    kernels = ("te_pad_s8.c",)
+    kernels = ("te_pad_s8.c", "te_move_s8.c")
 
     def _paddings(self, node, graph) -> np.ndarray:
         p = require_const(node, graph, node.inputs[1] if len(node.inputs) > 1 else None,
@@ -105,7 +105,8 @@ class Reshape(OpDef):
     """RESHAPE: a byte copy, or nothing when codegen places output and input together.
 
     The template receives ``same_buffer`` (bool) from codegen; when it is true the call
-    renders to a comment only.  Otherwise it is a ``memmove`` of the whole tensor.
+    renders to a comment only.  Otherwise it is a ``te_move_s8`` of the whole tensor (codegen
+    adds te_move_s8.c where a template calls it: ``codegen.TEMPLATE_HELPERS``).
     """
 
     name = "RESHAPE"
@@ -179,7 +180,7 @@ class Concatenation(OpDef):
 
     name = "CONCATENATION"
     template = "ops/concatenation.c.j2"
-    kernels = ("te_concatenation_s8.c",)
+    kernels = ("te_concatenation_s8.c", "te_move_s8.c")
 
     @staticmethod
     def _axis(node, graph) -> int:
@@ -266,7 +267,7 @@ class ResizeNearestNeighbor(OpDef):
 
     name = "RESIZE_NEAREST_NEIGHBOR"
     template = "ops/resize_nearest_neighbor.c.j2"
-    kernels = ("te_resize_nearest_neighbor_s8.c",)
+    kernels = ("te_resize_nearest_neighbor_s8.c", "te_move_s8.c")
 
     def check(self, node, graph) -> None:
         x, y = require_int8_nhwc(node, graph)
