@@ -119,18 +119,27 @@ def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
         return planner.plan_graph(graph, options.planner, overlap=options.overlap,
                                   patch=plan.patch, fusions=fusions)
 
+    pair = {k for f in fusions for k in (f.expand, f.dw)}
     if options.compact_params:
-        plan = grant_compact_params(graph, plan, replan,
-                                    {k for f in fusions for k in (f.expand, f.dw)})
-    return grant_optional_scratch(graph, plan, replan)
+        plan = grant_compact_params(graph, plan, replan, pair)
+    plan = grant_optional_scratch(graph, plan, replan)
+    if options.compact_params and fusions:
+        # a fused pair's tables after its kernels' optional scratch (which saves work on every
+        # row), and only where one expanded copy serves every row
+        one_copy = {k for f in fusions for k in (f.expand, f.dw)
+                    if fusion.pair_channel_params(graph, f, k) is not None}
+        plan = grant_compact_params(graph, plan, replan, set(range(len(graph.nodes))) - one_copy)
+    return plan
 
 
 def grant_compact_params(graph: Graph, plan: planner.MemoryPlan, replan,
                          skip: set) -> planner.MemoryPlan:
     """Store a layer's per-channel parameters bit-packed in Flash (ops/chanpack.py) wherever
     the table they expand to fits in the arena as it is (the table lives in the layer's
-    scratch while it runs).  Layers of a patch stage or a fused pair, which run in pieces,
-    keep their tables in Flash (the ``skip`` indices and the stage)."""
+    scratch while it runs; for a layer of a fused pair, which runs row by row, the pair's
+    scratch holds it from before the first row to the last, see fusion.scratch_of).  Layers
+    of a patch stage, which run in pieces, and the ``skip`` indices keep their tables in
+    Flash."""
     from .ops import chanpack
 
     first = plan.patch.split + 1 if plan.patch is not None else 0
@@ -249,20 +258,24 @@ def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
         "macs_executed": c.plan.patch.macs if c.plan.patch is not None else macs(g),
         "patch": c.plan.patch.describe(g) if c.plan.patch is not None else None,
         "fusions": [f.describe(g) for f in c.plan.fusions],
-        "compact_params": compact_params_summary(g),
+        "compact_params": compact_params_summary(g, c.plan.fusions),
         "memory": {"overlap_pairs": len(c.plan.overlaps), "options": c.options.memory_options().strip()},
         "ops": len(g.nodes),
         "layers": layers,
     }
 
 
-def compact_params_summary(graph: Graph) -> dict:
-    """Layers whose per-channel parameters are bit-packed, and the Flash that saves."""
+def compact_params_summary(graph: Graph, fusions=()) -> dict:
+    """Layers whose per-channel parameters are bit-packed, the Flash that saves, and the most
+    expanded table bytes in the arena at once (a fused pair holds both its tables)."""
     packed = [n for n in graph.nodes if "rq_packed" in n.params]
     saved = sum(int(n.params["rq_table_bytes"]) - int(n.params["rq_packed"].nbytes)
                 for n in packed)
+    held = [int(n.params.get("rq_table_bytes", 0)) for n in graph.nodes]
+    for f in fusions:
+        held[f.expand] = held[f.dw] = held[f.expand] + held[f.dw]
     return {"layers": len(packed), "flash_saved_bytes": int(saved),
-            "table_scratch_bytes": max((int(n.params["rq_table_bytes"]) for n in packed), default=0)}
+            "table_scratch_bytes": max(held, default=0)}
 
 
 def _patch_hint(c: Compiled) -> str:

@@ -5,7 +5,7 @@ is the largest tensor, and a layer-by-layer executor must hold it whole.  A fuse
 never does: the depthwise conv runs one output row at a time, and the expand conv computes
 just the input rows that row needs into a *ring* of ``(k_h - 1) * dil_h + 1`` rows in the
 arena.  The ring holds the row's window contiguously: before each output row the rows still
-needed are moved to its front (one memmove of ``ring - stride`` rows, the same every row),
+needed are moved to its front (one te_move_s8 of ``ring - stride`` rows, the same every row),
 then the expand conv computes the rows entering the window behind them (the 1x1 kernels on
 a band of rows: NHWC rows are contiguous, a 1x1 stride-1 conv never pads), then the
 depthwise kernel runs on the ring with ``out_h = 1`` and the explicit padding of that row's
@@ -21,7 +21,10 @@ expand step, the intermediate tensor is only the ring.  The compiler keeps a fus
 where it lowers the planned arena by at least MIN_GAIN (:func:`choose`);
 ``CompileOptions(fuse=False)`` / ``--no-fuse`` switches it off.  Code:
 codegen_templates/fused_expand_dw.c.j2; consecutive rows whose C differs only in integer
-literals become one loop (literals growing evenly computed, the rest from a small table).
+literals become one loop (literals growing evenly computed, the rest from a small table of
+the distinct rows).  A node's per-channel table stored bit-packed
+(compiler.grant_compact_params) is expanded once, before the first row, at the start of the
+node's scratch, which lives over the whole pair (:func:`scratch_of`).
 """
 from __future__ import annotations
 
@@ -169,28 +172,111 @@ def choose(graph: Graph, plan_fn, base, after: int = -1) -> tuple:
     return chosen, plan
 
 
+def _bands(f: Fusion) -> list:
+    """The expand conv's band graphs (prime first)."""
+    return ([f.prime_graph] if f.prime_graph is not None else []) + \
+        [st.expand for st in f.steps if st.expand is not None]
+
+
 def scratch_of(graph: Graph, f: Fusion) -> dict:
-    """node name -> scratch bytes of the fused step (alive over both node indices)."""
+    """node name -> scratch bytes of the fused step (alive over both node indices): the
+    kernel's, after the node's expanded per-channel table where it is stored bit-packed
+    (``rq_table_bytes``: expanded once before the first row, read by every row)."""
     from . import ops
 
     ex, dw = graph.nodes[f.expand], graph.nodes[f.dw]
     out = {}
-    bands = [st.expand for st in f.steps if st.expand is not None] + \
-        ([f.prime_graph] if f.prime_graph is not None else [])
-    s = max((ops.get(ex.op).scratch_bytes(g.nodes[0], g) for g in bands), default=0)
+    s = max((ops.get(ex.op).scratch_bytes(g.nodes[0], g) for g in _bands(f)), default=0)
+    s += int(ex.params.get("rq_table_bytes", 0))
     if s:
         out[ex.name] = s
     s = ops.get(dw.op).scratch_bytes(dw, graph)   # the whole node's (granted) scratch
+    s += int(dw.params.get("rq_table_bytes", 0))
     if s:
         out[dw.name] = s
     return out
+
+
+def pair_channel_params(graph: Graph, f: Fusion, k: int):
+    """The per-channel table (chanpack.ChannelParams) of node k of the pair (f.expand or
+    f.dw) where every call of the pair reads the whole node's table, so that one copy
+    expanded before the first row serves them all; else None (the table stays in Flash)."""
+    import numpy as np
+
+    from . import ops
+    from .ops import chanpack
+
+    node = graph.nodes[k]
+    opdef = ops.get(node.op)
+    cp = opdef.channel_params(node)
+    if cp is None:
+        return None
+    whole = chanpack.table(cp)
+    subs = _bands(f) if k == f.expand else [st.dw for st in f.steps]
+    for g in subs:
+        c = opdef.channel_params(g.nodes[0])
+        if c is None or c.names != cp.names or c.group != cp.group or \
+                not np.array_equal(chanpack.table(c), whole):
+            return None
+    return cp
+
+
+# a literal column that follows v0 + d * te_ri except at a few rows (the border rows, usually)
+# keeps only what those rows differ by in the table, and the table only its distinct rows,
+# picked by a ternary per exceptional row (about 8 bytes of code each) where that is smaller
+MAX_EXCEPTIONS = 3
+EXCEPTION_BYTES = 8
+
+
+def _line_with_exceptions(col: list) -> tuple:
+    """(v0, d, exceptions): the line v0 + d * i through the most rows of ``col`` (slopes of
+    consecutive rows tried, the flattest first on a tie) and the rows off it."""
+    best = None
+    for d in sorted({b - a for a, b in zip(col, col[1:])}, key=lambda d: (abs(d), d)):
+        bases = [v - d * i for i, v in enumerate(col)]
+        v0 = max(set(bases), key=lambda b: (bases.count(b), -abs(b)))
+        off = [i for i, b in enumerate(bases) if b != v0]
+        if best is None or len(off) < len(best[2]):
+            best = (v0, d, off)
+    return best
+
+
+def _linear(ref: str | None, v0: int, d: int) -> str:
+    """C of ref + v0 + d * te_ri (ref: a C expression or None)."""
+    out = str(v0) if ref is None else ref if not v0 else f"{ref} {'+' if v0 > 0 else '-'} {abs(v0)}"
+    if d:
+        out += f" {'+' if d > 0 else '-'} {abs(d)} * te_ri"
+    return out if out.replace("_", "").replace("[", "").replace("]", "").isalnum() else f"({out})"
+
+
+def _ctype_bytes(values) -> int:
+    return (1 if all(-128 <= v <= 127 for v in values) else
+            2 if all(-32768 <= v <= 32767 for v in values) else 4)
+
+
+def _row_index(rows: list, width: int) -> tuple:
+    """(stored rows, C index of te_ri's row or None for te_ri): the table's distinct rows,
+    picked by ternaries on the few rows that are not the common one, or all rows."""
+    distinct = list(dict.fromkeys(rows))
+    idx = [distinct.index(r) for r in rows]
+    common = max(set(idx), key=idx.count)
+    off = [i for i, k in enumerate(idx) if k != common]
+    if len(off) <= MAX_EXCEPTIONS and \
+            len(distinct) * width + EXCEPTION_BYTES * len(off) < len(rows) * width:
+        expr = str(common)
+        for i in reversed(off):
+            expr = f"te_ri == {i} ? {idx[i]} : {expr}"
+        return distinct, expr
+    return rows, None
 
 
 def _affine_loop(bodies: list) -> dict:
     """One loop body for C texts that differ only in integer literals: a literal that grows
     by the same step from row to row becomes ``(v0 + d * te_ri)``, the others come from a
     table ``a[]`` (a column equal to another plus a constant once) of the smallest integer
-    type that holds them (Flash: a few bytes a row)."""
+    type that holds them (Flash: a few bytes a row).  A column on such a line except at a
+    few rows stores only its difference from the line, and where few rows differ from one
+    common row the table holds just the distinct rows (the border rows usually differ)."""
     split = [_LITERAL.split(b) for b in bodies]
     values = [[int(v) for v in parts[1::2]] for parts in split]
     cols = {}
@@ -199,31 +285,37 @@ def _affine_loop(bodies: list) -> dict:
         col = [v[j] for v in values]
         if len(set(col)) == 1:
             continue
-        d = col[1] - col[0]
-        if all(b - a == d for a, b in zip(col, col[1:])):
-            cols[j] = f"({col[0]} + {d} * te_ri)" if d >= 0 else f"({col[0]} - {-d} * te_ri)"
-        elif any(len({v - u for u, v in zip(tc, col)}) == 1 for tc in table):
-            k = next(k for k, tc in enumerate(table) if len({v - u for u, v in zip(tc, col)}) == 1)
-            off = col[0] - table[k][0]
-            cols[j] = f"a[{k}]" if off == 0 else f"(a[{k}] + {off})" if off > 0 else f"(a[{k}] - {-off})"
-        else:
-            cols[j] = f"a[{len(table)}]"
-            table.append(col)
+        v0, d, off = _line_with_exceptions(col)
+        if not off:
+            cols[j] = _linear(None, v0, d)
+            continue
+        if len(off) > MAX_EXCEPTIONS or d == 0:
+            v0, d = 0, 0
+        stored = [v - (v0 + d * i) for i, v in enumerate(col)]
+        k = next((k for k, tc in enumerate(table)
+                  if len({v - u for u, v in zip(tc, stored)}) == 1), None)
+        if k is None:
+            k = len(table)
+            table.append(stored)
+        cols[j] = _linear(f"a[{k}]", v0 + stored[0] - table[k][0], d)
     body = []
     for i, piece in enumerate(split[0]):
         body.append(piece if i % 2 == 0 else cols.get(i // 2, piece))
     flat = [v for col in table for v in col]
-    ctype = ("int8_t" if all(-128 <= v <= 127 for v in flat) else
-             "int16_t" if all(-32768 <= v <= 32767 for v in flat) else "int32_t")
-    return dict(body="".join(body), table=[list(r) for r in zip(*table)], k=len(table),
-                ctype=ctype)
+    size = _ctype_bytes(flat)
+    rows, index = _row_index(list(zip(*table)), size * len(table)) if table else ([], None)
+    return dict(body="".join(body), table=[list(r) for r in rows], k=len(table),
+                ctype={1: "int8_t", 2: "int16_t", 4: "int32_t"}[size], index=index or "te_ri")
 
 
 def render(env, graph: Graph, plan, f: Fusion, consts: dict, const_of_tensor: dict,
            kernel_files: list) -> dict:
     """The C of a fused pair, as one entry of codegen's call list."""
+    import numpy as np
+
     from . import ops
-    from .codegen import c_comment
+    from .codegen import ConstArray, c_comment
+    from .ops import chanpack
 
     arena = "te_arena"
     ex, dw = graph.nodes[f.expand], graph.nodes[f.dw]
@@ -234,6 +326,24 @@ def render(env, graph: Graph, plan, f: Fusion, consts: dict, const_of_tensor: di
 
     def at(off, ctype="int8_t") -> str:
         return f"(({ctype} *)({arena} + {off}))"
+
+    # bit-packed per-channel tables (compiler.grant_compact_params): expanded once, before
+    # the first row, at the start of the node's scratch, which lives over the whole pair
+    # (a table that no one copy can serve stays unpacked in Flash)
+    unpack, packed = [], set()
+    for k in (f.expand, f.dw):
+        node = graph.nodes[k]
+        cp = pair_channel_params(graph, f, k) if "rq_packed" in node.params else None
+        if cp is None:
+            continue
+        packed.add(k)
+        sym = f"te_n{k}_rq_packed"
+        consts[sym] = ConstArray(sym, "uint32_t", np.ascontiguousarray(node.params["rq_packed"]),
+                                 c_comment(f"{node.name}: rq_packed"))
+        unpack.append(env.get_template("unpack_channels.c.j2").render(
+            packed=sym, n=cp.n, group=cp.group, table=at(plan.scratch[node.name][0])).rstrip())
+        if "te_unpack_channels.c" not in kernel_files:
+            kernel_files.append("te_unpack_channels.c")
 
     def call(k, sub, inp0, out0, scratch_bytes=None) -> str:
         node, orig = sub.nodes[0], graph.nodes[k]
@@ -246,6 +356,10 @@ def render(env, graph: Graph, plan, f: Fusion, consts: dict, const_of_tensor: di
                 kernel_files.append(kf)
         inp = [inp0] + [None if t is None else const_of_tensor[t] for t in node.inputs[1:]]
         scratch = at(plan.scratch[orig.name][0]) if orig.name in plan.scratch else "NULL"
+        if k in packed:     # the expanded table first, the kernel's scratch after
+            cp = opdef.channel_params(orig)
+            chanpack.bind(params, cp.names, cp.n, scratch)
+            scratch = at(plan.scratch[orig.name][0] + int(orig.params["rq_table_bytes"]))
         return env.get_template(opdef.template_for(node)).render(
             node=node, p=params, inp=inp, out=[out0], scratch=scratch, same_buffer=False,
             tin=[sub.tensors[t] if t is not None else None for t in node.inputs],
@@ -281,6 +395,6 @@ def render(env, graph: Graph, plan, f: Fusion, consts: dict, const_of_tensor: di
         start = end
     text = env.get_template("fused_expand_dw.c.j2").render(
         part="pair", runs=runs, rows=len(bodies), ring_rows=f.ring_rows, prime=prime,
-        tensor=c_comment(f.tensor), expand_name=c_comment(ex.name))
+        unpack=unpack, tensor=c_comment(f.tensor), expand_name=c_comment(ex.name))
     return {"index": f.dw, "node": dw, "body": text.rstrip(),
             "inputs": [c_comment(x)], "outputs": [c_comment(y)]}

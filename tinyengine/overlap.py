@@ -200,14 +200,16 @@ def simulate(graph, plan) -> None:
     that its inputs still carry their tags, then writes its output: in the declared pixel /
     element order for nodes that overlap their input (reads of each step checked right
     after the step's writes, as the contract allows), all at once otherwise.  A fused
-    expand -> depthwise pair (tinyengine/fusion.py) writes its ring at the expand node; at
-    the depthwise node the expand conv's input, the ring and the pair's scratch must
-    all still be intact after the output is written (they are read until the last row).
+    expand -> depthwise pair (tinyengine/fusion.py) writes its ring and both nodes' scratch
+    (which may hold expanded per-channel tables) at the expand node; at the depthwise node
+    the expand conv's input, the ring and the pair's scratch must all still be intact after
+    the output is written (they are read until the last row).
     """
     tags = np.full(max(plan.arena_bytes, 1), -1, dtype=np.int64)
     tid: dict = {}
     ring = {f.tensor: f.ring_bytes for f in getattr(plan, "fusions", [])}
     pair_of_dw = {f.dw: f for f in getattr(plan, "fusions", [])}
+    pair_of_ex = {f.expand: f for f in getattr(plan, "fusions", [])}
 
     def tag(name):
         root = plan.aliases.get(name, name)
@@ -226,9 +228,15 @@ def simulate(graph, plan) -> None:
             if not np.all(tags[lo:hi] == tag(t)):
                 raise AssertionError(f"node {i} '{node.name}': input '{t}' was overwritten "
                                      "before this node reads it")
-        if node.name in plan.scratch:
-            so, sb = plan.scratch[node.name]
-            tags[so:so + sb] = tag(f"scratch:{node.name}")
+        # a fused pair's scratch (both nodes') is written before its first row: at the expand
+        mine = [] if i in pair_of_dw else [node]
+        if i in pair_of_ex:
+            mine.append(graph.nodes[pair_of_ex[i].dw])
+        for n in mine:
+            if n.name not in plan.scratch:
+                continue
+            so, sb = plan.scratch[n.name]
+            tags[so:so + sb] = tag(f"scratch:{n.name}")
             for t in ins:
                 lo, hi = rng(t)
                 if not np.all(tags[lo:hi] == tag(t)):
