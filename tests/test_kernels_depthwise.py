@@ -10,22 +10,33 @@ their in-place (overlapping output) contract, and whole models through the pipel
 3. QEMU (marked `qemu`): models with many depthwise layers compiled for stm32f746 (M7) and
    stm32f411 (M4), where prepare() picks the DSP kernel, and for the host: `verify`
    against TFLM.
+4. The DSP kernel's optional pixel loops (TE_DW_DSP_*): left out natively, still equal to
+   the portable twin; a generated project leaves out exactly those its calls do not take
+   (the firmware links none of them, runs no more instructions, equals TFLM); loops left out
+   on purpose under QEMU still equal TFLM.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.ckernels import load_kernels, ptr
-from tests.golden import run_tflm
+from tests.ckernels import CFLAGS, KERNELS, load_kernels, ptr
+from tests.golden import run_tflm, run_tflm_many
 from tests.test_ops_a import _conv_model, _parse_call, _rand_i8, _rng
 from tests.tflite_builder import ModelBuilder
-from tinyengine import codegen, ops, planner
-from tinyengine.cli import main
+from tinyengine import codegen, ops, planner, runner
+from tinyengine.cli import _output_specs, main
 from tinyengine.compiler import run_passes
 from tinyengine.frontends.tflite import load
+from tinyengine.hostio import host_io_of
 from tinyengine.ops import Target
 from tinyengine.ops._common import window_geometry
 from tinyengine.ops.depthwise_conv import DSP, PORTABLE
@@ -71,8 +82,9 @@ def _prepared(model, target=M7):
     return graph, graph.nodes[0]
 
 
-def _call(graph, node, x_ptr, y_ptr, keep):
-    """Call the node's kernel through its own template (argument order and all)."""
+def _call(graph, node, x_ptr, y_ptr, keep, lib=None):
+    """Call the node's kernel through its own template (argument order and all), from ``lib``
+    (default: every kernel, built by tests/ckernels.py)."""
     opdef = ops.get(node.op)
     p = {k: (f"P_{k}" if isinstance(v, np.ndarray) else v) for k, v in node.params.items()}
     text = codegen.environment().get_template(opdef.template_for(node)).render(
@@ -103,13 +115,13 @@ def _call(graph, node, x_ptr, y_ptr, keep):
         keep.append(arr)
         return ptr(arr)
 
-    getattr(load_kernels(), fname)(*[conv(a) for a in args])
+    getattr(lib or load_kernels(), fname)(*[conv(a) for a in args])
 
 
-def _run(graph, node, x):
+def _run(graph, node, x, lib=None):
     y = np.zeros(graph.tensors[node.outputs[0]].shape, np.int8)
     x = np.ascontiguousarray(x)
-    _call(graph, node, ptr(x), ptr(y), [])
+    _call(graph, node, ptr(x), ptr(y), [], lib)
     return y
 
 
@@ -225,12 +237,12 @@ LAYERS = [
 ]
 
 
-def _dw_network(per_tensor_every=2) -> bytes:
-    rng = _rng("dw-network")
+def _dw_network(per_tensor_every=2, layers=LAYERS, tag="dw-network") -> bytes:
+    rng = _rng(tag)
     mb = ModelBuilder()
     ins, outs = [], []
     n = 0
-    for ci, (hw, c, chain) in enumerate(LAYERS):
+    for ci, (hw, c, chain) in enumerate(layers):
         s, zp = float(rng.uniform(0.02, 0.08)), int(rng.integers(-20, 20))
         x = mb.tensor(f"x{ci}", (1, *hw, c), "int8", scale=s, zero_point=zp)
         ins.append(x)
@@ -376,3 +388,154 @@ def test_constant_channels_keep_the_dsp_kernel_and_narrow_tables(board, tmp_path
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "bit-exact" in out
+
+
+# -- optional fast paths (TE_DW_DSP_* in te_depthwise_conv_2d_s8_dsp.c) ----------------------------
+SWITCHES_OFF = {
+    "all": ("TE_DW_DSP_3X3_WIDE", "TE_DW_DSP_3X3_INT8", "TE_DW_DSP_RUN_WIDE"),
+    "3x3-wide": ("TE_DW_DSP_3X3_WIDE",),       # its pixels go to te_dw_run_wide
+    "run-wide": ("TE_DW_DSP_RUN_WIDE",),       # border pixels of widened layers: int8 weights
+}
+LOOP_OF = {"TE_DW_DSP_3X3_WIDE": "te_dw_run_3x3_wide", "TE_DW_DSP_3X3_INT8": "te_dw_run_3x3_int8",
+           "TE_DW_DSP_RUN_WIDE": "te_dw_run_wide"}
+
+
+def test_dsp_paths_follow_the_kernel_dispatch():
+    """dsp_paths: which optional loops a call can take (worked examples of the kernel's
+    dispatch: fast requantization only; widened weights only with the scratch and in_c >= 4;
+    3x3 loops only where a window lies inside the image; te_dw_run_wide for the others)."""
+    from tinyengine.ops.depthwise_conv import SWITCHES, dsp_paths
+
+    def paths(**kw):
+        p = dict(in_h=10, in_w=10, in_c=8, out_h=10, out_w=10, k_h=3, k_w=3, stride_h=1,
+                 stride_w=1, dil_h=1, dil_w=1, pad_top=1, pad_left=1, act_min=-128,
+                 act_max=127, output_offset=-128, scratch_bytes=8 * 2 * 9)
+        p.update(kw)
+        got = dsp_paths(p)
+        assert set(got) == set(SWITCHES)
+        return {k[len("TE_DW_DSP_"):] for k, v in got.items() if v}
+
+    assert paths() == {"3X3_WIDE", "RUN_WIDE"}                    # SAME: borders too
+    assert paths(scratch_bytes=0) == {"3X3_INT8"}
+    assert paths(in_c=3, scratch_bytes=0) == {"3X3_INT8"}
+    assert paths(out_h=8, out_w=8, pad_top=0, pad_left=0) == {"3X3_WIDE"}      # VALID
+    assert paths(out_h=8, out_w=9, pad_top=0, pad_left=0) == {"3X3_WIDE", "RUN_WIDE"}
+    assert paths(output_offset=-3) == set()                       # general requantization
+    assert paths(act_max=100) == set()
+    assert paths(k_h=5, k_w=5, pad_top=2, pad_left=2) == {"RUN_WIDE"}
+    assert paths(k_h=5, k_w=5, scratch_bytes=0) == set()
+    # 3x3 on a 2x2 image: no window inside, every pixel at the border
+    assert paths(in_h=2, in_w=2, out_h=2, out_w=2) == {"RUN_WIDE"}
+    assert paths(in_h=2, in_w=2, out_h=2, out_w=2, scratch_bytes=0) == set()
+
+
+@functools.lru_cache(maxsize=None)
+def _dsp_lib_without(off: tuple) -> ctypes.CDLL:
+    """te_depthwise_conv_2d_s8_dsp built natively with the loops ``off`` left out."""
+    out = Path(tempfile.mkdtemp(prefix="te_dw_switch_")) / "libtedw.so"
+    src = [str(KERNELS / f) for f in ("te_depthwise_conv_2d_s8_dsp.c", "te_conv_args.c",
+                                      "te_unpack_channels.c")]
+    subprocess.run(["gcc", *CFLAGS, *[f"-D{s}=0" for s in off], "-I", str(KERNELS), "-o",
+                    str(out), *src], check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(out))
+
+
+@pytest.mark.parametrize("widen", [True, False], ids=["widened", "int8-weights"])
+@pytest.mark.parametrize("case", [c for c in CASES if c[2] == 1], ids=_ids)
+def test_dsp_kernel_without_fast_paths_matches_portable(case, widen):
+    """With optional loops left out (the pixels go to te_dw_run_wide / te_dw_run_int8) the
+    kernel still equals its portable twin, with the fast requantization that those loops
+    need."""
+    model, x = _case_model(case)
+    graph, node = _prepared(model)
+    host_graph, host_node = _prepared(model, Target())
+    for n in (node, host_node):
+        n.params.update(output_offset=-128, act_min=-128, act_max=127)
+    if widen:
+        node.params["scratch_bytes"] = node.params.get("optional_scratch_bytes", 0)
+    y_port = _run(host_graph, host_node, x)
+    for name, off in SWITCHES_OFF.items():
+        y = _run(graph, node, x, _dsp_lib_without(off))
+        assert np.array_equal(y, y_port), (name, np.count_nonzero(y != y_port))
+
+
+# chains whose calls take te_dw_run_3x3_int8 but neither widened-weight loop: full 3x3 layers
+# whose optional scratch is not free (64 channels on 6x6) or impossible (3 channels)
+INT8_ONLY_LAYERS = [
+    ((6, 6), 64, [((3, 3), 1, "SAME", 1, "RELU"), ((3, 3), 2, "SAME", 1, "NONE"),
+                  ((5, 5), 1, "SAME", 1, "RELU")]),
+    ((7, 8), 3, [((3, 3), 1, "SAME", 1, "RELU"), ((5, 5), 1, "SAME", 1, "RELU6")]),
+]
+
+
+def _m7_project(tmp_path, model: bytes, name: str):
+    from tinyengine.compiler import CompileOptions, compile_model, write_project
+
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(model)
+    c = compile_model(path, CompileOptions(board="stm32f746"))
+    out = tmp_path / name
+    write_project(c, out)
+    rng = np.random.default_rng(7)
+    records = [[rng.integers(-128, 128, size=c.graph.tensors[t].shape).astype(np.int8)
+                for t in c.graph.inputs] for _ in range(2)]
+    return c, out, records, run_tflm_many(path.read_bytes(), records)
+
+
+def _makefile_switches(out) -> list:
+    line = re.search(r"^KERNEL_SWITCHES :=(.*)$", (out / "Makefile").read_text(), re.M)
+    return sorted(re.findall(r"-D(\w+)=0", line.group(1)))
+
+
+def _run_with_switches(c, out, records, golden, off=None):
+    """Build with the Makefile's switches (off=None) or with exactly ``off`` left out, run the
+    records under QEMU, require equality with TFLM; the instructions and the kernel's loops
+    linked."""
+    if off is not None:
+        mk = out / "Makefile"
+        mk.write_text(re.sub(r"^KERNEL_SWITCHES :=.*$",
+                             "KERNEL_SWITCHES :=" + "".join(f" -D{s}=0" for s in off),
+                             mk.read_text(), flags=re.M))
+        shutil.rmtree(out / "build", ignore_errors=True)
+    hio = host_io_of(c.graph)
+    res = runner.run(out, [hio.to_device(r) for r in records], _output_specs(c.graph))
+    for r, (g_rec, y_rec) in enumerate(zip(golden, res.outputs)):
+        for i, (g, y) in enumerate(zip(g_rec, hio.from_device(y_rec))):
+            assert np.array_equal(y, np.asarray(g).reshape(y.shape)), \
+                f"switches off {off}: record {r} output {i} differs from TFLM"
+    nm = subprocess.run(["arm-none-eabi-nm", str(out / "model.elf")], capture_output=True,
+                        text=True, check=True).stdout
+    return res.instructions, set(re.findall(r"\b(te_dw_run_\w+)", nm))
+
+
+@pytest.mark.qemu
+def test_project_leaves_out_the_loops_no_call_takes(tmp_path):
+    """A model whose depthwise calls take the int8-weight 3x3 loop but neither widened-weight
+    loop: its Makefile leaves those two out, the firmware links neither, stays bit-exact with
+    TFLM and runs no more instructions than with every loop compiled in."""
+    c, out, records, golden = _m7_project(tmp_path, _dw_network(layers=INT8_ONLY_LAYERS,
+                                                                tag="dw-int8-only"), "int8only")
+    assert sum(n.params.get("kernel") == DSP for n in c.graph.nodes) == 5
+    assert _makefile_switches(out) == ["TE_DW_DSP_3X3_WIDE", "TE_DW_DSP_RUN_WIDE"]
+    ins, loops = _run_with_switches(c, out, records, golden)
+    assert loops == {"te_dw_run_3x3_int8", "te_dw_run_int8"}, loops
+    text = runner.size(out)["text"]
+    ins_all, loops_all = _run_with_switches(c, out, records, golden, off=())
+    assert loops_all == {"te_dw_run_3x3_int8", "te_dw_run_3x3_wide", "te_dw_run_int8",
+                         "te_dw_run_wide"}, loops_all
+    assert ins <= ins_all and text + 1000 < runner.size(out)["text"], (ins, ins_all, text)
+
+
+@pytest.mark.qemu
+def test_loops_left_out_on_purpose_stay_bit_exact(tmp_path):
+    """_dw_network's calls take the widened-weight loops; its firmware built with them (and
+    the 3x3 int8-weight one) left out on purpose still equals TFLM: their pixels go to
+    te_dw_run_wide or te_dw_run_int8, at a cost in instructions only."""
+    c, out, records, golden = _m7_project(tmp_path, _dw_network(), "dwnet")
+    ins, loops = _run_with_switches(c, out, records, golden)
+    assert {"te_dw_run_3x3_wide", "te_dw_run_wide"} <= loops, loops
+    for name, off in SWITCHES_OFF.items():
+        ins_off, loops_off = _run_with_switches(c, out, records, golden, off=off)
+        kept = {v for k, v in LOOP_OF.items() if k not in off}
+        assert loops_off == kept | {"te_dw_run_int8"}, (name, loops_off)
+        assert ins_off > ins, name

@@ -8,7 +8,7 @@ the generated C holds no target #ifdefs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -33,7 +33,37 @@ def environment() -> jinja2.Environment:
     # channel table first) are given by generate(); calls rendered elsewhere (patch stages,
     # fused pairs) use the plain call
     env.globals.update(args=None, prelude="")
+    # kernel switches: a template reports which optional paths of its kernel the call can take
+    env.globals.update(switches=KernelSwitches(), dw_dsp_paths=_dw_dsp_paths)
     return env
+
+
+class KernelSwitches:
+    """The preprocessor switches of the kernels' optional fast paths (``#ifndef X`` / ``#define
+    X 1`` in the kernel's .c; leaving one out costs speed, never correctness).  Templates
+    report, for every call they render, which switches the call can use
+    (``{{ switches.need({...}) }}``, which prints nothing); the generated Makefile sets to 0
+    those that no call uses."""
+
+    def __init__(self):
+        self.seen: set = set()
+        self.used: set = set()
+
+    def need(self, paths: dict) -> str:
+        for name, used in paths.items():
+            self.seen.add(name)
+            if used:
+                self.used.add(name)
+        return ""
+
+    def unused(self) -> list:
+        return sorted(self.seen - self.used)
+
+
+def _dw_dsp_paths(p) -> dict:
+    from .ops.depthwise_conv import dsp_paths
+
+    return dsp_paths(p)
 
 
 def c_comment(text: str) -> str:
@@ -80,6 +110,8 @@ class GeneratedModel:
     kernel_files: list   # firmware/kernels/*.c used
     const_bytes: int     # bytes of constant data in Flash
     symbols: dict        # tensor -> C expression
+    # kernel switches no call uses (KernelSwitches): -D<name>=0 in the Makefile
+    unused_switches: list = field(default_factory=list)
 
 
 def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False) -> GeneratedModel:
@@ -190,7 +222,8 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
         "weights.c": env.get_template("weights.c.j2").render(**ctx),
     }
     return GeneratedModel(files, [KERNEL_DIR / k for k in kernel_files],
-                          sum(c.nbytes for c in const_list), {t: ptr(t) for t in plan.offsets})
+                          sum(c.nbytes for c in const_list), {t: ptr(t) for t in plan.offsets},
+                          env.globals["switches"].unused())
 
 
 # params stored as int8_t fields of te_conv_args (firmware/kernels/te_conv_args.h); other

@@ -221,7 +221,8 @@ def write_project(c: Compiled, out_dir) -> dict:
 
     out_dir = Path(out_dir)
     gen = codegen.generate(c.graph, c.plan, stamp(c), profile=c.options.profile)
-    emit_project(out_dir, c.board, gen.files, gen.kernel_files, stamp(c))
+    emit_project(out_dir, c.board, gen.files, gen.kernel_files, stamp(c),
+                 unused_switches=gen.unused_switches)
     report = build_report(c, gen)
     check_fit(c, report)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -101,13 +101,15 @@ def _kernel_closure(kernel_files: list) -> list:
 
 
 def emit_project(out_dir, board: Board, model_files: dict, kernel_files: list, stamp: dict,
-                 stack_bytes: int | None = None) -> None:
+                 stack_bytes: int | None = None, unused_switches=()) -> None:
     """Write the project for ``board`` into ``out_dir``.
 
     model_files: generated files by name ({"model.c": text, ...}), written at the top level; an
     "input_data.c" among them defines te_default_input / te_default_input_bytes, otherwise an empty
     one is written.  kernel_files: kernel .c paths; each one's same-named .h is copied too when it
-    exists.  stack_bytes overrides the board's stack reservation.
+    exists.  stack_bytes overrides the board's stack reservation.  unused_switches: kernel
+    switches (codegen.KernelSwitches) that the Makefile sets to 0, leaving those optional fast
+    paths out of the firmware.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +141,8 @@ def emit_project(out_dir, board: Board, model_files: dict, kernel_files: list, s
 
     env = _env()
     written = sorted(files) + ["Makefile", MANIFEST]
-    (out / "Makefile").write_text(env.get_template("Makefile.j2").render(board=board, stamp=stamp))
+    (out / "Makefile").write_text(env.get_template("Makefile.j2").render(
+        board=board, stamp=stamp, unused_switches=list(unused_switches)))
     if board.kind == "cortex-m":
         qemu_flash, qemu_ram = board.qemu_origins
         linker = env.get_template("linker.ld.j2")

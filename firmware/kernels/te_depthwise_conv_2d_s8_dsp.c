@@ -4,6 +4,27 @@
 
 #include "te_dsp.h"
 
+/* Which fast pixel loops are compiled in (1, the default: all of them, as in the host build
+ * and the kernel tests).  A generated project sets to 0, with -D in its Makefile, those that
+ * none of its calls can take (tinyengine/ops/depthwise_conv.py dsp_paths).  A loop left out
+ * leaves its pixels to te_dw_run_wide, if compiled in, or to te_dw_run_int8 (always compiled:
+ * any window, the int8 weights, any requantization), so a wrong 0 costs instructions, never
+ * correctness:
+ *   TE_DW_DSP_3X3_WIDE  3x3 windows inside the image, widened weights (te_dw_run_3x3_wide)
+ *   TE_DW_DSP_3X3_INT8  3x3 windows inside the image, int8 weights, fast requantization
+ *                       (te_dw_run_3x3_int8)
+ *   TE_DW_DSP_RUN_WIDE  any window with the widened weights (te_dw_run_wide)
+ * With neither widened-weight loop the weights are not widened (the scratch is not used). */
+#ifndef TE_DW_DSP_3X3_WIDE
+#define TE_DW_DSP_3X3_WIDE 1
+#endif
+#ifndef TE_DW_DSP_3X3_INT8
+#define TE_DW_DSP_3X3_INT8 1
+#endif
+#ifndef TE_DW_DSP_RUN_WIDE
+#define TE_DW_DSP_RUN_WIDE 1
+#endif
+
 /* TE_DW_TAP(p, off): one tap for four channels, a0..a3 += (x.c + input_offset) * w.c with x
  * the 4 input bytes at p + off (channels 0..3) and w the weights at wp: with wide == 0 the 4
  * int8 weights (wp advanced by 4), with wide == 1 the two words of widened weights (scratch,
@@ -167,7 +188,7 @@ __attribute__((noinline, cold)) static void te_dw_tail(const int8_t *win, int8_t
 }
 
 /* The general requantization of a group's 4 channels (any output offset and activation
- * range). */
+ * range); q = the group's 4 multipliers, then its word of shift bytes. */
 __attribute__((noinline, cold)) static void te_dw_store4_general(int8_t *o, const int32_t *q,
                                                            int32_t a0, int32_t a1, int32_t a2,
                                                            int32_t a3, const te_dw_args *a)
@@ -180,42 +201,43 @@ __attribute__((noinline, cold)) static void te_dw_store4_general(int8_t *o, cons
     o[3] = (int8_t)te_dw_out(a3, q[3], k[3], oo2, lo, hi, 0);
 }
 
-/* The 4 channels' outputs of a group from a0..a3, q = the group's 4 multipliers (then its
- * word of 4 shift bytes).  With full (fast requantization, te_dw_out) on the DSP target one
- * asm block: LDRD of two multipliers, then per channel LDRB k, LSL, SMMULR, ASR by k, ADD
- * oo2, SSAT with ASR #1, STRB; otherwise te_dw_store4_general. */
+/* The 4 channels' outputs of a group from a0..a3, q = the group's 9 words in rq (4 biases,
+ * 4 multipliers, the word of 4 shift bytes).  With full (fast requantization, te_dw_out,
+ * oo2 = -255) on the DSP target one asm block: LDRD of two multipliers, then per channel
+ * LDRB k, LSL, SMMULR, ASR by k, SUBS #255, SSAT with ASR #1, STRB (the constant and the
+ * offsets from q need no register); otherwise te_dw_store4_general. */
 #if TE_DSP_NATIVE
 #define TE_DW_RQ1(acc, m, koff, ooff)                                           \
         "ldrb %[k], [%[q], #" koff "]\n\t"                                       \
         "lsl %[" acc "], %[" acc "], #1\n\t"                                    \
         "smmulr %[" acc "], %[" acc "], %[" m "]\n\t"                           \
         "asr %[" acc "], %[" acc "], %[k]\n\t"                                  \
-        "add %[" acc "], %[" acc "], %[oo2]\n\t"                                \
+        "subs %[" acc "], %[" acc "], #255\n\t"                                \
         "ssat %[" acc "], #8, %[" acc "], asr #1\n\t"                           \
         "strb %[" acc "], [%[o], #" ooff "]\n\t"
 #define TE_DW_STORE4_FULL(o_, q_)                                                \
     do {                                                                         \
         int32_t m_, n_, k_;                                                      \
-        __asm__ volatile("ldrd %[m], %[n], [%[q]]\n\t"                           \
-                         TE_DW_RQ1("a0", "m", "16", "0")                         \
-                         TE_DW_RQ1("a1", "n", "17", "1")                         \
-                         "ldrd %[m], %[n], [%[q], #8]\n\t"                       \
-                         TE_DW_RQ1("a2", "m", "18", "2")                         \
-                         TE_DW_RQ1("a3", "n", "19", "3")                         \
+        __asm__ volatile("ldrd %[m], %[n], [%[q], #16]\n\t"                      \
+                         TE_DW_RQ1("a0", "m", "32", "0")                         \
+                         TE_DW_RQ1("a1", "n", "33", "1")                         \
+                         "ldrd %[m], %[n], [%[q], #24]\n\t"                      \
+                         TE_DW_RQ1("a2", "m", "34", "2")                         \
+                         TE_DW_RQ1("a3", "n", "35", "3")                         \
                          : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2),       \
                            [a3] "+&r"(a3), [m] "=&r"(m_), [n] "=&r"(n_),         \
                            [k] "=&r"(k_)                                         \
-                         : [q] "r"(q_), [o] "r"(o_), [oo2] "r"(-255)             \
-                         : "memory");                                            \
+                         : [q] "r"(q_), [o] "r"(o_)                              \
+                         : "cc", "memory");                                      \
     } while (0)
 #else
 #define TE_DW_STORE4_FULL(o_, q_)                                                \
     do {                                                                         \
-        const uint8_t *k_ = (const uint8_t *)((q_) + 4);                         \
-        (o_)[0] = (int8_t)te_dw_out(a0, (q_)[0], k_[0], -255, -128, 127, 1);     \
-        (o_)[1] = (int8_t)te_dw_out(a1, (q_)[1], k_[1], -255, -128, 127, 1);     \
-        (o_)[2] = (int8_t)te_dw_out(a2, (q_)[2], k_[2], -255, -128, 127, 1);     \
-        (o_)[3] = (int8_t)te_dw_out(a3, (q_)[3], k_[3], -255, -128, 127, 1);     \
+        const uint8_t *k_ = (const uint8_t *)((q_) + 8);                         \
+        (o_)[0] = (int8_t)te_dw_out(a0, (q_)[4], k_[0], -255, -128, 127, 1);     \
+        (o_)[1] = (int8_t)te_dw_out(a1, (q_)[5], k_[1], -255, -128, 127, 1);     \
+        (o_)[2] = (int8_t)te_dw_out(a2, (q_)[6], k_[2], -255, -128, 127, 1);     \
+        (o_)[3] = (int8_t)te_dw_out(a3, (q_)[7], k_[3], -255, -128, 127, 1);     \
     } while (0)
 #endif
 #define TE_DW_STORE4(o_, q_)                                                     \
@@ -223,7 +245,7 @@ __attribute__((noinline, cold)) static void te_dw_store4_general(int8_t *o, cons
         if (full) {                                                              \
             TE_DW_STORE4_FULL(o_, q_);                                           \
         } else {                                                                 \
-            te_dw_store4_general(o_, q_, a0, a1, a2, a3, a);                     \
+            te_dw_store4_general(o_, (q_) + 4, a0, a1, a2, a3, a);               \
         }                                                                        \
     } while (0)
 
@@ -256,7 +278,7 @@ static inline __attribute__((always_inline)) void te_dw_run_3x3_body(
             TE_DW_TAP(p, cs);
             TE_DW_TAP2(p, cs);
             w = wp;
-            TE_DW_STORE4(o, q + 4);
+            TE_DW_STORE4(o, q);
         }
         if (a->groups * 4 < a->in_c) {
             te_dw_tail(win, out, 0, 3, 0, 3, a);
@@ -299,7 +321,7 @@ static inline __attribute__((always_inline)) void te_dw_run_body(
                     TE_DW_TAP0(px);
                 }
             }
-            TE_DW_STORE4(o, q + 4);
+            TE_DW_STORE4(o, q);
         }
         if (a->groups * 4 < a->in_c) {
             te_dw_tail(win, out, ky0, ky1, kx0, kx1, a);
@@ -307,17 +329,21 @@ static inline __attribute__((always_inline)) void te_dw_run_body(
     }
 }
 
-/* The pixel loops for the fast requantization (full): 3x3 windows inside the image (once per
- * weight layout), any window with the widened weights. */
-__attribute__((noinline)) static void te_dw_run_3x3(const int8_t *win, int32_t n,
-                                                    const int8_t *w, int8_t *out,
-                                                    const te_dw_args *a, int wide)
+/* The pixel loops for the fast requantization (full): 3x3 windows inside the image, one
+ * function per weight layout (each compiled alone: its code is the same whether the other
+ * one is compiled in or not), any window with the widened weights. */
+__attribute__((noinline)) static void te_dw_run_3x3_wide(const int8_t *win, int32_t n,
+                                                         const int8_t *w, int8_t *out,
+                                                         const te_dw_args *a)
 {
-    if (wide) {
-        te_dw_run_3x3_body(win, n, w, out, a, 1, 1);
-    } else {
-        te_dw_run_3x3_body(win, n, w, out, a, 1, 0);
-    }
+    te_dw_run_3x3_body(win, n, w, out, a, 1, 1);
+}
+
+__attribute__((noinline)) static void te_dw_run_3x3_int8(const int8_t *win, int32_t n,
+                                                         const int8_t *w, int8_t *out,
+                                                         const te_dw_args *a)
+{
+    te_dw_run_3x3_body(win, n, w, out, a, 1, 0);
 }
 
 __attribute__((noinline)) static void te_dw_run_wide(const int8_t *win, int32_t n,
@@ -372,7 +398,8 @@ void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t i
 {
     te_dw_args a;
     const int full = act_min == -128 && act_max == 127 && output_offset == -128;
-    const int wide = scratch != NULL && in_c >= 4 && full;
+    const int wide = (TE_DW_DSP_3X3_WIDE || TE_DW_DSP_RUN_WIDE) && scratch != NULL &&
+                     in_c >= 4 && full;
     const int32_t taps = k_h * k_w;
     const int8_t *wk = filter;          /* the weights the pixel loops read */
     a.groups = in_c >> 2;
@@ -428,10 +455,14 @@ void te_depthwise_conv_2d_s8_dsp(const int8_t *input, int32_t batches, int32_t i
                     te_dw_bias_only(o, &a);
                 } else {
                     const int8_t *win = row + (ptrdiff_t)(ix0 + kx0 * dil_w) * in_c;
-                    if (full && k_h == 3 && k_w == 3 && ky0 == 0 && ky1 == 3 && kx0 == 0 &&
-                        kx1 == 3) {
-                        te_dw_run_3x3(win, n, wk, o, &a, wide);
-                    } else if (wide) {
+                    /* a loop left out (TE_DW_DSP_*) leaves its pixels to the next one */
+                    const int w3x3 = full && k_h == 3 && k_w == 3 && ky0 == 0 && ky1 == 3 &&
+                                     kx0 == 0 && kx1 == 3;
+                    if (TE_DW_DSP_3X3_WIDE && w3x3 && wide) {
+                        te_dw_run_3x3_wide(win, n, wk, o, &a);
+                    } else if (TE_DW_DSP_3X3_INT8 && w3x3 && !wide) {
+                        te_dw_run_3x3_int8(win, n, filter, o, &a);
+                    } else if (TE_DW_DSP_RUN_WIDE && wide) {
                         te_dw_run_wide(win, n, wk, o, ky0, ky1, kx0, kx1, &a);
                     } else {
                         te_dw_run_int8(win, n, filter, o, ky0, ky1, kx0, kx1, &a, full);

@@ -44,6 +44,10 @@
  *              and (w1, w3)) and then reads them with LDRD instead of sign-extending every
  *              weight at every pixel (only with the fast requantization; other layers
  *              read the int8 weights).  Same results either way; prepare() decides.
+ * Optional fast paths: the pixel loops for 3x3 windows (widened or int8 weights) and for
+ *              other windows with the widened weights can be left out of a build
+ *              (TE_DW_DSP_3X3_WIDE / TE_DW_DSP_3X3_INT8 / TE_DW_DSP_RUN_WIDE = 0; see the .c):
+ *              their pixels then take the general loop, with the same results.
  * Preconditions (checked by tinyengine.ops.depthwise_conv.dsp_preconditions; otherwise the
  * op keeps the portable kernel): depth multiplier 1, all sizes >= 1, strides and dilations
  * >= 1, pads >= 0; every shift[c] in [-31, -2] and mult[c] in [2^30, 2^31); and

@@ -70,6 +70,42 @@ def dsp_scratch_bytes(in_c, k_h, k_w) -> int:
     return 8 * (int(in_c) // 4) * int(k_h) * int(k_w)
 
 
+# te_depthwise_conv_2d_s8_dsp's optional pixel loops (its .c): a loop left out hands its pixels
+# to te_dw_run_wide or to te_dw_run_int8 (always compiled), so it costs instructions, never
+# correctness.  A generated project leaves out those no call of its model takes (dsp_paths,
+# codegen.KernelSwitches, KERNEL_SWITCHES in the Makefile).
+SWITCHES = ("TE_DW_DSP_3X3_WIDE", "TE_DW_DSP_3X3_INT8", "TE_DW_DSP_RUN_WIDE")
+
+
+def dsp_paths(p) -> dict:
+    """For each of :data:`SWITCHES`, whether a call of te_depthwise_conv_2d_s8_dsp with the
+    template parameters ``p`` (the scalars of a node's params, as the template renders them)
+    can take that loop: the kernel's own dispatch.  The fast requantization (``full``:
+    act_min = output_offset = -128, act_max = 127); the widened weights where the call passes
+    the optional scratch (``scratch_bytes`` > 0), in_c >= 4 and full; a 3x3 loop for the
+    pixels whose 9 taps are inside the image, te_dw_run_wide for the others (with taps inside
+    or not: erring towards a loop kept costs only its Flash)."""
+    full = (int(p["act_min"]), int(p["act_max"]), int(p["output_offset"])) == (-128, 127, -128)
+    in_c = int(p["in_c"])
+    wide = full and in_c >= 4 and int(p.get("scratch_bytes", 0) or 0) > 0
+    k_h, k_w = int(p["k_h"]), int(p["k_w"])
+    in_h, in_w, out_h, out_w = (int(p[k]) for k in ("in_h", "in_w", "out_h", "out_w"))
+    s_h, s_w, d_h, d_w = (int(p[k]) for k in ("stride_h", "stride_w", "dil_h", "dil_w"))
+    pad_top, pad_left = int(p["pad_top"]), int(p["pad_left"])
+    rows = [0 <= oy * s_h - pad_top and oy * s_h - pad_top + (k_h - 1) * d_h < in_h
+            for oy in range(out_h)]
+    # the kernel's run of interior columns [ox_lo, ox_hi)
+    last = in_w - 1 - (k_w - 1) * d_w + pad_left
+    ox_hi = min(last // s_w + 1 if last >= 0 else 0, out_w)
+    ox_lo = min(-(-pad_left // s_w), ox_hi)
+    inside = any(rows) and ox_lo < ox_hi
+    border = not all(rows) or ox_lo > 0 or ox_hi < out_w
+    k33 = full and (k_h, k_w) == (3, 3)
+    return {"TE_DW_DSP_3X3_WIDE": k33 and wide and inside,
+            "TE_DW_DSP_3X3_INT8": k33 and not wide and inside,
+            "TE_DW_DSP_RUN_WIDE": wide and ((k_h, k_w) != (3, 3) or border)}
+
+
 def dsp_preconditions(m, w, bias, mult, shift) -> bool:
     """Whether te_depthwise_conv_2d_s8_dsp's preconditions hold (its header)."""
     if m != 1 or np.any(np.asarray(shift) > -2) or np.any(np.asarray(shift) < -31):
