@@ -148,12 +148,10 @@ def test_dsp_kernel_matches_tflm_and_portable(case, widen, monkeypatch):
         f"{node.params['kernel']} differs from TFLM in {np.count_nonzero(y_dsp != golden)} values"
 
 
-@pytest.mark.parametrize("widen", [True, False], ids=["widened", "int8-weights"])
-@pytest.mark.parametrize("case", [c for c in CASES if c[2] == 1], ids=_ids)
-def test_dsp_kernel_fast_requantization_matches_portable(case, widen):
-    """The kernel's fast requantization (output zero point = act_min = -128, act_max = 127:
-    SSAT, no [acc < 0] term) against the portable twin with the same output parameters
-    (a RELU output with zero point -128)."""
+def _fast_requant_case(case, widen):
+    """(input, DSP graph and node, portable graph and node) of a case with the output
+    parameters of the fast requantization (a RELU output with zero point -128), the DSP node
+    with its widened-weight scratch if ``widen``."""
     model, x = _case_model(case)
     graph, node = _prepared(model)
     host_graph, host_node = _prepared(model, Target())
@@ -161,6 +159,16 @@ def test_dsp_kernel_fast_requantization_matches_portable(case, widen):
         n.params.update(output_offset=-128, act_min=-128, act_max=127)
     if widen:
         node.params["scratch_bytes"] = node.params.get("optional_scratch_bytes", 0)
+    return x, graph, node, host_graph, host_node
+
+
+@pytest.mark.parametrize("widen", [True, False], ids=["widened", "int8-weights"])
+@pytest.mark.parametrize("case", [c for c in CASES if c[2] == 1], ids=_ids)
+def test_dsp_kernel_fast_requantization_matches_portable(case, widen):
+    """The kernel's fast requantization (output zero point = act_min = -128, act_max = 127:
+    SSAT, no [acc < 0] term) against the portable twin with the same output parameters
+    (a RELU output with zero point -128)."""
+    x, graph, node, host_graph, host_node = _fast_requant_case(case, widen)
     y_dsp, y_port = _run(graph, node, x), _run(host_graph, host_node, x)
     assert np.count_nonzero(y_port > -128) > y_port.size // 8, "degenerate case"
     assert np.array_equal(y_dsp, y_port), np.count_nonzero(y_dsp != y_port)
@@ -446,13 +454,7 @@ def test_dsp_kernel_without_fast_paths_matches_portable(case, widen):
     """With optional loops left out (the pixels go to te_dw_run_wide / te_dw_run_int8) the
     kernel still equals its portable twin, with the fast requantization that those loops
     need."""
-    model, x = _case_model(case)
-    graph, node = _prepared(model)
-    host_graph, host_node = _prepared(model, Target())
-    for n in (node, host_node):
-        n.params.update(output_offset=-128, act_min=-128, act_max=127)
-    if widen:
-        node.params["scratch_bytes"] = node.params.get("optional_scratch_bytes", 0)
+    x, graph, node, host_graph, host_node = _fast_requant_case(case, widen)
     y_port = _run(host_graph, host_node, x)
     for name, off in SWITCHES_OFF.items():
         y = _run(graph, node, x, _dsp_lib_without(off))
