@@ -300,6 +300,53 @@ def test_patch_build_on_qemu_is_bit_exact(tmp_path, capsys):
     assert libc_memory_functions(tmp_path / "o" / "model.elf") == set()   # te_copy_2d_s8 too
 
 
+def _buffer_offset(plan, name) -> int:
+    if name in plan.extra:
+        return plan.extra[name]
+    if name.startswith("scratch:"):
+        return plan.scratch[name[len("scratch:"):]][0]
+    return plan.offsets[name]
+
+
+@pytest.mark.qemu
+def test_patch_stage_tables_are_packed_and_expanded_once(tmp_path, capsys):
+    # the stage (conv 3x3, depthwise, conv 1x1, depthwise) is far below the peak (the 1x1 conv
+    # to 64 channels after it), so each stage layer's per-channel table is stored bit-packed,
+    # expanded once before the patch loop into a buffer alive over the whole stage
+    layers = [("conv", 3, 2, "SAME", 16), ("dw", 3, 1, "SAME", 0), ("conv", 1, 1, "VALID", 24),
+              ("dw", 3, 1, "SAME", 0), ("conv", 1, 1, "VALID", 64), ("conv", 1, 1, "VALID", 4)]
+    path = _write(tmp_path, "st", _chain_model(layers, in_shape=(1, 29, 27, 3)))
+    c = compile_model(path, CompileOptions(patch="2x2@3"))
+    s, plan = c.plan.patch, c.plan
+    stage = c.graph.nodes[:s.split + 1]
+    assert all("rq_packed" in n.params for n in stage)
+    assert plan.arena_bytes == compile_model(path, CompileOptions(
+        patch="2x2@3", compact_params=False)).plan.arena_bytes
+    # each table: its own buffer, alive from the first patch to the last, apart from every
+    # other buffer alive in the stage
+    for n in stage:
+        lo, hi, size = plan.lifetimes[f"table:{n.name}"]
+        assert (lo, hi, size) == (0, s.split, n.params["rq_table_bytes"])
+        t0 = plan.extra[f"table:{n.name}"]
+        for name, (a, b, sz) in plan.lifetimes.items():
+            if name != f"table:{n.name}" and a <= s.split:
+                o = _buffer_offset(plan, name)
+                assert o + sz <= t0 or t0 + size <= o, (n.name, name)
+    assert main(["verify", path, "--board", "stm32f746", "-n", "2", "--patch", "2x2@3",
+                 "-o", str(tmp_path / "o")]) == 0, capsys.readouterr().out
+    model_c = (tmp_path / "o" / "model.c").read_text()
+    weights_c = (tmp_path / "o" / "weights.c").read_text()
+    loop = model_c.index("for (int32_t te_pi = 0;")
+    for k, n in enumerate(stage):
+        unpack = [m.start() for m in re.finditer(rf"te_unpack_channels\(te_n{k}_rq_packed\b", model_c)]
+        assert len(unpack) == 1 and unpack[0] < loop, n.name     # once, before the patch loop
+        assert f"te_arena + {plan.extra[f'table:{n.name}']})" in model_c[loop:]  # read per patch
+        assert not re.search(rf"\bte_n{k}_(acc_init|rq_mult|rq_shift|rq)\b", weights_c)
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["compact_params"]["table_scratch_bytes"] >= \
+        sum(n.params["rq_table_bytes"] for n in stage)
+
+
 def test_patch_errors_are_one_line(tmp_path, capsys):
     path = _write(tmp_path, "e", _chain_model(STAGES["k5s1-k5s2"]))
     assert main(["compile", path, "--board", "host", "--no-build", "--patch", "2x2@3",

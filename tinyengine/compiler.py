@@ -120,8 +120,9 @@ def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
                                   patch=plan.patch, fusions=fusions)
 
     pair = {k for f in fusions for k in (f.expand, f.dw)}
+    stage = set(range(plan.patch.split + 1)) if plan.patch is not None else set()
     if options.compact_params:
-        plan = grant_compact_params(graph, plan, replan, pair)
+        plan = grant_compact_params(graph, plan, replan, pair | stage)
     plan = grant_optional_scratch(graph, plan, replan)
     if options.compact_params and fusions:
         # a fused pair's tables after its kernels' optional scratch (which saves work on every
@@ -129,6 +130,9 @@ def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
         one_copy = {k for f in fusions for k in (f.expand, f.dw)
                     if fusion.pair_channel_params(graph, f, k) is not None}
         plan = grant_compact_params(graph, plan, replan, set(range(len(graph.nodes))) - one_copy)
+    if options.compact_params and stage:
+        # a patch stage's tables last: each one is held over the whole stage
+        plan = grant_compact_params(graph, plan, replan, set(range(len(graph.nodes))) - stage)
     return plan
 
 
@@ -137,14 +141,19 @@ def grant_compact_params(graph: Graph, plan: planner.MemoryPlan, replan,
     """Store a layer's per-channel parameters bit-packed in Flash (ops/chanpack.py) wherever
     the table they expand to fits in the arena as it is (the table lives in the layer's
     scratch while it runs; for a layer of a fused pair, which runs row by row, the pair's
-    scratch holds it from before the first row to the last, see fusion.scratch_of).  Layers
-    of a patch stage, which run in pieces, and the ``skip`` indices keep their tables in
-    Flash."""
+    scratch holds it from before the first row to the last, see fusion.scratch_of; for a
+    layer of a patch stage, which runs once per patch, a buffer expanded before the first
+    patch and alive over the whole stage holds it, see patching.stage_channel_params).  The
+    ``skip`` indices keep their tables in Flash."""
+    from . import patching
     from .ops import chanpack
 
-    first = plan.patch.split + 1 if plan.patch is not None else 0
+    last = plan.patch.split if plan.patch is not None else -1
     for i, node in enumerate(graph.nodes):
-        cp = ops.get(node.op).channel_params(node) if i >= first and i not in skip else None
+        if i in skip:
+            continue
+        cp = (patching.stage_channel_params(graph, plan.patch, i) if i <= last
+              else ops.get(node.op).channel_params(node))
         if cp is None or not chanpack.packable(cp):
             continue
         packed = chanpack.pack(cp)
@@ -259,22 +268,25 @@ def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
         "macs_executed": c.plan.patch.macs if c.plan.patch is not None else macs(g),
         "patch": c.plan.patch.describe(g) if c.plan.patch is not None else None,
         "fusions": [f.describe(g) for f in c.plan.fusions],
-        "compact_params": compact_params_summary(g, c.plan.fusions),
+        "compact_params": compact_params_summary(g, c.plan.fusions, c.plan.patch),
         "memory": {"overlap_pairs": len(c.plan.overlaps), "options": c.options.memory_options().strip()},
         "ops": len(g.nodes),
         "layers": layers,
     }
 
 
-def compact_params_summary(graph: Graph, fusions=()) -> dict:
+def compact_params_summary(graph: Graph, fusions=(), patch=None) -> dict:
     """Layers whose per-channel parameters are bit-packed, the Flash that saves, and the most
-    expanded table bytes in the arena at once (a fused pair holds both its tables)."""
+    expanded table bytes in the arena at once (a fused pair holds both its tables, a patch
+    stage all of its layers')."""
     packed = [n for n in graph.nodes if "rq_packed" in n.params]
     saved = sum(int(n.params["rq_table_bytes"]) - int(n.params["rq_packed"].nbytes)
                 for n in packed)
     held = [int(n.params.get("rq_table_bytes", 0)) for n in graph.nodes]
     for f in fusions:
         held[f.expand] = held[f.dw] = held[f.expand] + held[f.dw]
+    if patch is not None:       # a patch stage holds all its tables
+        held.append(sum(held[:patch.split + 1]))
     return {"layers": len(packed), "flash_saved_bytes": int(saved),
             "table_scratch_bytes": max(held, default=0)}
 

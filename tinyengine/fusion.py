@@ -201,24 +201,10 @@ def pair_channel_params(graph: Graph, f: Fusion, k: int):
     """The per-channel table (chanpack.ChannelParams) of node k of the pair (f.expand or
     f.dw) where every call of the pair reads the whole node's table, so that one copy
     expanded before the first row serves them all; else None (the table stays in Flash)."""
-    import numpy as np
-
     from . import ops
-    from .ops import chanpack
 
-    node = graph.nodes[k]
-    opdef = ops.get(node.op)
-    cp = opdef.channel_params(node)
-    if cp is None:
-        return None
-    whole = chanpack.table(cp)
     subs = _bands(f) if k == f.expand else [st.dw for st in f.steps]
-    for g in subs:
-        c = opdef.channel_params(g.nodes[0])
-        if c is None or c.names != cp.names or c.group != cp.group or \
-                not np.array_equal(chanpack.table(c), whole):
-            return None
-    return cp
+    return ops.whole_table_in_every_call(graph.nodes[k], [g.nodes[0] for g in subs])
 
 
 # a literal column that follows v0 + d * te_ri except at a few rows (the border rows, usually)

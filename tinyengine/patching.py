@@ -25,6 +25,10 @@ Patches are NxM: rows are full-width strips when M = 1 (contiguous in NHWC: the 
 read in place and the result written in place); with M > 1 a patch's input region is
 copied into a patch buffer (te_copy_2d_s8) and its result copied into the split tensor.
 
+A stage layer's per-channel table stored bit-packed (compiler.grant_compact_params, where
+the arena does not grow) is expanded once, before the first patch, into a buffer alive over
+the whole stage (``table:NODE``), which every patch's call reads (:func:`stage_channel_params`).
+
 A stage is valid when it is a prefix of the node list made of window ops (CONV_2D,
 DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, MAX_POOL_2D) and same-shape elementwise ops, whose
 tensors other than the split output are read only inside the stage, and where every
@@ -373,6 +377,17 @@ def build(graph: Graph, split: int, grid: tuple) -> PatchSchedule:
                          [n.name for n in stage])
 
 
+def stage_channel_params(graph: Graph, schedule: PatchSchedule, k: int):
+    """The per-channel table (chanpack.ChannelParams) of stage node k where every patch's
+    call reads the whole node's table (same kernel parameters, same layout), so that one
+    copy expanded before the patch loop serves every patch; else None (the table stays in
+    Flash).  compiler.grant_compact_params packs such a table where the arena does not grow;
+    the planner keeps the expanded copy alive over the whole stage (``table:NODE`` in
+    MemoryPlan.extra)."""
+    return ops.whole_table_in_every_call(graph.nodes[k],
+                                         [p.graph.nodes[k] for p in schedule.patches])
+
+
 def parse_spec(spec: str, graph: Graph) -> tuple:
     """'RxC@LAYER' (LAYER: node index or name; 'N@LAYER' means NxN) -> (split, (R, C))."""
     m = re.fullmatch(r"\s*(\d+)(?:x(\d+))?@(.+?)\s*", spec or "")
@@ -496,13 +511,32 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
     for the split node), so the firmware prints one count per layer per patch, which
     runner.parse_layer_counts sums per layer (tinyengine/profile.py).
     """
-    from .codegen import c_comment
+    import numpy as np
+
+    from .codegen import ConstArray, c_comment
+    from .ops import chanpack
 
     s: PatchSchedule = plan.patch
     arena = "te_arena"
 
     def at(off) -> str:
         return f"((int8_t *)({arena} + {off}))"
+
+    # bit-packed per-channel tables (compiler.grant_compact_params): expanded once, before
+    # the patch loop, into the node's table buffer, which lives over the whole stage
+    unpack, expanded = [], {}
+    for k, node in enumerate(graph.nodes[:s.split + 1]):
+        if "rq_packed" not in node.params:
+            continue
+        cp = stage_channel_params(graph, s, k)
+        sym = f"te_n{k}_rq_packed"
+        consts[sym] = ConstArray(sym, "uint32_t", np.ascontiguousarray(node.params["rq_packed"]),
+                                 c_comment(f"{node.name}: rq_packed"))
+        expanded[k] = (cp, at(plan.extra[f"table:{node.name}"]))
+        unpack.append(env.get_template("unpack_channels.c.j2").render(
+            packed=sym, n=cp.n, group=cp.group, table=expanded[k][1]).rstrip())
+        if "te_unpack_channels.c" not in kernel_files:
+            kernel_files.append("te_unpack_channels.c")
 
     x = graph.tensors[s.input]
     y = graph.tensors[s.output]
@@ -526,6 +560,9 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
             orig = graph.nodes[k]
             opdef = ops.get(node.op)
             params = param_symbols(node, orig, k, consts)
+            if k in expanded:   # the kernel reads the table expanded before the loop
+                cp, table = expanded[k]
+                chanpack.bind(params, cp.names, cp.n, table)
 
             def ptr(t):
                 if t is None:
@@ -546,6 +583,8 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
                 out=[ptr(t) for t in node.outputs], scratch=scratch, same_buffer=False,
                 tin=[p.graph.tensors[t] if t is not None else None for t in node.inputs],
                 tout=[p.graph.tensors[t] for t in node.outputs]).rstrip())
+            if k in expanded and expanded[k][1] not in texts[-1]:
+                raise AssertionError(f"{opdef.template_for(node)} ignores the expanded channel table")
             for kf in opdef.kernel_sources(node):
                 if kf not in kernel_files:
                     kernel_files.append(kf)
@@ -569,10 +608,11 @@ def render_stage(env, graph: Graph, plan, consts: dict, const_of_tensor: dict,
     if looped is not None:
         body, tables = looped
         text = env.get_template("patch_stage.c.j2").render(loop=True, body=body,
-                                                           tables=tables, **ctx)
+                                                           tables=tables, unpack=unpack, **ctx)
         s.code_form = "loop"
     else:
-        text = env.get_template("patch_stage.c.j2").render(loop=False, bodies=bodies, **ctx)
+        text = env.get_template("patch_stage.c.j2").render(loop=False, bodies=bodies,
+                                                           unpack=unpack, **ctx)
         s.code_form = "unrolled"
     last = graph.nodes[s.split]
     return {"index": s.split, "node": last, "body": text.rstrip(),

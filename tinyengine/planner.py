@@ -140,7 +140,7 @@ class MemoryPlan:
     aliases: dict = field(default_factory=dict)   # tensor -> tensor whose memory it reuses
     per_layer: list = field(default_factory=list)  # per node: live bytes and arena high-water mark
     overlaps: dict = field(default_factory=dict)   # (out buffer, in buffer) -> max start delta
-    extra: dict = field(default_factory=dict)      # patch copy buffers: name -> offset
+    extra: dict = field(default_factory=dict)      # patch copy buffers, stage tables: name -> offset
     patch: object = None                           # patching.PatchSchedule or None
     fusions: list = field(default_factory=list)    # fusion.Fusion: expand -> depthwise run fused
 
@@ -201,7 +201,8 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
     """Plan every buffer of a prepared graph.  overlap=False keeps each op's input and output
     apart (a plain layer-by-layer plan).  patch: a patching.PatchSchedule: the stage's
     tensors get patch-sized buffers, the model input and the split tensor stay whole and
-    alive over the whole stage, plus the copy-in / copy-out buffers of a 2-D grid.
+    alive over the whole stage, plus the copy-in / copy-out buffers of a 2-D grid and the
+    expanded per-channel tables of the stage's bit-packed nodes (``table:NODE``).
     fusions: fusion.Fusion pairs run as one step: the expand conv's input alive until the
     depthwise conv, the depthwise output from the expand conv on, the expanded tensor only
     its ring, the pair's scratch over both nodes, no overlap or alias for the pair."""
@@ -265,6 +266,11 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
             extra["patch_in"] = (max(r_in), min(consumers), max(consumers))
         if patch.copy_out:
             extra["patch_out"] = (max(r_out), patch.split, patch.split)
+        # a stage node's bit-packed per-channel table is expanded once, before the first
+        # patch, and read by every patch (patching.stage_channel_params)
+        for node in graph.nodes[:patch.split + 1]:
+            if node.params.get("rq_table_bytes"):
+                extra[f"table:{node.name}"] = (int(node.params["rq_table_bytes"]), 0, patch.split)
     for name, (size, lo, hi) in extra.items():
         p.add_buffer(name, size, lo, hi)
         lifetimes[name] = (lo, hi, size)

@@ -178,7 +178,7 @@ def format_table(prof: dict, name_width: int = 32) -> str:
 def arena_blocks(compiled) -> list:
     """Every arena buffer as (name, kind, offset, bytes, first layer, last layer); kind is
     'input', 'output', 'scratch', 'activation' or 'patch' (a patch stage's patch-sized tensors
-    and copy buffers, reused by every patch)."""
+    and copy buffers, reused by every patch; its expanded channel tables are 'scratch')."""
     g, plan = compiled.graph, compiled.plan
     n = len(g.nodes)
     patch_sized = set(plan.patch.sizes) if plan.patch is not None else set()
@@ -186,8 +186,9 @@ def arena_blocks(compiled) -> list:
     for name, (first, last, size) in plan.lifetimes.items():
         if name.startswith("scratch:") and name[len("scratch:"):] in plan.scratch:
             offset, kind = plan.scratch[name[len("scratch:"):]][0], "scratch"
-        elif name in plan.extra:          # a patch stage's copy-in / copy-out buffer
-            offset, kind = plan.extra[name], "patch"
+        elif name in plan.extra:          # a patch stage's copy-in / copy-out buffer or table
+            offset = plan.extra[name]
+            kind = "scratch" if name.startswith("table:") else "patch"
         elif name in patch_sized:
             offset, kind = plan.offsets[name], "patch"
         elif name in plan.offsets:

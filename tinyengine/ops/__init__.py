@@ -140,6 +140,28 @@ def scratch_total(node, graph) -> int:
     return get(node.op).scratch_bytes(node, graph) + int(node.params.get("rq_table_bytes", 0))
 
 
+def whole_table_in_every_call(node, pieces):
+    """node's per-channel table (chanpack.ChannelParams) where the kernel calls that run it in
+    pieces (``pieces``: the piece nodes, each with its own prepared params: a patch's, a fused
+    pair's row) all read that same whole table, so that one copy expanded before the first
+    call serves them all; else None."""
+    import numpy as np
+
+    from .chanpack import table
+
+    opdef = get(node.op)
+    cp = opdef.channel_params(node)
+    if cp is None:
+        return None
+    whole = table(cp)
+    for piece in pieces:
+        c = opdef.channel_params(piece)
+        if c is None or c.names != cp.names or c.group != cp.group or \
+                not np.array_equal(table(c), whole):
+            return None
+    return cp
+
+
 def unsupported(node, what: str) -> UnsupportedError:
     return UnsupportedError(f"node '{node.name}' ({node.op}): {what}")
 
