@@ -47,15 +47,18 @@ def test_c_decoder_rebuilds_the_table(widths, n):
     rng = np.random.default_rng(n * 1000 + sum(widths))
     for group in sorted({1, 2, 3, 4, 8, 12, n}):
         cp = _random_params(rng, n, group, *widths)
-        assert chanpack.packable(cp)
-        packed = chanpack.pack(cp)
+        assert chanpack.packable(cp, exceptions=False)
+        plain = chanpack.pack(cp, exceptions=False)
+        packed = chanpack.pack(cp)        # exception lists where they save words (small n)
+        assert packed.nbytes <= plain.nbytes
         want = chanpack.table(cp)
         assert want.nbytes == chanpack.table_bytes(n, group)
-        assert np.array_equal(chanpack.unpack(packed, n, group), want)
-        assert np.array_equal(_c_unpack(packed, n, group, want.nbytes), want)
+        for words in (plain, packed):
+            assert np.array_equal(chanpack.unpack(words, n, group), want)
+            assert np.array_equal(_c_unpack(words, n, group, want.nbytes), want)
         # records of more than 57 bits are padded to 64 (byte-aligned reads stay in range)
-        w = sum(chanpack.widths(cp))
-        assert packed.nbytes == 4 * (3 + -(-n * (w if w <= 57 else 64) // 32) + 2)
+        w = sum(chanpack.widths(cp, exceptions=False))
+        assert plain.nbytes == 4 * (3 + -(-n * (w if w <= 57 else 64) // 32) + 2)
 
 
 def _with_random_gaps(packed, n, rng):
@@ -72,10 +75,11 @@ def test_unused_bits_of_64_bit_records_do_not_matter(widths):
     rng = np.random.default_rng(sum(widths))
     for n, group in ((37, 4), (40, 40), (13, 5)):
         cp = _random_params(rng, n, group, *widths)
-        w = sum(chanpack.widths(cp))
+        w = sum(chanpack.widths(cp, exceptions=False))
         assert w > 57
-        packed = _with_random_gaps(chanpack.pack(cp), n, rng)
-        assert not np.array_equal(packed, chanpack.pack(cp))
+        plain = chanpack.pack(cp, exceptions=False)
+        packed = _with_random_gaps(plain, n, rng)
+        assert not np.array_equal(packed, plain)
         want = chanpack.table(cp)
         assert np.array_equal(chanpack.unpack(packed, n, group), want)
         assert np.array_equal(_c_unpack(packed, n, group, want.nbytes), want)
@@ -88,15 +92,31 @@ def test_no_channels_write_nothing():
 
 
 def test_fields_beyond_the_limits_are_not_packable():
+    """Without exception lists, fields beyond the decoder's limits cannot be packed; with them
+    the outliers are listed, the fields fit and the table comes back exactly; a multiplier
+    field of 32 bits (not listable) never fits."""
     n = 8
     wide_acc = chanpack.ChannelParams(np.array([-2**31, 2**31 - 1] * 4), np.full(n, 1 << 30),
                                       np.zeros(n), 4)
-    assert not chanpack.packable(wide_acc)
-    with pytest.raises(ValueError):
-        chanpack.pack(wide_acc)
     acc_and_byte = chanpack.ChannelParams(np.arange(n) << 26, np.full(n, 1 << 30),
                                           np.arange(n) * 30, 4)      # 29 + 8 bits > 32
-    assert not chanpack.packable(acc_and_byte)
+    for cp in (wide_acc, acc_and_byte):
+        assert not chanpack.packable(cp, exceptions=False)
+        with pytest.raises(ValueError):
+            chanpack.pack(cp, exceptions=False)
+        assert chanpack.packable(cp)
+        wa, wm, wb = chanpack.widths(cp)
+        assert wa <= 31 and wa + wb <= 32
+        assert sum(map(len, chanpack.exception_channels(cp))) > 0
+        packed = chanpack.pack(cp)
+        want = chanpack.table(cp)
+        assert np.array_equal(chanpack.unpack(packed, n, 4), want)
+        assert np.array_equal(_c_unpack(packed, n, 4, want.nbytes), want)
+    wide_mult = chanpack.ChannelParams(np.zeros(n), np.array([-2**31, 2**31 - 1] * 4),
+                                       np.zeros(n), 4)
+    assert not chanpack.packable(wide_mult)
+    with pytest.raises(ValueError):
+        chanpack.pack(wide_mult)
 
 
 def test_depthwise_rq_table_round_trips():
@@ -175,6 +195,98 @@ def test_multipliers_without_codes_stay_stored():
         assert np.array_equal(_c_unpack(packed, 40, params.group, want.nbytes), want)
 
 
+def _with_outliers(cp, rng, n_acc, n_byte):
+    """cp with n_acc channels' accumulator starts anywhere in int32 (the extremes included) and
+    n_byte channels' shift bytes far above the rest (the last channel always among them, in
+    the last, possibly short, group); also the changed channels (acc, byte)."""
+    acc, byte = cp.acc.astype(np.int64), cp.byte.astype(np.int64)
+    a = np.sort(rng.choice(cp.n, n_acc, replace=False))
+    b = np.unique(np.r_[rng.choice(cp.n, n_byte, replace=False)[:n_byte - 1], cp.n - 1])
+    b = b[:n_byte]
+    acc[a] = rng.choice([-2**31, 2**31 - 1, *rng.integers(-2**31, 2**31, 4)], a.size)
+    byte[b] = rng.integers(100, 256, b.size)
+    out = chanpack.ChannelParams(acc, cp.mult, byte, cp.group, scales=cp.scales)
+    return out, a, b
+
+
+def _scramble_listed(packed, cp, rng):
+    """The packed words with random bits in the stream fields of the listed channels (their
+    acc field for acc exceptions, shift-byte field for shift exceptions)."""
+    h = int(packed[2])
+    wa, wm, wb = (h >> 8) & 0x7F, (h >> 16) & 0x7F, h >> 24
+    start = 3 + (2 if (h >> 16) & chanpack.DERIVED else 0)
+    stride = wa + wm + wb if wa + wm + wb <= 57 else 64
+    bits = np.unpackbits(packed.astype("<u4").view(np.uint8), bitorder="little")
+    for listed, at, w in zip(chanpack.exception_channels(cp), (wm, wm + wa), (wa, wb)):
+        for c in listed:
+            first = 32 * start + c * stride + at
+            bits[first:first + w] = rng.integers(0, 2, w)
+    return np.packbits(bits, bitorder="little").view("<u4").astype(np.uint32)
+
+
+# (n, group, acc outliers, shift-byte outliers, multiplier codes)
+OUTLIERS = [(40, 40, 1, 0, False), (40, 4, 0, 1, False), (37, 4, 3, 2, False),
+            (13, 3, 1, 1, False), (100, 12, 2, 3, False), (480, 480, 5, 7, False),
+            (480, 4, 12, 3, False), (48, 4, 2, 2, True), (480, 480, 6, 4, True)]
+
+
+def _outlier_layer(rng, n, group, n_acc, n_byte, codes):
+    cp = (_derived_params(rng, n, group, dead=n // 10) if codes
+          else _random_params(rng, n, group, 14, 30, 2))
+    return _with_outliers(cp, rng, n_acc, n_byte)
+
+
+@pytest.mark.parametrize("case", OUTLIERS)
+def test_exception_lists_rebuild_the_table(case):
+    """Layers whose few outlier channels (a far accumulator start, a shift byte apart) would
+    widen a field for every channel store the field narrower and list the outliers: fewer
+    bytes, and C decoder == Python twin == the table exactly, also with random bits in the
+    listed channels' stream fields."""
+    n, group, n_acc, n_byte, codes = case
+    rng = np.random.default_rng(n * 100 + group * 10 + n_acc)
+    cp, acc_out, byte_out = _outlier_layer(rng, n, group, n_acc, n_byte, codes)
+    plain_w, w = chanpack.widths(cp, exceptions=False), chanpack.widths(cp)
+    listed_acc, listed_byte = chanpack.exception_channels(cp)
+    assert set(acc_out) <= set(listed_acc) and set(byte_out) <= set(listed_byte)
+    assert (w[0] < plain_w[0]) == bool(n_acc) and (w[2] < plain_w[2]) == bool(n_byte), (w, plain_w)
+    assert w[1] <= plain_w[1]        # codes, where acc fields narrow enough to make them pay
+    packed = chanpack.pack(cp)
+    assert (packed[2] >> 8) & chanpack.EXCEPTIONS
+    assert bool((packed[2] >> 16) & chanpack.DERIVED) == codes
+    if chanpack.packable(cp, exceptions=False):
+        assert packed.nbytes < chanpack.pack(cp, exceptions=False).nbytes
+    want = chanpack.table(cp)
+    scrambled = _scramble_listed(packed, cp, rng)
+    assert not np.array_equal(scrambled, packed)
+    for words in (packed, scrambled):
+        assert np.array_equal(chanpack.unpack(words, n, group), want)
+        assert np.array_equal(_c_unpack(words, n, group, want.nbytes), want)
+
+
+def test_exceptions_only_where_they_save_words():
+    """Uniformly spread fields list nothing (the format is the plain one, no flag); an outlier
+    that widens a one-word stream by a few bits costs more in lists than it saves."""
+    rng = np.random.default_rng(1)
+    for cp in (_random_params(rng, 480, 4, 18, 30, 3), _random_params(rng, 4, 4, 20, 30, 3)):
+        assert not (chanpack.pack(cp)[2] >> 8) & chanpack.EXCEPTIONS
+        assert np.array_equal(chanpack.pack(cp), chanpack.pack(cp, exceptions=False))
+    few = chanpack.ChannelParams(np.array([0, 1, 2, 3, 16]), np.full(5, 1 << 30),
+                                 np.array([5, 5, 6, 6, 5]), 4)
+    assert chanpack.widths(few) == chanpack.widths(few, exceptions=False) == (5, 0, 1)
+    more = chanpack.ChannelParams(np.array([0, 1, 2, 1 << 20]), np.full(4, 1 << 30),
+                                  np.array([5, 5, 6, 6]), 4)      # 21-bit field, 3 stream words
+    assert chanpack.widths(more) == (2, 0, 1) and chanpack.pack(more).nbytes == 4 * (3 + 1 + 3)
+    assert chanpack.pack(more, exceptions=False).nbytes == 4 * (3 + 3 + 2)
+    # the entries' 16-bit table offsets: no lists for a table of more than 64 KB (9 n bytes
+    # with group = n), where int32-wide outliers then make the layer unpackable
+    for n in (7281, 7282):
+        cp = _with_outliers(_random_params(rng, n, n, 14, 30, 2), rng, 3, 0)[0]
+        listed = chanpack.table_bytes(n, n) <= 0x10000
+        assert listed == (n == 7281) and chanpack.packable(cp) == listed
+        if listed:
+            assert (chanpack.pack(cp)[2] >> 8) & chanpack.EXCEPTIONS
+
+
 MODELS = ["mcunet/mcunet-vww1.tflite", "mlperf_tiny/vww_96_int8.tflite",
           "mlperf_tiny/kws_ref_model.tflite", "mlperf_tiny/pretrainedResnet_quant.tflite"]
 
@@ -227,16 +339,22 @@ def test_packed_model_is_smaller_and_bit_exact_on_qemu(models_dir, tmp_path):
 
 def _qemu_cases():
     """(packed words, n, group, table) covering the decoder's paths: every step-pattern length,
-    64-bit records with random unused bits, empty fields, groups of 1..12 and n."""
+    64-bit records with random unused bits, empty fields, groups of 1..12 and n, exception
+    lists (random bits in the listed channels' fields; with multiplier codes too)."""
     rng = np.random.default_rng(11)
     cases = []
     for widths in WIDTHS:
         for n, group in ((1, 1), (3, 3), (5, 4), (8, 8), (13, 2), (37, 37), (40, 4), (26, 12)):
             cp = _random_params(rng, n, group, *widths)
-            packed = chanpack.pack(cp)
-            if sum(chanpack.widths(cp)) > 57:
+            packed = chanpack.pack(cp, exceptions=False)
+            if sum(chanpack.widths(cp, exceptions=False)) > 57:
                 packed = _with_random_gaps(packed, n, rng)
             cases.append((packed, n, group, chanpack.table(cp)))
+    for case in OUTLIERS[1:4] + OUTLIERS[-2:-1]:               # exception lists
+        cp = _outlier_layer(rng, *case)[0]
+        packed = _scramble_listed(chanpack.pack(cp), cp, rng)
+        assert (packed[2] >> 8) & chanpack.EXCEPTIONS
+        cases.append((packed, cp.n, cp.group, chanpack.table(cp)))
     for n, group in ((17, 3), (40, 4), (37, 37), (48, 4)):    # multiplier codes
         for cp in (_derived_params(rng, n, group, dead=n // 4),
                    _derived_params(rng, n, group, **OVERFLOW) if n == 40 else None):

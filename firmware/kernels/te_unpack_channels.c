@@ -15,7 +15,7 @@
  * read from two volatile 64-bit stack slots (one LDRD each per channel) so that the compiler
  * neither spills them one at a time nor keeps them in registers it does not have.
  * About 23 instructions per channel on Cortex-M7 plus ~130 per call and ~7 per group when
- * group < n (gcc 12, -O2).
+ * group < n (gcc 12, -O2); then the exception lists, if any, over the table.
  */
 #include "te_unpack_channels.h"
 
@@ -52,6 +52,14 @@ static void te_derive_multipliers(int32_t *table, int32_t n, int32_t group, uint
     }
 }
 
+/* Little-endian 16-bit load from any byte address (a plain LDRH on Armv7-M). */
+static inline uint32_t te_ld16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
 /* One ring entry: the next record's window is `d` bytes further, multiplier `m`. */
 struct te_step {
     uint32_t d, m;
@@ -64,8 +72,9 @@ void te_unpack_channels(const uint32_t *packed, int32_t n, int32_t group, int32_
         return;
     }
     const uint32_t hdr = packed[2];
-    const uint32_t wa = (hdr >> 8) & 0xFFu, wm = (hdr >> 16) & 0x7Fu, wb = hdr >> 24;
+    const uint32_t wa = (hdr >> 8) & 0x7Fu, wm = (hdr >> 16) & 0x7Fu, wb = hdr >> 24;
     const uint32_t derived = (hdr >> 23) & 1u;      /* multiplier codes; K in packed[3..4] */
+    const uint32_t listed = (hdr >> 15) & 1u;       /* exception lists after the stream */
     const uint32_t w = wa + wm + wb, stride = w <= 57u ? w : 64u;
     const uint32_t ma = ~(0xFFFFFFFFu << wa), mb = (1u << wb) - 1u;
     volatile uint64_t kmult = ((uint64_t)packed[1] << 32) | (31u - wm);   /* mult_base, shift */
@@ -139,5 +148,20 @@ void te_unpack_channels(const uint32_t *packed, int32_t n, int32_t group, int32_
     } while (left != 0u);
     if (derived) {
         te_derive_multipliers(table, n, group, packed[3], packed[4]);
+    }
+    if (listed) {
+        /* the exception lists (te_unpack_channels.h) after the stream: each entry's value at
+         * its table offset, over what the stream gave (~6 instructions an entry) */
+        const uint8_t *x = (const uint8_t *)(const void *)(packed + 3u + 2u * derived +
+                                                            ((uint32_t)n * stride + 31u) / 32u);
+        const uint32_t counts = te_ld32(x);
+        const uint8_t *const acc_end = x + 4u + 6u * (counts & 0xFFFFu);
+        const uint8_t *const end = acc_end + 3u * (counts >> 16);
+        for (x += 4; x != acc_end; x += 6) {
+            table[te_ld16(x)] = (int32_t)te_ld32(x + 2);
+        }
+        for (x = acc_end; x != end; x += 3) {
+            ((uint8_t *)(void *)table)[te_ld16(x)] = x[2];
+        }
     }
 }

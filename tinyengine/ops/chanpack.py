@@ -11,7 +11,12 @@ table's bytes in the arena for the duration of one layer.  The compiler packs a 
 where that table does not raise the arena (compiler.grant_compact_params).  Where the
 multipliers are TFLite's of float32 weight scales (``ChannelParams.scales``), the layer stores
 each one's 23-24-bit code instead of its 30-31 bits (``mult_codes``, checked exactly for every
-channel; about 17 more instructions per channel to expand).
+channel; about 17 more instructions per channel to expand).  A few outlier channels (a large
+bias, a different shift) would widen a field for every channel: a layer may instead store the
+acc and shift fields in a narrower window and list the channels outside it with their full
+values and table offsets (``exception_channels``; 6 bytes an acc, 3 a shift byte), which the
+decoder writes over its table after expanding it; chosen per layer and field only where it
+saves words.
 
 ``table`` is the layout the kernel reads: channels in groups of ``group`` (the last one may be
 shorter), each group ``r`` accumulator starts, ``r`` multipliers, then ``r`` bytes padded to a
@@ -28,6 +33,7 @@ import numpy as np
 HEADER_WORDS = 3
 PAD_WORDS = 2
 DERIVED = 0x80     # flag in the wm byte of header word 2: multiplier codes, K in words 3-4
+EXCEPTIONS = 0x80  # flag in the wa byte of header word 2: exception lists after the stream
 
 
 @dataclass
@@ -150,59 +156,173 @@ def _code_of(m: int, k: int):
     return None
 
 
-def _layout(cp: ChannelParams):
-    """The stored form: (acc, mult-or-code, byte) fields as _field triples, and K or None.
-    Multiplier codes are used where they take fewer bytes than the multipliers."""
-    acc = _field(np.asarray(cp.acc, dtype=np.int64))
-    mult = _field(np.asarray(cp.mult, dtype=np.int64))
-    byte = _field(np.asarray(cp.byte, dtype=np.int64) & 0xFF)
+def _windows(values) -> list:
+    """Entry w, for w = 0 .. the values' full width: (base, inside), the window
+    [base, base + 2^w) that holds the most values (the lowest such base) and the mask of the
+    values in it.  The last entry holds them all, with base = the minimum (_field's)."""
+    v = np.asarray(values, dtype=np.int64)
+    s = np.sort(v)
+    out = []
+    for w in range(int(s[-1] - s[0]).bit_length() + 1):
+        span = (1 << w) - 1
+        held = np.searchsorted(s, s + span, side="right") - np.arange(s.size)
+        base = int(s[int(np.argmax(held))])
+        out.append((base, (v >= base) & (v <= base + span)))
+    return out
+
+
+def _exception_words(na: int, nb: int) -> int:
+    """The words of the exception lists (te_unpack_channels.h): the counts, then na entries of
+    6 bytes (acc) and nb of 3 (shift byte), padded to a word; 0 without exceptions."""
+    if not na and not nb:
+        return 0
+    return 1 + -(-(6 * na + 3 * nb) // 4)
+
+
+def _lists_allowed(n: int, group: int) -> bool:
+    """Exception entries address the table with 16-bit offsets (the acc's word, the shift
+    byte's byte): the table must be at most 64 KB."""
+    return table_bytes(n, group) <= 0x10000
+
+
+def table_offsets(c, n: int, group: int) -> tuple:
+    """(word index of channel c's acc, byte offset of its shift byte) in table()'s layout."""
+    c = np.asarray(c, dtype=np.int64)
+    g = c // group
+    first = g * group
+    r = np.minimum(group, n - first)
+    start = g * (2 * group + (group + 3) // 4)
+    return start + (c - first), 4 * (start + 2 * r) + (c - first)
+
+
+@dataclass
+class _Layout:
+    fields: tuple        # (acc, mult-or-code, byte) as (base, width, offsets)
+    k: object           # K of the multiplier codes, or None
+    acc_exc: np.ndarray  # channels whose acc is listed (their stream field holds 0)
+    byte_exc: np.ndarray  # channels whose shift byte is listed
+    fits: bool          # whether te_unpack_channels' field limits hold
+
+    @property
+    def widths(self) -> tuple:
+        return tuple(f[1] for f in self.fields)
+
+
+def _layout(cp: ChannelParams, exceptions: bool = True) -> _Layout:
+    """The stored form with the fewest words (header, stream, exception lists and padding).
+    The choices: multipliers or their codes (K takes two header words), and for the acc and
+    the shift byte field a width w narrower than the values' span with the window of
+    _windows, the channels outside it listed as exceptions (tables up to 64 KB; none with
+    ``exceptions=False``).  Ties go to fewer exceptions, then fewer stream bits; without
+    exceptions this is the plain form (codes where their bits + 64 are fewer).  Where no choice
+    fits the decoder's limits: the plain form, with ``fits`` False."""
+    n = cp.n
+    acc = np.asarray(cp.acc, dtype=np.int64)
+    byte = np.asarray(cp.byte, dtype=np.int64) & 0xFF
+    aw, bw = _windows(acc), _windows(byte)
+    mults = [(np.asarray(cp.mult, dtype=np.int64), None)]
     derived = mult_codes(cp)
     if derived is not None:
-        code = _field(derived[0])
-        bits = lambda wm: cp.n * _stride(acc[1] + wm + byte[1])
-        if bits(code[1]) + 64 < bits(mult[1]):          # K takes two header words
-            return (acc, code, byte), derived[1]
-    return (acc, mult, byte), None
+        mults.append(derived)
+    allowed = exceptions and _lists_allowed(n, cp.group)
+    a_out = [n - int(inside.sum()) for _, inside in aw]
+    b_out = [n - int(inside.sum()) for _, inside in bw]
+    best = plain = None
+    for m, k in mults:
+        wm = _field(m)[1]
+        head = HEADER_WORDS + (2 if k is not None else 0)
+        for wa in range(len(aw)) if allowed else (len(aw) - 1,):
+            for wb in range(len(bw)) if allowed else (len(bw) - 1,):
+                bits = n * _stride(wa + wm + wb)
+                tail = max(PAD_WORDS, _exception_words(a_out[wa], b_out[wb]))
+                key = (head + -(-bits // 32) + tail, a_out[wa] + b_out[wb],
+                       bits + 32 * (head - HEADER_WORDS))
+                choice = (key, m, k, wa, wb)
+                if wa == len(aw) - 1 and wb == len(bw) - 1 and (plain is None or key < plain[0]):
+                    plain = choice
+                if _fits(wa, wm, wb) and (best is None or key < best[0]):
+                    best = choice
+    _, m, k, wa, wb = best if best is not None else plain
+    (a_base, a_in), (b_base, b_in) = aw[wa], bw[wb]
+    return _Layout((_field_in(acc, a_base, wa, a_in), _field(m), _field_in(byte, b_base, wb, b_in)),
+                   k, np.flatnonzero(~a_in), np.flatnonzero(~b_in), best is not None)
 
 
-def widths(cp: ChannelParams) -> tuple:
-    """The stored field widths (wa, wm, wb); wm is the multiplier codes' where those are used."""
-    (a, m, b), _ = _layout(cp)
-    return a[1], m[1], b[1]
+def _field_in(values, base: int, width: int, inside) -> tuple:
+    """(base, width, offsets): values - base where inside, 0 for the exceptions."""
+    return base, width, np.where(inside, values - base, 0).astype(np.uint64)
+
+
+def widths(cp: ChannelParams, exceptions: bool = True) -> tuple:
+    """The stored field widths (wa, wm, wb); wm is the multiplier codes' where those are used,
+    wa and wb the narrower ones where the layer lists exceptions."""
+    return _layout(cp, exceptions).widths
+
+
+def exception_channels(cp: ChannelParams) -> tuple:
+    """The channels pack() lists as exceptions: (acc channels, shift-byte channels), sorted."""
+    lay = _layout(cp)
+    return lay.acc_exc, lay.byte_exc
 
 
 def _fits(wa: int, wm: int, wb: int) -> bool:
     return wm <= 31 and wa <= 31 and wa + wb <= 32
 
 
-def packable(cp: ChannelParams) -> bool:
-    """Whether te_unpack_channels' field limits hold (wm <= 31, wa <= 31, wa + wb <= 32)."""
-    return _fits(*widths(cp))
+def packable(cp: ChannelParams, exceptions: bool = True) -> bool:
+    """Whether te_unpack_channels' field limits hold (wm <= 31, wa <= 31, wa + wb <= 32) for
+    the stored widths (with exceptions, some narrower width nearly always does)."""
+    return _layout(cp, exceptions).fits
 
 
 def _stride(w: int) -> int:
     return w if w <= 57 else 64
 
 
-def pack(cp: ChannelParams) -> np.ndarray:
-    """The uint32 words of te_unpack_channels' packed form (header, stream, zero padding)."""
-    ((acc_base, wa, fa), (mult_base, wm, fm), (byte_base, wb, fb)), k = _layout(cp)
-    if not _fits(wa, wm, wb):
+def pack(cp: ChannelParams, exceptions: bool = True) -> np.ndarray:
+    """The uint32 words of te_unpack_channels' packed form (header, stream, exception lists
+    where the layer has any, zero padding to at least PAD_WORDS words after the stream)."""
+    lay = _layout(cp, exceptions)
+    if not lay.fits:
         raise ValueError("per-channel values do not fit te_unpack_channels' fields")
+    ((acc_base, wa, fa), (mult_base, wm, fm), (byte_base, wb, fb)), k = lay.fields, lay.k
     stride = _stride(wa + wm + wb)
-    nwords = -(-(cp.n * stride) // 32) + PAD_WORDS
-    bits = np.zeros(nwords * 32, dtype=np.uint8)
+    bits = np.zeros(-(-(cp.n * stride) // 32) * 32, dtype=np.uint8)
     pos = np.arange(cp.n, dtype=np.int64) * stride
     for values, w, at in ((fm, wm, 0), (fa, wa, wm), (fb, wb, wm + wa)):
         for b in range(w):
             bits[pos + at + b] = ((values >> np.uint64(b)) & np.uint64(1)).astype(np.uint8)
     words = np.packbits(bits.reshape(-1, 8), axis=1, bitorder="little").reshape(-1).view("<u4")
+    tail = _exception_lists(cp, lay.acc_exc, lay.byte_exc)
+    tail = np.concatenate([tail, np.zeros(max(0, PAD_WORDS - tail.size), dtype=np.uint32)])
     flag = DERIVED if k is not None else 0
+    listed = EXCEPTIONS if lay.acc_exc.size or lay.byte_exc.size else 0
     header = [acc_base & 0xFFFFFFFF, mult_base & 0xFFFFFFFF,
-              (byte_base & 0xFF) | (wa << 8) | ((wm | flag) << 16) | (wb << 24)]
+              (byte_base & 0xFF) | ((wa | listed) << 8) | ((wm | flag) << 16) | (wb << 24)]
     if k is not None:
         header += [k & 0xFFFFFFFF, k >> 32]
-    return np.concatenate([np.array(header, dtype=np.uint32), words.astype(np.uint32)])
+    return np.concatenate([np.array(header, dtype=np.uint32), words.astype(np.uint32), tail])
+
+
+def _exception_lists(cp: ChannelParams, acc_exc, byte_exc) -> np.ndarray:
+    """The exception lists' words (te_unpack_channels.h), empty without exceptions: the counts,
+    per acc exception its table word index (16 bits) and value (32), per shift-byte exception
+    its table byte offset (16 bits) and byte, for cp's n and group."""
+    na, nb = int(acc_exc.size), int(byte_exc.size)
+    if not na and not nb:
+        return np.zeros(0, dtype=np.uint32)
+    acc_at, _ = table_offsets(acc_exc, cp.n, cp.group)
+    _, byte_at = table_offsets(byte_exc, cp.n, cp.group)
+    acc = np.asarray(cp.acc, dtype=np.int64)
+    byte = np.asarray(cp.byte, dtype=np.int64) & 0xFF
+    raw = int(na | (nb << 16)).to_bytes(4, "little")
+    raw += b"".join(int(o).to_bytes(2, "little") + (int(acc[c]) & 0xFFFFFFFF).to_bytes(4, "little")
+                    for o, c in zip(acc_at.tolist(), acc_exc.tolist()))
+    raw += b"".join(int(o).to_bytes(2, "little") + bytes([int(byte[c])])
+                    for o, c in zip(byte_at.tolist(), byte_exc.tolist()))
+    raw += bytes(-len(raw) % 4)
+    assert len(raw) == 4 * _exception_words(na, nb)
+    return np.frombuffer(raw, dtype="<u4").astype(np.uint32)
 
 
 def unpack(packed: np.ndarray, n: int, group: int) -> np.ndarray:
@@ -211,11 +331,13 @@ def unpack(packed: np.ndarray, n: int, group: int) -> np.ndarray:
     acc_base, mult_base = int(p[0]), int(p[1])
     byte_base = int(p[2]) & 0xFF
     wa, wm, wb = (int(p[2]) >> 8) & 0xFF, (int(p[2]) >> 16) & 0xFF, int(p[2]) >> 24
-    derived = bool(wm & DERIVED)
+    derived, listed = bool(wm & DERIVED), bool(wa & EXCEPTIONS)
     wm &= ~DERIVED
+    wa &= ~EXCEPTIONS
     start = HEADER_WORDS + (2 if derived else 0)
+    stride = _stride(wa + wm + wb)
     bits = np.unpackbits(p[start:].astype("<u4").view(np.uint8), bitorder="little")
-    pos = np.arange(n, dtype=np.int64) * _stride(wa + wm + wb)
+    pos = np.arange(n, dtype=np.int64) * stride
 
     def field(at, w):
         v = np.zeros(n, dtype=np.int64)
@@ -230,7 +352,18 @@ def unpack(packed: np.ndarray, n: int, group: int) -> np.ndarray:
     acc = (field(wm, wa) + acc_base) & 0xFFFFFFFF
     byte = (field(wm + wa, wb) + byte_base) & 0xFF
     to_i32 = lambda v: np.where(v >= 1 << 31, v - (1 << 32), v)
-    return table(ChannelParams(to_i32(acc), to_i32(mult), byte, group))
+    out = table(ChannelParams(to_i32(acc), to_i32(mult), byte, group))
+    if listed:                 # the listed values over the table, at their offsets
+        x = p[start + -(-(n * stride) // 32):].astype("<u4").tobytes()
+        na, nb = int.from_bytes(x[0:2], "little"), int.from_bytes(x[2:4], "little")
+        as_bytes = out.view(np.uint8)
+        for i in range(na):
+            e = x[4 + 6 * i:10 + 6 * i]
+            out[int.from_bytes(e[:2], "little")] = int.from_bytes(e[2:], "little", signed=True)
+        for i in range(nb):
+            e = x[4 + 6 * na + 3 * i:7 + 6 * na + 3 * i]
+            as_bytes[int.from_bytes(e[:2], "little")] = e[2]
+    return out
 
 
 def bind(p: dict, names: tuple, n: int, table_expr: str) -> None:
