@@ -4,6 +4,7 @@ The C decoder must rebuild, byte for byte, the table the DSP kernels read today;
 bit-exactness with TFLM (tests/test_models.py) then covers the rest.
 """
 import ctypes
+import re
 from pathlib import Path
 
 import numpy as np
@@ -314,6 +315,32 @@ def test_real_layers_pack_exactly_and_never_raise_the_arena(model, models_dir):
         assert n_packed >= 40    # nearly every layer of MCUNet has room for its table
 
 
+@pytest.mark.parametrize("model, lists", [("mlperf_tiny/kws_ref_model.tflite", False),
+                                           ("mlperf_tiny/vww_96_int8.tflite", True)])
+def test_exception_lists_only_where_they_pay_for_their_code(model, lists, models_dir, tmp_path):
+    """A model keeps exception lists only where they save more than the decoder code that
+    applies them; one whose tables list none leaves that code out (TE_UNPACK_EXCEPTIONS=0),
+    and a model with lists never does (that would give wrong tables)."""
+    from tinyengine.compiler import write_project
+
+    c = compile_model(models_dir / model, CompileOptions(board="stm32f746"))
+    tables = [n.params["rq_packed"] for n in c.graph.nodes if "rq_packed" in n.params]
+    assert tables
+    listed = any(chanpack.has_exceptions(t) for t in tables)
+    assert listed == lists
+    if not lists:    # kws: its lists would save less than EXCEPTION_CODE_BYTES
+        gain = 0
+        for node in c.graph.nodes:
+            cp = ops.get(node.op).channel_params(node)
+            if "rq_packed" in node.params:
+                gain += chanpack.pack(cp, exceptions=False).nbytes - chanpack.pack(cp).nbytes
+        assert 0 < gain < chanpack.EXCEPTION_CODE_BYTES
+    write_project(c, tmp_path / "p")
+    switches = next(line for line in (tmp_path / "p" / "Makefile").read_text().splitlines()
+                    if line.startswith("KERNEL_SWITCHES"))
+    assert ("-DTE_UNPACK_EXCEPTIONS=0" in switches) == (not lists), switches
+
+
 @pytest.mark.qemu
 def test_packed_model_is_smaller_and_bit_exact_on_qemu(models_dir, tmp_path):
     """mcunet-vww1 with and without packing: same outputs as TFLM, less Flash with it."""
@@ -388,6 +415,9 @@ def test_c_decoder_on_qemu(board, tmp_path):
     kernels = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
     for f in ("te_unpack_channels.c", "te_unpack_channels.h"):
         (out / "kernels" / f).write_text((kernels / f).read_text())
+    # the ADD model packs no table, so its Makefile leaves the exception code out: keep it in
+    mk = out / "Makefile"
+    mk.write_text(re.sub(r"(?m)^KERNEL_SWITCHES :=.*$", "KERNEL_SWITCHES :=", mk.read_text()))
 
     cases = _qemu_cases()
     words = sum(t.size for *_, t in cases)

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import ops
 from .ir import C_TYPES, Graph
+from .ops import chanpack
 from .planner import MemoryPlan
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "codegen_templates"
@@ -221,9 +222,13 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
         "weights.h": env.get_template("weights.h.j2").render(**ctx),
         "weights.c": env.get_template("weights.c.j2").render(**ctx),
     }
+    switches = env.globals["switches"]
+    switches.need({"TE_UNPACK_EXCEPTIONS": any(        # safe to leave out only where no
+        chanpack.has_exceptions(n.params["rq_packed"])  # table of the model lists any
+        for n in graph.nodes if "rq_packed" in n.params)})
     return GeneratedModel(files, [KERNEL_DIR / k for k in kernel_files],
                           sum(c.nbytes for c in const_list), {t: ptr(t) for t in plan.offsets},
-                          env.globals["switches"].unused())
+                          switches.unused())
 
 
 # params stored as int8_t fields of te_conv_args (firmware/kernels/te_conv_args.h); other

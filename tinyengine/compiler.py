@@ -133,7 +133,36 @@ def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
     if options.compact_params and stage:
         # a patch stage's tables last: each one is held over the whole stage
         plan = grant_compact_params(graph, plan, replan, set(range(len(graph.nodes))) - stage)
+    if options.compact_params:
+        drop_unpaying_exceptions(graph, plan)
     return plan
+
+
+def drop_unpaying_exceptions(graph: Graph, plan: planner.MemoryPlan) -> None:
+    """Pack every table without exception lists where all of them together save less than
+    the decoder code that applies them (chanpack.EXCEPTION_CODE_BYTES, left out of a model
+    whose tables list none: codegen's TE_UNPACK_EXCEPTIONS switch).  The expanded tables,
+    hence the plan, stay the same."""
+    from . import patching
+    from .ops import chanpack
+
+    last = plan.patch.split if plan.patch is not None else -1
+    plain = {}
+    for i, node in enumerate(graph.nodes):
+        packed = node.params.get("rq_packed")
+        if packed is None or not chanpack.has_exceptions(packed):
+            continue
+        cp = (patching.stage_channel_params(graph, plan.patch, i) if i <= last
+              else ops.get(node.op).channel_params(node))
+        if not chanpack.packable(cp, exceptions=False):
+            return
+        plain[i] = chanpack.pack(cp, exceptions=False)
+        if plain[i].nbytes >= int(node.params["rq_table_bytes"]):
+            return
+    gain = sum(plain[i].nbytes - graph.nodes[i].params["rq_packed"].nbytes for i in plain)
+    if plain and gain < chanpack.EXCEPTION_CODE_BYTES:
+        for i, words in plain.items():
+            graph.nodes[i].params["rq_packed"] = words
 
 
 def grant_compact_params(graph: Graph, plan: planner.MemoryPlan, replan,

@@ -19,6 +19,12 @@
  */
 #include "te_unpack_channels.h"
 
+/* TE_UNPACK_EXCEPTIONS 0 leaves out the code that applies exception lists: the compiler sets
+ * it (KERNEL_SWITCHES in the generated Makefile) only where no table of the model has any. */
+#ifndef TE_UNPACK_EXCEPTIONS
+#define TE_UNPACK_EXCEPTIONS 1
+#endif
+
 #include <string.h>
 
 /* Little-endian 32-bit load from any byte address (a plain LDR on Armv7-M). */
@@ -149,7 +155,7 @@ void te_unpack_channels(const uint32_t *packed, int32_t n, int32_t group, int32_
     if (derived) {
         te_derive_multipliers(table, n, group, packed[3], packed[4]);
     }
-    if (listed) {
+    if (TE_UNPACK_EXCEPTIONS && listed) {
         /* the exception lists (te_unpack_channels.h) after the stream: each entry's value at
          * its table offset, over what the stream gave (~6 instructions an entry) */
         const uint8_t *x = (const uint8_t *)(const void *)(packed + 3u + 2u * derived +

@@ -34,6 +34,7 @@ HEADER_WORDS = 3
 PAD_WORDS = 2
 DERIVED = 0x80     # flag in the wm byte of header word 2: multiplier codes, K in words 3-4
 EXCEPTIONS = 0x80  # flag in the wa byte of header word 2: exception lists after the stream
+EXCEPTION_CODE_BYTES = 128   # te_unpack_channels' code that applies them (Cortex-M7: ~120)
 
 
 @dataclass
@@ -323,6 +324,11 @@ def _exception_lists(cp: ChannelParams, acc_exc, byte_exc) -> np.ndarray:
     raw += bytes(-len(raw) % 4)
     assert len(raw) == 4 * _exception_words(na, nb)
     return np.frombuffer(raw, dtype="<u4").astype(np.uint32)
+
+
+def has_exceptions(packed: np.ndarray) -> bool:
+    """Whether a packed table lists exceptions (te_unpack_channels must apply them)."""
+    return bool((int(np.asarray(packed, dtype=np.uint32)[2]) >> 8) & EXCEPTIONS)
 
 
 def unpack(packed: np.ndarray, n: int, group: int) -> np.ndarray:
