@@ -174,7 +174,6 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
         prelude = ""
         cp = opdef.channel_params(node)
         if "rq_packed" in node.params:   # bit-packed per-channel table -> expanded into scratch
-            from .ops import chanpack
             chanpack.bind(p, cp.names, cp.n, scratch_base)
             scratch = f"({scratch_base} + {node.params['rq_table_bytes']})"
             prelude = env.get_template("unpack_channels.c.j2").render(
@@ -242,7 +241,6 @@ def _conv_args(cp, opdef, node, graph, idx: int, p: dict, consts: dict, scratch_
     (firmware/kernels/te_conv_args.h): the channel table's symbol (packed or not), the flags and
     the scratch; None where the node has no table (``cp``, its channel_params) or a value does
     not fit its field."""
-    from .ops import chanpack
 
     if cp is None:
         return None
