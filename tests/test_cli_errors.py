@@ -1,4 +1,5 @@
 """Bad input gets a one-line error naming the problem and a non-zero exit, never a traceback."""
+import json
 import subprocess
 import sys
 
@@ -119,6 +120,9 @@ def test_too_large_model_error_says_what_patches_would_need(tmp_path):
     ok = tinyengine("compile", path, "--board", "stm32f411", "-o", tmp_path / "p", "--no-build",
                     "--patch", "auto")
     assert ok.returncode == 0, ok.stderr
+    # the figure is what --patch auto really gives (arena + the board's stack reservation)
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert patched == report["arena_bytes"] + report["stack_reserved_bytes"], report
 
 
 @pytest.mark.qemu

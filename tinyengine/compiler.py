@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__, codegen, hostio, ops, passes, planner
 from .boards import Board, get_board
-from .errors import FitError, ModelError
+from .errors import FitError, ModelError, TinyEngineError
 from .ir import Graph
 
 PASSES = [
@@ -321,16 +321,20 @@ def compact_params_summary(graph: Graph, fusions=(), patch=None) -> dict:
 
 
 def _patch_hint(c: Compiled) -> str:
-    """What patch-based inference would need, for the message of a model that does not fit."""
-    from . import patching
+    """What patch-based inference would need, for the message of a model that does not fit:
+    the model compiled with --patch auto (everything the real compile does: fusion, packed
+    tables, scratch), so that the figure is the one the user gets."""
+    from dataclasses import replace
 
     if c.plan.patch is not None or c.options.patch:
         return ""
-    schedule, plan = patching.choose(c.graph, lambda s: planner.plan_graph(
-        c.graph, c.options.planner, overlap=c.options.overlap, patch=s), "auto", None)
-    if schedule is None:
+    try:
+        alt = compile_model(c.source, replace(c.options, patch="auto"))
+    except TinyEngineError:
+        return ""
+    if alt.plan.patch is None or alt.plan.arena_bytes >= c.plan.arena_bytes:
         return " (patch-based inference does not lower it)"
-    need = plan.arena_bytes + c.board.stack_bytes
+    need = alt.plan.arena_bytes + c.board.stack_bytes
     verdict = "fits" if need <= c.board.sram_bytes else "still does not fit"
     return f"; with --patch auto it needs {need} ({verdict})"
 
