@@ -122,20 +122,30 @@ def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
     pair = {k for f in fusions for k in (f.expand, f.dw)}
     stage = set(range(plan.patch.split + 1)) if plan.patch is not None else set()
     if options.compact_params:
-        plan = grant_compact_params(graph, plan, replan, pair | stage)
+        plan = grant_compact_params(graph, plan, replan,
+                                    set(range(len(graph.nodes))) - pair - stage)
     plan = grant_optional_scratch(graph, plan, replan)
-    if options.compact_params and fusions:
+    if options.compact_params:
         # a fused pair's tables after its kernels' optional scratch (which saves work on every
-        # row), and only where one expanded copy serves every row
+        # row), and only where one expanded copy serves every row; a patch stage's last: each
+        # one is held over the whole stage
         one_copy = {k for f in fusions for k in (f.expand, f.dw)
                     if fusion.pair_channel_params(graph, f, k) is not None}
-        plan = grant_compact_params(graph, plan, replan, set(range(len(graph.nodes))) - one_copy)
-    if options.compact_params and stage:
-        # a patch stage's tables last: each one is held over the whole stage
-        plan = grant_compact_params(graph, plan, replan, set(range(len(graph.nodes))) - stage)
-    if options.compact_params:
+        plan = grant_compact_params(graph, plan, replan, one_copy)
+        plan = grant_compact_params(graph, plan, replan, stage)
         drop_unpaying_exceptions(graph, plan)
     return plan
+
+
+def _channel_table(graph: Graph, plan: planner.MemoryPlan, i: int):
+    """The per-channel table (chanpack.ChannelParams) node i would store packed: a patch
+    stage node's where one copy serves every patch, any other node's own; None if none."""
+    from . import patching
+
+    if plan.patch is not None and i <= plan.patch.split:
+        return patching.stage_channel_params(graph, plan.patch, i)
+    node = graph.nodes[i]
+    return ops.get(node.op).channel_params(node)
 
 
 def drop_unpaying_exceptions(graph: Graph, plan: planner.MemoryPlan) -> None:
@@ -143,17 +153,14 @@ def drop_unpaying_exceptions(graph: Graph, plan: planner.MemoryPlan) -> None:
     the decoder code that applies them (chanpack.EXCEPTION_CODE_BYTES, left out of a model
     whose tables list none: codegen's TE_UNPACK_EXCEPTIONS switch).  The expanded tables,
     hence the plan, stay the same."""
-    from . import patching
     from .ops import chanpack
 
-    last = plan.patch.split if plan.patch is not None else -1
     plain = {}
     for i, node in enumerate(graph.nodes):
         packed = node.params.get("rq_packed")
         if packed is None or not chanpack.has_exceptions(packed):
             continue
-        cp = (patching.stage_channel_params(graph, plan.patch, i) if i <= last
-              else ops.get(node.op).channel_params(node))
+        cp = _channel_table(graph, plan, i)
         if not chanpack.packable(cp, exceptions=False):
             return
         plain[i] = chanpack.pack(cp, exceptions=False)
@@ -166,23 +173,19 @@ def drop_unpaying_exceptions(graph: Graph, plan: planner.MemoryPlan) -> None:
 
 
 def grant_compact_params(graph: Graph, plan: planner.MemoryPlan, replan,
-                         skip: set) -> planner.MemoryPlan:
+                         among: set) -> planner.MemoryPlan:
     """Store a layer's per-channel parameters bit-packed in Flash (ops/chanpack.py) wherever
     the table they expand to fits in the arena as it is (the table lives in the layer's
     scratch while it runs; for a layer of a fused pair, which runs row by row, the pair's
     scratch holds it from before the first row to the last, see fusion.scratch_of; for a
     layer of a patch stage, which runs once per patch, a buffer expanded before the first
-    patch and alive over the whole stage holds it, see patching.stage_channel_params).  The
-    ``skip`` indices keep their tables in Flash."""
-    from . import patching
+    patch and alive over the whole stage holds it, see patching.stage_channel_params).  Only
+    the ``among`` node indices are considered."""
     from .ops import chanpack
 
-    last = plan.patch.split if plan.patch is not None else -1
-    for i, node in enumerate(graph.nodes):
-        if i in skip:
-            continue
-        cp = (patching.stage_channel_params(graph, plan.patch, i) if i <= last
-              else ops.get(node.op).channel_params(node))
+    for i in sorted(among):
+        node = graph.nodes[i]
+        cp = _channel_table(graph, plan, i)
         if cp is None or not chanpack.packable(cp):
             continue
         packed = chanpack.pack(cp)

@@ -25,14 +25,12 @@
 #define TE_UNPACK_EXCEPTIONS 1
 #endif
 
-#include <string.h>
+#include "te_dsp.h"
 
 /* Little-endian 32-bit load from any byte address (a plain LDR on Armv7-M). */
 static inline uint32_t te_ld32(const uint8_t *p)
 {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
+    return (uint32_t)te_read_w(p);
 }
 
 /* The multipliers of a table whose mult entries hold codes f (< 2^24), K = khi 2^32 + klo
