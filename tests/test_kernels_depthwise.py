@@ -38,7 +38,7 @@ from tinyengine.compiler import run_passes
 from tinyengine.frontends.tflite import load
 from tinyengine.hostio import host_io_of
 from tinyengine.ops import Target
-from tinyengine.ops._common import window_geometry
+from tinyengine.ops.common import window_geometry
 from tinyengine.ops.depthwise_conv import DSP, PORTABLE
 
 M7 = Target("stm32f746", "cortex-m7", True)

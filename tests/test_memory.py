@@ -54,7 +54,7 @@ def _chain_model(layers, in_shape=(1, 24, 24, 3), seed=0, pad_first=None) -> byt
         nxt = mb.tensor("xp", shape, "int8", scale=scale, zero_point=zp)
         mb.op("PAD", [cur, pads], [nxt])
         cur = nxt
-    from tinyengine.ops._common import window_geometry
+    from tinyengine.ops.common import window_geometry
     for i, (op, k, s, padding, out_c) in enumerate(layers):
         c = shape[3]
         g = window_geometry(padding, shape[1:3], (k, k), (s, s))

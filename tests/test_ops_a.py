@@ -28,7 +28,7 @@ from tinyengine.compiler import run_passes
 from tinyengine.frontends.tflite import load
 from tinyengine.hostio import host_io_of
 from tinyengine.ops import UnsupportedError
-from tinyengine.ops._common import window_geometry
+from tinyengine.ops.common import window_geometry
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -47,8 +47,8 @@ def fold_pad(graph: Graph) -> Graph:
     bit for bit, and the padded tensor is never stored.  Pools are not folded: TFLite's
     average pool leaves padding out of its count, which an explicit PAD does not.
     """
-    from .ops._common import same_quant, window_geometry
-    from .ops.conv import _pair
+    from .ops.common import same_quant, window_geometry
+    from .ops.conv import int_pair
 
     consumers = graph.consumers()
     producers = graph.producers()
@@ -72,7 +72,7 @@ def fold_pad(graph: Graph) -> Graph:
             continue
         w = graph.tensors[node.inputs[1]]
         a = node.attrs
-        stride, dil = _pair(a.get("stride")), _pair(a.get("dilation"))
+        stride, dil = int_pair(a.get("stride")), int_pair(a.get("dilation"))
         g = window_geometry(a.get("padding", "VALID"), xp.shape[1:3], w.shape[1:3], stride, dil)
         explicit = (int(pads[1, 0]) + g["pad_top"], int(pads[1, 1]) + g["pad_bottom"],
                     int(pads[2, 0]) + g["pad_left"], int(pads[2, 1]) + g["pad_right"])

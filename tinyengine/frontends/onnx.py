@@ -999,7 +999,7 @@ class _Lowering:
 
     def _padding(self, n, xin, x, k, strides, dil, pads, outs, pad_value):
         """SAME / VALID when TFLite's rule gives the ONNX windows, else an explicit PAD."""
-        from ..ops._common import window_geometry
+        from ..ops.common import window_geometry
 
         if not any(pads):
             return "VALID", xin
@@ -1145,7 +1145,7 @@ class _Lowering:
             raise _err(n, f"dilations {dil} (supported: 1)")
         src = self.act(n.inputs[0])
         t = self.tensors[src]
-        from ..ops._common import window_geometry
+        from ..ops.common import window_geometry
 
         g = window_geometry("SAME", x[2:], k, strides)
         if not any(pads) and not int(n.attrs.get("ceil_mode", 0)):

@@ -22,13 +22,13 @@ import numpy as np
 
 from tinyengine.ops import OpDef, register, target_of, unsupported
 from tinyengine.ops.chanpack import ChannelParams
-from tinyengine.ops._common import (act_bounds, c_i32, fold_input_offset, is_padding,
+from tinyengine.ops.common import (act_bounds, c_i32, fold_input_offset, is_padding,
                                     require_int8, window_geometry)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier_array,
                               wrap_int32)
 
 
-def _pair(v, default=(1, 1)) -> tuple:
+def int_pair(v, default=(1, 1)) -> tuple:
     if v is None:
         return tuple(default)
     if isinstance(v, (int, np.integer)):
@@ -49,7 +49,7 @@ def per_channel_multipliers(in_scale: float, w_scales, out_scale: float, n: int)
     return quantize_multiplier_array(real)
 
 
-def _requantize(acc, bias, mult, shift, out_zp, act_min, act_max) -> np.ndarray:
+def requantize(acc, bias, mult, shift, out_zp, act_min, act_max) -> np.ndarray:
     """int32 accumulator (+bias) -> int8, broadcast over the last (channel) axis."""
     acc = wrap_int32(acc)
     if bias is not None:
@@ -59,7 +59,7 @@ def _requantize(acc, bias, mult, shift, out_zp, act_min, act_max) -> np.ndarray:
     return np.clip(y, act_min, act_max).astype(np.int8)
 
 
-def _pad_for_windows(x, g, k_hw, stride, dil, value) -> np.ndarray:
+def pad_for_windows(x, g, k_hw, stride, dil, value) -> np.ndarray:
     """Pad NHWC x with `value` so that every window of the output grid is in range."""
     n, h, w, c = x.shape
     need_h = (g["out_h"] - 1) * stride[0] + (k_hw[0] - 1) * dil[0] + 1
@@ -70,7 +70,7 @@ def _pad_for_windows(x, g, k_hw, stride, dil, value) -> np.ndarray:
                   constant_values=value)
 
 
-def _tap(xp, ky, kx, g, stride, dil) -> np.ndarray:
+def window_tap(xp, ky, kx, g, stride, dil) -> np.ndarray:
     """The input pixels tap (ky, kx) reads for every output position: [N, OH, OW, C]."""
     y0, x0 = ky * dil[0], kx * dil[1]
     return xp[:, y0:y0 + (g["out_h"] - 1) * stride[0] + 1:stride[0],
@@ -263,7 +263,7 @@ def dsp_k4(k: int) -> int:
     return (int(k) + 3) // 4
 
 
-class _ConvBase(OpDef):
+class ConvBase(OpDef):
     """What CONV_2D and DEPTHWISE_CONV_2D share: attrs, geometry, quantization."""
 
     weight_qdim = 0
@@ -271,7 +271,7 @@ class _ConvBase(OpDef):
     def _attrs(self, node) -> tuple:
         a = node.attrs
         padding = a.get("padding", "VALID")
-        return padding, _pair(a.get("stride")), _pair(a.get("dilation"))
+        return padding, int_pair(a.get("stride")), int_pair(a.get("dilation"))
 
     def _geometry(self, node, graph) -> dict:
         x = graph.tensor(node.inputs[0])
@@ -354,7 +354,7 @@ class _ConvBase(OpDef):
 
 
 @register
-class Conv2D(_ConvBase):
+class Conv2D(ConvBase):
     """CONV_2D, weights OHWI.
 
     Kernels: te_conv_2d_s8 (portable, firmware/kernels/te_conv_2d_s8.h); on a target with
@@ -436,15 +436,15 @@ class Conv2D(_ConvBase):
         _, stride, dil = self._attrs(node)
         # (x + input_offset) with padded taps at 0 (TFLM skips them)
         xs = x.astype(np.float64) + q["input_offset"]
-        xp = _pad_for_windows(xs, g, (k_h, k_w), stride, dil, 0.0)
-        cols = np.stack([_tap(xp, ky, kx, g, stride, dil)
+        xp = pad_for_windows(xs, g, (k_h, k_w), stride, dil, 0.0)
+        cols = np.stack([window_tap(xp, ky, kx, g, stride, dil)
                          for ky in range(k_h) for kx in range(k_w)], axis=3)
         n = x.shape[0]
         cols = cols.reshape(n * g["out_h"] * g["out_w"], k_h * k_w * in_c)
         # products <= 255 * 128 and sums far below 2^53: float64 matmul is exact
         acc = cols @ w.reshape(out_c, -1).astype(np.float64).T
         acc = np.rint(acc).astype(np.int64).reshape(n, g["out_h"], g["out_w"], out_c)
-        y = _requantize(acc, bias, q["out_mult"], q["out_shift"], q["output_offset"],
+        y = requantize(acc, bias, q["out_mult"], q["out_shift"], q["output_offset"],
                         q["act_min"], q["act_max"])
         return [y]
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import register, target_of, unsupported
-from tinyengine.ops._common import c_i32, fold_input_offset
+from tinyengine.ops.common import c_i32, fold_input_offset
 from tinyengine.ops.chanpack import split_table
-from tinyengine.ops.conv import (CALL_SOURCES, _ConvBase, _pad_for_windows, _requantize, _tap,
+from tinyengine.ops.conv import (CALL_SOURCES, ConvBase, pad_for_windows, requantize, window_tap,
                                   fold_constant_channels)
 
 PORTABLE = "te_depthwise_conv_2d_s8"
@@ -134,7 +134,7 @@ def raster_max_delta(batches, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, s
 
 
 @register
-class DepthwiseConv2D(_ConvBase):
+class DepthwiseConv2D(ConvBase):
     """DEPTHWISE_CONV_2D, weights [1, KH, KW, C*M].  Kernel: te_depthwise_conv_2d_s8."""
 
     name = "DEPTHWISE_CONV_2D"
@@ -225,14 +225,14 @@ class DepthwiseConv2D(_ConvBase):
         g = self._geometry(node, graph)
         _, stride, dil = self._attrs(node)
         xs = x.astype(np.int64) + q["input_offset"]
-        xp = _pad_for_windows(xs, g, (k_h, k_w), stride, dil, 0)
+        xp = pad_for_windows(xs, g, (k_h, k_w), stride, dil, 0)
         xp = xp[..., np.arange(out_c) // m]          # output channel c*M+m reads input c
         wt = w.astype(np.int64)
         acc = np.zeros((x.shape[0], g["out_h"], g["out_w"], out_c), dtype=np.int64)
         for ky in range(k_h):
             for kx in range(k_w):
-                acc += _tap(xp, ky, kx, g, stride, dil) * wt[0, ky, kx, :]
-        y = _requantize(acc, bias, q["out_mult"], q["out_shift"], q["output_offset"],
+                acc += window_tap(xp, ky, kx, g, stride, dil) * wt[0, ky, kx, :]
+        y = requantize(acc, bias, q["out_mult"], q["out_shift"], q["output_offset"],
                         q["act_min"], q["act_max"])
         return [y]
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, target_of, unsupported
-from tinyengine.ops import _gemmlowp as g
-from tinyengine.ops._common import act_bounds, require_int8_to_int8, unary_io
+from tinyengine.ops import gemmlowp as g
+from tinyengine.ops.common import act_bounds, require_int8_to_int8, unary_io
 from tinyengine.quant import (multiply_by_quantized_multiplier,
                               multiply_by_quantized_multiplier_smaller_than_one_exp,
                               quantize_multiplier, tflite_round)

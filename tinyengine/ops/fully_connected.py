@@ -25,7 +25,7 @@ import numpy as np
 
 from tinyengine.ops import OpDef, register, target_of, unsupported
 from tinyengine.ops.chanpack import ChannelParams
-from tinyengine.ops._common import act_bounds, c_i32, fold_input_offset, require_int8
+from tinyengine.ops.common import act_bounds, c_i32, fold_input_offset, require_int8
 from tinyengine.ops.conv import (acc_bound, fold_constant_channels, interleave_rows,
                                   per_channel_multipliers, requant_dsp)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier,

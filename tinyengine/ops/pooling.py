@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
-from tinyengine.ops._common import act_bounds, is_padding, require_int8_nhwc, window_geometry
+from tinyengine.ops.common import act_bounds, is_padding, require_int8_nhwc, window_geometry
 
 
 def _pair(v) -> tuple:

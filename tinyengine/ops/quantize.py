@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
-from tinyengine.ops._common import unary_io as _io
+from tinyengine.ops.common import unary_io
 from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 _INT_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
@@ -48,7 +48,7 @@ class Quantize(OpDef):
     inplace = True   # int -> int of the same width only: see inplace_ok()
 
     def check(self, node, graph):
-        x, y = _io(node, graph)
+        x, y = unary_io(node, graph)
         ok = x.dtype in ("float32", "int8", "int16") and y.dtype in ("int8", "int16")
         if not ok:
             raise unsupported(node, f"{x.dtype} -> {y.dtype} (supported: float32/int8/int16 -> "
@@ -64,11 +64,11 @@ class Quantize(OpDef):
             raise unsupported(node, f"output scale {y.quant.s} must be positive")
 
     def inplace_ok(self, node, graph):
-        x, y = _io(node, graph)
+        x, y = unary_io(node, graph)
         return x.dtype != "float32" and x.itemsize == y.itemsize
 
     def prepare(self, node, graph):
-        x, y = _io(node, graph)
+        x, y = unary_io(node, graph)
         p = {"size": y.size, "out_zp": y.quant.zp,
              "kernel": (f"te_quantize_f32_{_SUFFIX[y.dtype]}" if x.dtype == "float32" else
                         "te_requantize_" + (_SUFFIX[x.dtype] if x.dtype == y.dtype else
@@ -82,7 +82,7 @@ class Quantize(OpDef):
         return p
 
     def reference(self, node, graph, inputs):
-        x_t, y = _io(node, graph)
+        x_t, y = unary_io(node, graph)
         p = node.params
         if x_t.dtype == "float32":
             out = affine_quantize(inputs[0], p["scale"], p["out_zp"], y.dtype)
@@ -101,7 +101,7 @@ class Dequantize(OpDef):
     kernels = ("te_dequantize_s8.c", "te_dequantize_s16.c")
 
     def check(self, node, graph):
-        x, y = _io(node, graph)
+        x, y = unary_io(node, graph)
         if x.dtype not in ("int8", "int16") or y.dtype != "float32":
             raise unsupported(node, f"{x.dtype} -> {y.dtype} (supported: int8/int16 -> float32)")
         if x.quant is None or x.quant.per_channel:
@@ -111,14 +111,14 @@ class Dequantize(OpDef):
             raise unsupported(node, f"input shape {x.shape} and output shape {y.shape} differ")
 
     def prepare(self, node, graph):
-        x, y = _io(node, graph)
+        x, y = unary_io(node, graph)
         scale = float(np.float32(x.quant.s))
         return {"size": y.size, "zp": x.quant.zp, "scale": scale,
                 "scale_c": float.hex(scale) + "f",          # exact float32 literal
                 "kernel": f"te_dequantize_{_SUFFIX[x.dtype]}"}
 
     def reference(self, node, graph, inputs):
-        _, y = _io(node, graph)
+        _, y = unary_io(node, graph)
         p = node.params
         v = np.asarray(inputs[0]).astype(np.int64) - p["zp"]
         out = (np.float64(p["scale"]) * v.astype(np.float64)).astype(np.float32)

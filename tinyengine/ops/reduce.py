@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
-from tinyengine.ops._common import require_int8_to_int8
+from tinyengine.ops.common import require_int8_to_int8
 from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 MAX_DIMS = 6

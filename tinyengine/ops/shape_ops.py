@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
-from tinyengine.ops._common import (c_i32, require_const, require_int8, require_int8_io,
+from tinyengine.ops.common import (c_i32, require_const, require_int8, require_int8_io,
                                     require_int8_nhwc, same_quant)
 
 PAD_MAX_DIMS = 5

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
-from tinyengine.ops import _gemmlowp as g
-from tinyengine.ops._common import unary_io as _io
+from tinyengine.ops import gemmlowp as g
+from tinyengine.ops.common import unary_io
 from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 SCALED_DIFF_INTEGER_BITS = 5
@@ -28,7 +28,7 @@ def _rows(t):
 
 
 def _check_common(node, graph):
-    x, y = _io(node, graph)
+    x, y = unary_io(node, graph)
     if x.dtype != "int8":
         raise unsupported(node, f"input dtype {x.dtype} (supported: int8)")
     if x.quant is None or x.quant.per_channel:
@@ -102,13 +102,13 @@ class Softmax(OpDef):
                               "(TFLite Micro needs beta * scale * 2^26 > 1)")
 
     def prepare(self, node, graph):
-        x, y = _io(node, graph)
+        x, y = unary_io(node, graph)
         p = _exp_params(x, float(node.attrs.get("beta", 1.0)))
         p["out_bits"] = 16 if y.dtype == "int16" else 8
         return p
 
     def reference(self, node, graph, inputs):
-        _, y_t = _io(node, graph)
+        _, y_t = unary_io(node, graph)
         p = node.params
         diff, _, exp, sum_of_exps = _row_exps(inputs[0], p)
         valid = diff >= p["diff_min"]
@@ -146,7 +146,7 @@ class LogSoftmax(OpDef):
             raise unsupported(node, f"input scale {x.quant.s:g} is too small")
 
     def prepare(self, node, graph):
-        x, _ = _io(node, graph)
+        x, _ = unary_io(node, graph)
         p = _exp_params(x, 1.0)
         real_reverse = float(1 << (31 - p["input_left_shift"])) / float(p["input_multiplier"])
         rev_mult, rev_shift = quantize_multiplier(real_reverse)   # shift <= 0 (smaller than one)
@@ -154,7 +154,7 @@ class LogSoftmax(OpDef):
         return p
 
     def reference(self, node, graph, inputs):
-        _, y_t = _io(node, graph)
+        _, y_t = unary_io(node, graph)
         p = node.params
         diff, in_q5, _, sum_q12 = _row_exps(inputs[0], p)
         log_sum_q5 = g.log_x_for_x_greater_than_or_equal_to_1(sum_q12, ACCUM_INTEGER_BITS,
