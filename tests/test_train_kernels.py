@@ -19,8 +19,11 @@ same bits on a Cortex-M7 (stm32f746 flags) as on the host.
 from __future__ import annotations
 
 import itertools
+import subprocess
 import zlib
+from pathlib import Path
 
+import jinja2
 import numpy as np
 import pytest
 import torch
@@ -601,3 +604,218 @@ def test_update_steps_after_backward():
     np.testing.assert_array_equal(got_c["weights"][..., [0, 2]], w[..., [0, 2]])
     assert (got_c["bias"] != env["bias"]).any()
     np.testing.assert_allclose(got_c["velocity:weights"], got_r["velocity:weights"], rtol=1e-6)
+
+
+# -- the same bits on a Cortex-M7 -------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+KDIR = ROOT / "firmware" / "kernels"
+M7_FLAGS = ["-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard", "-mthumb"]   # stm32f746
+HARNESS_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
+                  "-ffp-contract=off", "-fno-tree-loop-distribute-patterns"]
+TRAIN_SOURCES = sorted([p.name for p in KDIR.glob("te_*_grad_*.c")]
+                       + ["te_exp_f32.c", "te_log_f32.c", "te_sgd_update_s8.c",
+                          "te_sgd_update_s32.c"])
+
+
+class _Harness:
+    """A C main() calling training kernels on constant data and writing every result buffer
+    to out.bin; each call's expected bytes come from the same kernel through ctypes."""
+
+    C_TYPES = {np.float32: "float", np.int8: "int8_t", np.int32: "int32_t", np.uint8: "uint8_t"}
+
+    def __init__(self):
+        self.decls, self.body, self.outputs, self.expected = [], [], [], []
+        self.n = 0
+
+    def data(self, a, dtype, mutable=False) -> str:
+        a = np.ascontiguousarray(a, dtype).reshape(-1)
+        name, self.n = f"d{self.n}", self.n + 1
+        const = "" if mutable else "const "
+        if dtype == np.float32:       # exact bits, no decimal conversion
+            vals = ", ".join(f"0x{v:08x}u" for v in a.view(np.uint32))
+            self.decls.append(f"static {const}union {{ uint32_t u[{a.size}]; float f[{a.size}]; }} "
+                              f"{name} = {{{{{vals}}}}};")
+            return f"{name}.f"
+        vals = ", ".join(str(int(v)) for v in a)
+        self.decls.append(f"static {const}{self.C_TYPES[dtype]} {name}[{a.size}] = {{{vals}}};")
+        return name
+
+    def out(self, expected, dtype) -> str:
+        expected = np.ascontiguousarray(expected, dtype).reshape(-1)
+        name, self.n = f"o{self.n}", self.n + 1
+        self.decls.append(f"static {self.C_TYPES[dtype]} {name}[{expected.size}];")
+        self.outputs.append((name, expected.nbytes))
+        self.expected.append(expected.tobytes())
+        return name
+
+    def result(self, name, expected, dtype):
+        """A buffer the calls updated in place (declared by data(mutable=True))."""
+        expected = np.ascontiguousarray(expected, dtype).reshape(-1)
+        self.outputs.append((name, expected.nbytes))
+        self.expected.append(expected.tobytes())
+
+    def source(self) -> str:
+        incs = "\n".join(f'#include "{Path(s).with_suffix(".h").name}"' for s in TRAIN_SOURCES)
+        writes = "\n".join(f"    if (te_file_write(h, {n}, {b}u) != 0) return 2;"
+                           for n, b in self.outputs)
+        return (f"#include <stdint.h>\n#include \"te_platform.h\"\n{incs}\n\n"
+                + "\n".join(self.decls) + "\n\nint main(void)\n{\n    te_platform_init();\n"
+                + "\n".join("    " + c for c in self.body)
+                + '\n    const int h = te_file_open("out.bin", 1);\n    if (h < 0) return 1;\n'
+                + writes + '\n    te_file_close(h);\n    te_puts("TRAIN HARNESS DONE\\n");\n'
+                + "    return 0;\n}\n")
+
+
+def _harness_cases(h: _Harness):
+    rng = _rng("qemu")
+    f32, i8, i32 = np.float32, np.int8, np.int32
+    # CONV_2D 5x5 stride 2 explicit padding: input and weight gradients, a channel selection
+    x, zp, sx = _quant_input(rng, (1, 9, 7, 3))
+    w, sw = _weights(rng, (4, 5, 5, 3), 4)
+    g = _grad_out(rng, (1, 4, 3, 4))
+    win = {"stride": (2, 2), "pad": (1, 2)}
+    o = h.out(ctrain.conv_2d_grad_input(g, w, sw, in_hw=(9, 7), **win), f32)
+    h.body.append(f"te_conv_2d_grad_input_f32({h.data(g, f32)}, 1, 4, 3, 4, {h.data(w, i8)}, "
+                  f"{h.data(sw, f32)}, 5, 5, {o}, 9, 7, 3, 2, 2, 1, 2);")
+    sel = (3, 0)
+    o = h.out(ctrain.conv_2d_grad_weight(g, x, zp, sx, sw, k_hw=(5, 5), channels=sel, **win), f32)
+    h.body.append(f"te_conv_2d_grad_weight_f32({h.data(g, f32)}, 1, 4, 3, 4, {h.data(x, i8)}, 9, "
+                  f"7, 3, {zp}, {h.data([sx], f32)}[0], {h.data(sw, f32)}, {o}, 5, 5, "
+                  f"{h.data(sel, i32)}, 2, 2, 2, 1, 2);")
+    o = h.out(ctrain.conv_2d_grad_bias(g, sw, sx), f32)
+    h.body.append(f"te_conv_2d_grad_bias_f32({h.data(g, f32)}, 12, 4, {h.data(sw, f32)}, "
+                  f"{h.data([sx], f32)}[0], {o});")
+    # DEPTHWISE_CONV_2D 3x3, multiplier 2, SAME
+    x, zp, sx = _quant_input(rng, (1, 6, 5, 3))
+    w, sw = _weights(rng, (1, 3, 3, 6), 6)
+    g = _grad_out(rng, (1, 6, 5, 6))
+    dw = {"stride": (1, 1), "pad": (1, 1), "depth_multiplier": 2}
+    o = h.out(ctrain.depthwise_conv_2d_grad_input(g, w, sw, in_hw=(6, 5), **dw), f32)
+    h.body.append(f"te_depthwise_conv_2d_grad_input_f32({h.data(g, f32)}, 1, 6, 5, "
+                  f"{h.data(w, i8)}, {h.data(sw, f32)}, 2, 3, 3, {o}, 6, 5, 3, 1, 1, 1, 1);")
+    o = h.out(ctrain.depthwise_conv_2d_grad_weight(g, x, zp, sx, sw, k_hw=(3, 3), **dw), f32)
+    h.body.append(f"te_depthwise_conv_2d_grad_weight_f32({h.data(g, f32)}, 1, 6, 5, "
+                  f"{h.data(x, i8)}, 6, 5, 3, {zp}, {h.data([sx], f32)}[0], {h.data(sw, f32)}, 2, "
+                  f"{o}, 3, 3, 0, 6, 1, 1, 1, 1);")
+    # FULLY_CONNECTED
+    x, zp, sx = _quant_input(rng, (2, 20))
+    w, sw = _weights(rng, (7, 20), 7)
+    g = _grad_out(rng, (2, 7))
+    o = h.out(ctrain.fully_connected_grad_input(g, w, sw), f32)
+    h.body.append(f"te_fully_connected_grad_input_f32({h.data(g, f32)}, {h.data(w, i8)}, "
+                  f"{h.data(sw, f32)}, {o}, 2, 20, 7);")
+    o = h.out(ctrain.fully_connected_grad_weight(g, x, zp, sx, sw), f32)
+    h.body.append(f"te_fully_connected_grad_weight_f32({h.data(g, f32)}, {h.data(x, i8)}, {zp}, "
+                  f"{h.data([sx], f32)}[0], {h.data(sw, f32)}, {o}, 2, 20, 7, 0, 7);")
+    # AVERAGE_POOL_2D 3x3 stride 2 (counts 4, 6, 9), MEAN over H, W
+    g = _grad_out(rng, (1, 3, 3, 2))
+    o = h.out(ctrain.avg_pool_2d_grad_input(g, in_hw=(5, 5), filter_hw=(3, 3), stride=(2, 2),
+                                            pad=(1, 1)), f32)
+    h.body.append(f"te_avg_pool_2d_grad_input_f32({h.data(g, f32)}, 1, 3, 3, 2, {o}, 5, 5, 3, 3, "
+                  f"2, 2, 1, 1);")
+    g = _grad_out(rng, (1, 3))
+    (ks, kst), (rs, rst) = ctrain.mean_index_spaces((1, 7, 5, 3), {1, 2})
+    o = h.out(ctrain.mean_grad_input(g, in_shape=(1, 7, 5, 3), axes=(1, 2)), f32)
+    h.body.append(f"te_mean_grad_input_f32({h.data(g, f32)}, {o}, {len(ks)}, {h.data(ks, i32)}, "
+                  f"{h.data(kst, i32)}, {len(rs)}, {h.data(rs, i32)}, {h.data(rst, i32)}, 35);")
+    # the clamp mask, packed then applied
+    q = rng.integers(-10, 40, size=29).astype(np.int8)
+    mask = ctrain.clamp_grad_mask(q, act_min=-3, act_max=30)
+    o = h.out(mask, np.uint8)
+    h.body.append(f"te_clamp_grad_mask_s8({h.data(q, i8)}, 29, -3, 30, {o});")
+    g = _grad_out(rng, (29,), 0.0)
+    o2 = h.out(ctrain.clamp_grad_input(g, mask), f32)
+    h.body.append(f"te_clamp_grad_input_f32({h.data(g, f32)}, {o}, 29, {o2});")
+    # softmax cross-entropy (te_exp_f32, te_log_f32 inside) and exp / log themselves
+    q = rng.integers(-128, 128, size=(2, 10)).astype(np.int8)
+    labels = np.array([3, 9], np.int32)
+    loss, grad = ctrain.softmax_cross_entropy_grad(q, 5, 0.11, labels)
+    o = h.out(grad, f32)
+    ol = h.out([loss], f32)
+    h.body.append(f"{ol}[0] = te_softmax_cross_entropy_grad_f32({h.data(q, i8)}, 2, 10, 5, "
+                  f"0.11f, {h.data(labels, i32)}, {o});")
+    xs = np.concatenate([rng.uniform(-87, 88, 48), rng.uniform(-2, 2, 16)]).astype(np.float32)
+    ys = np.exp(rng.uniform(-80, 80, 64)).astype(np.float32)
+    oe = h.out([ctrain.exp_f32(v) for v in xs], f32)
+    og = h.out([ctrain.log_f32(v) for v in ys], f32)
+    dx, dy = h.data(xs, f32), h.data(ys, f32)
+    h.body.append(f"for (int i = 0; i < 64; ++i) {{ {oe}[i] = te_exp_f32({dx}[i]); "
+                  f"{og}[i] = te_log_f32({dy}[i]); }}")
+    # SGD: two steps with momentum and QAS on selected depthwise channels, then biases
+    w, sw = _weights(rng, (1, 3, 3, 5), 5)
+    qas = gr.qas_factors("weights", sw, 0.03)
+    sel = (4, 1, 2)
+    vel = np.zeros((9, 3, 1), np.float32)
+    dwt, dvl, dsel = h.data(w, i8, mutable=True), h.data(vel, f32, mutable=True), h.data(sel, i32)
+    dqas = h.data(qas, f32)
+    w_c = w
+    for _ in range(2):
+        g = _grad_out(rng, (9, 3, 1), 0.1)
+        w_c, vel = ctrain.sgd_update_s8(w_c, g, qas, vel, lr=3e-4, momentum=0.9,
+                                        layout=(9, 5, 1), channels=sel)
+        h.body.append(f"te_sgd_update_s8({dwt}, 9, 5, 1, {dsel}, 3, {h.data(g, f32)}, {dqas}, "
+                      f"3e-4f, 0.9f, {dvl});")
+    assert (w_c != w).any()
+    h.result(dwt, w_c, i8)
+    h.result(dvl, vel, f32)
+    b = rng.integers(-2**30, 2**30, size=5).astype(np.int32)
+    g = _grad_out(rng, (5,), 0.0)
+    bq = gr.qas_factors("bias", sw, 0.03)
+    b_c, _ = ctrain.sgd_update_s32(b, g, bq, None, lr=1e-3, momentum=0.0)
+    db = h.data(b, i32, mutable=True)
+    h.body.append(f"te_sgd_update_s32({db}, 5, {h.data(g, f32)}, {h.data(bq, f32)}, 1e-3f, 0.0f, 0);")
+    h.result(db, b_c, i32)
+
+
+def _linker_script(path: Path):
+    """The project's own linker template, for QEMU's mps2-an500 with the stm32f746's sizes."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "codegen_templates"),
+                             undefined=jinja2.StrictUndefined)
+    text = env.get_template("linker.ld.j2").render(
+        board={"name": "stm32f746", "qemu_machine": "mps2-an500"}, variant="qemu",
+        stack_size=16384, flash_origin=0, flash_size=1024 * 1024, ram_origin=0x20000000,
+        ram_size=320 * 1024)
+    path.write_text(text)
+
+
+@pytest.mark.qemu
+def test_kernels_same_bits_on_cortex_m7(tmp_path):
+    """One harness calling the training kernels (every backward kernel, the mask, the loss,
+    exp / log, both SGD updates) on constant data, built for the host with gcc and for the
+    stm32f746 (Cortex-M7, hard float, -ffp-contract=off) with arm-none-eabi-gcc and run under
+    QEMU mps2-an500: both write the same bytes, equal to the ctypes results."""
+    h = _Harness()
+    _harness_cases(h)
+    (tmp_path / "main.c").write_text(h.source())
+    srcs = [str(tmp_path / "main.c")] + [str(KDIR / s) for s in TRAIN_SOURCES]
+    inc = ["-I", str(KDIR), "-I", str(ROOT / "firmware" / "include")]
+    plat = ROOT / "firmware" / "platform"
+    host_dir, m7_dir = tmp_path / "host", tmp_path / "m7"
+    host_dir.mkdir()
+    m7_dir.mkdir()
+    subprocess.run(["gcc", *HARNESS_CFLAGS, *inc, "-o", str(host_dir / "harness"), *srcs,
+                    str(plat / "host" / "host.c")], check=True, capture_output=True, text=True)
+    _linker_script(tmp_path / "linker.ld")
+    subprocess.run(["arm-none-eabi-gcc", *M7_FLAGS, *HARNESS_CFLAGS, *inc, "--specs=nano.specs",
+                    "-nostartfiles", "-Wl,--gc-sections", "-Wl,--no-warn-rwx-segments", "-T",
+                    str(tmp_path / "linker.ld"), "-o", str(m7_dir / "harness.elf"), *srcs,
+                    str(plat / "cortexm" / "startup.c"), str(plat / "cortexm" / "semihost.c")],
+                   check=True, capture_output=True, text=True)
+    host = subprocess.run([str(host_dir / "harness")], cwd=host_dir, capture_output=True,
+                          text=True, timeout=60)
+    m7 = subprocess.run(["qemu-system-arm", "-M", "mps2-an500", "-display", "none", "-monitor",
+                         "none", "-semihosting-config", "enable=on,target=native,chardev=con",
+                         "-chardev", "stdio,id=con,mux=on", "-serial", "chardev:con", "-kernel",
+                         str(m7_dir / "harness.elf")], cwd=m7_dir, capture_output=True,
+                        text=True, timeout=120)
+    for run, where in ((host, "host"), (m7, "QEMU Cortex-M7")):
+        assert run.returncode == 0 and "TRAIN HARNESS DONE" in run.stdout, \
+            f"{where} harness failed ({run.returncode}): {run.stdout[-500:]} {run.stderr[-500:]}"
+    expected = b"".join(h.expected)
+    got_host, got_m7 = (host_dir / "out.bin").read_bytes(), (m7_dir / "out.bin").read_bytes()
+    assert len(got_m7) == len(expected) == len(got_host)
+    pos = 0
+    for (name, nbytes), want in zip(h.outputs, h.expected):
+        assert got_host[pos:pos + nbytes] == want, f"host harness {name} differs from ctypes"
+        assert got_m7[pos:pos + nbytes] == want, f"Cortex-M7 {name} differs from the host bits"
+        pos += nbytes

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "te_grad_common.h"
+#include "te_window.h"
 
 void te_depthwise_conv_2d_grad_weight_f32(const float *grad_out, int32_t batches,
                                           int32_t out_h, int32_t out_w, const int8_t *input,
@@ -22,18 +23,16 @@ void te_depthwise_conv_2d_grad_weight_f32(const float *grad_out, int32_t batches
         const int8_t *in_b = input + (size_t)b * in_h * in_w * in_c;
         for (int32_t oy = 0; oy < out_h; ++oy) {
             const int32_t iy0 = oy * stride_h - pad_top;
+            int32_t y0, y1; /* the window rows inside the image */
+            te_window_span(oy, stride_h, pad_top, k_h, in_h, &y0, &y1);
             for (int32_t ox = 0; ox < out_w; ++ox, grad_out += out_c) {
                 const int32_t ix0 = ox * stride_w - pad_left;
-                for (int32_t ky = 0; ky < k_h; ++ky) {
-                    const int32_t iy = iy0 + ky;
-                    if (iy < 0 || iy >= in_h) {
-                        continue;
-                    }
-                    for (int32_t kx = 0; kx < k_w; ++kx) {
-                        const int32_t ix = ix0 + kx;
-                        if (ix < 0 || ix >= in_w) {
-                            continue;
-                        }
+                int32_t x0, x1;
+                te_window_span(ox, stride_w, pad_left, k_w, in_w, &x0, &x1);
+                for (int32_t iy = y0; iy < y1; ++iy) { /* taps on the padding add nothing */
+                    const int32_t ky = iy - iy0;
+                    for (int32_t ix = x0; ix < x1; ++ix) {
+                        const int32_t kx = ix - ix0;
                         const int8_t *x = in_b + ((size_t)iy * in_w + ix) * in_c;
                         float *gf = grad_filter + ((size_t)ky * k_w + kx) * n_channels;
                         for (int32_t j = 0; j < n_channels; ++j) {
