@@ -1,6 +1,7 @@
 """Load TinyEngine's portable C kernels into Python with ctypes, for kernel unit tests.
 
-All firmware/kernels/*.c are compiled with the project's warning flags into one shared
+All firmware/kernels/*.c are compiled with the project's warning flags (and -ffp-contract=off,
+which the float32 training kernels need to give the same bits everywhere) into one shared
 library (cached per test session), so each kernel can be called directly on NumPy arrays
 and compared with its op's NumPy reference.
 """

@@ -32,10 +32,11 @@ void te_depthwise_conv_2d_grad_input_f32(const float *grad_out, int32_t batches,
                         const int32_t kx = ix - ix0;
                         const int8_t *w = filter + ((size_t)ky * k_w + kx) * out_c;
                         float *gi = gi_b + ((size_t)iy * in_w + ix) * in_c;
-                        for (int32_t oc = 0; oc < out_c; ++oc) {
-                            if (grad_out[oc] != 0.0f) {
-                                gi[oc / depth_multiplier] +=
-                                    (grad_out[oc] * filter_scale[oc]) * (float)w[oc];
+                        for (int32_t ic = 0, oc = 0; ic < in_c; ++ic) {
+                            for (int32_t m = 0; m < depth_multiplier; ++m, ++oc) {
+                                if (grad_out[oc] != 0.0f) {
+                                    gi[ic] += (grad_out[oc] * filter_scale[oc]) * (float)w[oc];
+                                }
                             }
                         }
                     }

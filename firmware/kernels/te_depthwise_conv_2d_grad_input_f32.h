@@ -25,7 +25,8 @@
  *   grad_in       [batches, in_h, in_w, in_c] float32, overwritten; must not overlap grad_out.
  *   pad_top, pad_left >= 0: the forward's padding (SAME, VALID or explicit).
  * Order of summation: grad_in is zeroed, then output pixels in increasing (b, oy, ox), taps
- *   (ky, kx), output channels oc add their products (zero output gradients skipped).
+ *   (ky, kx), output channels oc = ic * M + m in increasing order add their products (zero
+ *   output gradients skipped).
  * Preconditions: all sizes, depth_multiplier, k_h, k_w, strides >= 1.
  * Scratch: none.
  */
