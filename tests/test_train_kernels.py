@@ -575,6 +575,44 @@ def test_rule_errors_name_the_problem(spec, targets, message):
         gr.backward(spec, targets)
 
 
+def test_selection_and_update_errors():
+    spec = gr.OpSpec("FULLY_CONNECTED", {"act_min": -128, "act_max": 127},
+                     {"input": (1, 8), "weights": (4, 8), "output": (1, 4)})
+    for sel in ((), (1, 1), (4,), (-1,)):
+        with pytest.raises(gr.GradientError, match=r"distinct, at least one, in \[0, 4\)"):
+            gr.backward(spec, {"weights": sel})
+    with pytest.raises(gr.GradientError, match="momentum in"):
+        gr.update_step(spec, "weights", lr=0.1, momentum=1.0)
+    with pytest.raises(gr.GradientError, match="no trainable parameter 'input'"):
+        gr.update_step(spec, "input", lr=0.1)
+    with pytest.raises(gr.GradientError, match="no trainable weights"):
+        gr.weight_layout("ADD", (1, 2))
+
+
+def test_every_rule_kernel_is_defined_three_times():
+    """Each kernel a rule or update can emit (and the loss) has a C file with a contract header
+    (layouts, scratch), a NumPy reference and a ctypes binding, and nothing else is defined:
+    the three definitions tested above."""
+    shapes = {"input": (1, 5, 5, 2), "weights": (2, 3, 3, 2), "output": (1, 5, 5, 2),
+              "input1": (1, 5, 5, 2), "input2": (1, 5, 5, 2)}
+    attrs = {"act_min": -128, "act_max": 127, "stride_h": 1, "stride_w": 1, "padding": "SAME",
+             "filter_height": 3, "filter_width": 3, "axes": (1,), "pad_before": (0, 0, 0, 0)}
+    emitted = set()
+    for op, rule in gr.GRAD_RULES.items():
+        sh = dict(shapes, weights=(1, 3, 3, 2)) if op == "DEPTHWISE_CONV_2D" else shapes
+        sh = dict(sh, weights=(2, 50)) if op == "FULLY_CONNECTED" else sh
+        spec = gr.OpSpec(op, attrs, sh)
+        emitted |= gr.backward(spec, {s: None for s in rule.inputs + rule.params}).kernels
+        for p in rule.params:
+            emitted.add(gr.update_step(spec, p, lr=0.1).kernel)
+    emitted.add("te_softmax_cross_entropy_grad_f32")        # the loss: the backward's start
+    assert emitted == set(ref.KERNELS) == set(C_KERNELS)
+    for k in sorted(emitted):
+        header = (KDIR / f"{k}.h").read_text()
+        assert (KDIR / f"{k}.c").is_file() and "Scratch: none." in header, k
+        assert f" {k}(" in header and k in ref.KERNELS and k in C_KERNELS, k
+
+
 def test_update_steps_after_backward():
     """Backward then update steps (QAS, momentum, a channel selection) run through the C
     kernels equal the reference bit for bit, and the unselected channels stay."""

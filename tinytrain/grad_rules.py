@@ -115,6 +115,11 @@ def backward(spec: OpSpec, targets: Mapping) -> Backward:
         if sel is not None and slot not in rule.params:
             raise GradientError(f"{spec.op}: a channel selection applies to parameters only, "
                                 f"not to '{slot}'")
+        if sel is not None:
+            n = spec.shape("output")[-1]
+            if not sel or len(set(sel)) != len(sel) or not all(0 <= int(c) < n for c in sel):
+                raise GradientError(f"{spec.op}: the selected channels of '{slot}' must be "
+                                    f"distinct, at least one, in [0, {n}); got {tuple(sel)}")
     if not targets:
         return Backward((), (), ())
     steps = []
@@ -313,6 +318,9 @@ def update_step(spec: OpSpec, slot: str, channels=None, *, lr: float, momentum: 
     rule = GRAD_RULES.get(spec.op)
     if rule is None or slot not in rule.params:
         raise GradientError(f"{spec.op} has no trainable parameter '{slot}'")
+    if not lr >= 0 or not 0 <= momentum < 1:
+        raise GradientError(f"SGD needs lr >= 0 and momentum in [0, 1), got lr {lr}, "
+                            f"momentum {momentum}")
     reads = (slot, f"grad:{slot}", f"{slot}.qas" if qas else None,
              f"velocity:{slot}" if momentum else None)
     writes = (slot, f"velocity:{slot}" if momentum else None)
