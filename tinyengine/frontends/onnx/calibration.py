@@ -9,7 +9,7 @@ from __future__ import annotations
 from ... import quantizer
 from ...ops import UnsupportedError
 from .model import OnnxGraph, OnnxNode
-from .qdq import FIXED, INHERIT, propagate_quant
+from .qdq import FIXED, KEEP, propagate_quant
 
 
 def float_edges(g: OnnxGraph) -> None:
@@ -40,7 +40,7 @@ def float_edges(g: OnnxGraph) -> None:
 def _calibrated_outputs(g: OnnxGraph):
     """The outputs whose range calibration measures (the others follow their inputs)."""
     for n in g.nodes:
-        if n.op in INHERIT or n.op in FIXED or n.op in ("__DEQUANTIZE_OUT", "Relu", "Clip"):
+        if n.op in KEEP or n.op in FIXED or n.op == "__DEQUANTIZE_OUT":
             continue
         for o in n.outputs:
             if o:

@@ -5,9 +5,12 @@ int8 by -128); constant weights and int32 biases behind a DequantizeLinear becom
 constants (``g.qconst``).  The model's float inputs enter through synthetic ``__QUANTIZE_IN``
 nodes, its outputs leave through ``__DEQUANTIZE_OUT``; a tensor quantized twice is requantized
 (``__REQUANT``).  ``propagate_quant`` then gives the remaining tensors theirs: ops that only move
-data keep their input's, Sigmoid / Softmax outputs take TFLite's fixed 1/256, -128.
+data keep their input's, Sigmoid / Softmax outputs take TFLite's fixed 1/256, -128, and a float
+op that quantize_static left between a DQ and the next Q takes the quantization of that Q.
 """
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
@@ -19,7 +22,9 @@ from .model import OnnxGraph, OnnxNode, node_error
 # ops whose output keeps the input's quantization (TFLite copies bytes / ignores requantization)
 INHERIT = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "MaxPool", "AveragePool", "Pad",
            "Resize", "Transpose"}
+KEEP = INHERIT | {"Relu", "Clip"}     # quantization passed on by propagate_quant
 FIXED = {"Sigmoid", "Softmax"}
+AVERAGE = {"ReduceMean", "GlobalAveragePool"}   # lowered to MEAN: the output lies within the input's range
 
 
 def qparams_of(g: OnnxGraph, n: OnnxNode) -> tuple:
@@ -124,8 +129,9 @@ def fold_qdq(g: OnnxGraph) -> None:
             outs.append(t)
         else:
             p = prod.get(t)
-            raise UnsupportedError(f"graph output '{t}' (node '{p.name if p else '?'}') is float: "
-                                   "a QDQ model must end with a DequantizeLinear or a QuantizeLinear")
+            what = f"node '{p.name}' ({p.op})" if p else "node '?'"
+            raise UnsupportedError(f"graph output '{t}' of {what} is float: a QDQ model must end "
+                                   "with a DequantizeLinear or a QuantizeLinear")
     g.outputs = outs
     for n in compute:
         for t in n.inputs:
@@ -136,20 +142,53 @@ def fold_qdq(g: OnnxGraph) -> None:
 
 
 def propagate_quant(g: OnnxGraph) -> None:
-    """Quantization of the tensors no Q / DQ (or calibration) gave one, in topological order."""
+    """Quantization of the tensors no Q / DQ (or calibration) gave one, in topological order.
+
+    Ops that keep their input's quantization pass it on; Sigmoid / Softmax outputs take the
+    fixed one.  Any other float result is int8 in meaning when a QuantizeLinear re-quantizes
+    it further on (onnxruntime's quantize_static leaves ReduceMean + Reshape, as torch's dynamo
+    exporter writes global pooling and flatten, in float between a DQ and the next Q): it
+    takes the quantization of that Q, found through ops that keep the quantization; a mean
+    whose result is averaged again on the way keeps its input's (a mean lies within its
+    inputs' range).  A float result that no Q re-quantizes is refused.
+    """
     fixed = QuantParams(*quantizer.FIXED_SIGMOID_SOFTMAX)
+    cons = g.consumers()
     for n in g.nodes:
         for o in n.outputs:
             if not o or o in g.quant or n.op == "__DEQUANTIZE_OUT":
                 continue
-            if n.op in INHERIT or n.op in ("Relu", "Clip"):
+            if n.op in KEEP:
                 src = n.inputs[0]
                 if src not in g.quant:
                     raise node_error(n, f"input '{src}' has no quantization parameters")
                 g.quant[o] = g.quant[src]
             elif n.op in FIXED:
                 g.quant[o] = fixed
+            elif (q := requantized_by(g, o, cons, KEEP)) is not None:
+                g.quant[o] = q
+            elif (n.op in AVERAGE and n.inputs[0] in g.quant
+                  and requantized_by(g, o, cons, KEEP | AVERAGE) is not None):
+                g.quant[o] = g.quant[n.inputs[0]]
             else:
-                raise node_error(n, f"output '{o}' has no QuantizeLinear: the QDQ model is not fully "
-                                    "quantized (quantize it with int8 activations, or give the float "
-                                    "model and --calibration)")
+                raise node_error(n, f"output '{o}' is float and no QuantizeLinear re-quantizes it "
+                                    "(directly or through ops that keep the quantization): the QDQ "
+                                    "model is not fully quantized (quantize it with int8 activations, "
+                                    "or give the float model and --calibration)")
+
+
+def requantized_by(g: OnnxGraph, t: str, cons: dict, through: set):
+    """The quantization of the tensor nearest to t (t included) that has one, following t's
+    consumers whose op is in `through` (None if no such path reaches a quantized tensor)."""
+    queue, seen = deque([t]), {t}
+    while queue:
+        u = queue.popleft()
+        if u in g.quant:
+            return g.quant[u]
+        for c in cons.get(u, []):
+            if c.op in through and c.inputs[0] == u:
+                for o in c.outputs:
+                    if o and o not in seen:
+                        seen.add(o)
+                        queue.append(o)
+    return None
