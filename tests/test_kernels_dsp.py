@@ -364,12 +364,17 @@ def test_requant_dsp_matches_tflite():
 
 def test_requant_dsp_negative_multipliers_match_tflite():
     """te_dsp.h's general requantization with TFLite's negative multipliers (a negative
-    weight scale the compiler cannot fold), -2^31 included with SRDHM's one saturating case
-    (x = m = -2^31), left shifts, and the multipliers of |scale| < 2^-31 (0, shift 0)."""
-    from tinyengine.quant import multiply_by_quantized_multiplier
+    weight scale the compiler cannot fold), -2^31 included, left shifts, and the multipliers
+    of |scale| < 2^-31 (0, shift 0); SRDHM's one saturating case (x = m = -2^31), which it
+    leaves out, sends the layer to the portable kernel (srdhm_may_saturate)."""
+    from tinyengine.ops.conv import srdhm_may_saturate
+    from tinyengine.quant import multiply_by_quantized_multiplier, wrap_int32
     lo = -(1 << 31)
+    assert srdhm_may_saturate([5, lo], [0, -1], [1 << 31, 1 << 31])
+    assert srdhm_may_saturate([lo], [2], [1 << 29]) and not srdhm_may_saturate([lo], [1], 5)
+    assert not srdhm_may_saturate([lo, lo + 1], [0, 0], [(1 << 31) - 1, 1 << 31])
     rng = _rng("requant-negative")
-    cases = [(lo, lo, 0), (lo, lo, -1), (lo, lo, -31), (lo + 1, lo, 0), (1 << 30, lo, 1),
+    cases = [(lo + 1, lo, 0), (lo, lo + 1, 0), ((1 << 30) - 1, lo, 1),
              (-1, -(1 << 30), -1), (1, -(1 << 30), -1), (3, -(1 << 30), -2), (-3, -(1 << 30), -2),
              (5, lo, -1), (-5, lo, -1), (7, 0, 0), ((1 << 31) - 1, lo, -31), (12345, -1, -31)]
     for _ in range(600):
@@ -377,6 +382,8 @@ def test_requant_dsp_negative_multipliers_match_tflite():
         x = int(rng.integers(-(1 << 31), 1 << 31)) >> int(rng.integers(0, 31))
         cases.append((x, -int(rng.integers(1 << 30, (1 << 31) + 1)), s))
     x, m, s = (np.array(v, np.int64) for v in zip(*cases))
+    keep = ~((m == lo) & (wrap_int32(x << np.maximum(s, 0)) == lo))
+    x, m, s = x[keep], m[keep], s[keep]
     r = multiply_by_quantized_multiplier(x, m, s)
     for off in (-128, 0, 37):
         got, mode = _requant_c(x, m, s, off)
@@ -384,7 +391,7 @@ def test_requant_dsp_negative_multipliers_match_tflite():
         # r + off in int32 (TFLite adds the offset in int32: beyond it, undefined behaviour)
         ok = (r + off >= -(1 << 31)) & (r + off < (1 << 31))
         bad = np.flatnonzero(ok & (got != np.clip(r + off, -128, 127)))
-        assert bad.size == 0, (off, [cases[i] for i in bad[:5]])
+        assert bad.size == 0, (off, [(int(x[i]), int(m[i]), int(s[i])) for i in bad[:5]])
         assert ok.mean() > 0.95
 
 

@@ -119,18 +119,19 @@ static inline int32_t te_pkhtb(int32_t a, int32_t b)
 /*
  * TFLite MultiplyByQuantizedMultiplier(x, multiplier, shift), bit-exact with te_mbqm for any
  * int32 multiplier (negative ones too: quantizers other than TensorFlow's give negative
- * per-channel weight scales) and shift in [-31, 30]:
+ * per-channel weight scales) and shift in [-31, 30], except SRDHM's one saturating case
+ * x * 2^max(shift, 0) = multiplier = INT32_MIN (the compiler keeps the portable kernels
+ * where it could occur: tinyengine.ops.conv.srdhm_may_saturate):
  *   SRDHM(a, m) = floor((a * m + 2^30) / 2^31)  (equal to gemmlowp's nudge-and-truncate
- *   for both signs of a * m), saturated to INT32_MAX in its one overflowing case a = m =
- *   INT32_MIN (2^31), then RoundingDivideByPOT with the remainder compared to a threshold.
+ *   for both signs of a * m), then RoundingDivideByPOT with the remainder compared to a
+ *   threshold.
  */
 static inline int32_t te_requant_dsp(int32_t x, int32_t multiplier, int32_t shift)
 {
     const int32_t left = shift > 0 ? shift : 0;
     const int32_t right = shift > 0 ? 0 : -shift;
     const int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * multiplier + ((int64_t)1 << 30);
-    const int64_t s64 = ab >> 31;
-    const int32_t s = s64 > TE_INT32_MAX ? TE_INT32_MAX : (int32_t)s64;
+    const int32_t s = (int32_t)(ab >> 31);
     const int32_t mask = (int32_t)(((uint32_t)1 << right) - 1u);
     const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)s >> 31);
     return (s >> right) + ((s & mask) > threshold ? 1 : 0);

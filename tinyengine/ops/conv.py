@@ -149,6 +149,17 @@ def fold_negative_multipliers(acc_init, w2d, mult, shift, bound) -> tuple:
     return acc, w.astype(np.int8).reshape(np.shape(w2d)), mult
 
 
+def srdhm_may_saturate(mult, shift, bound) -> bool:
+    """Whether some channel has the multiplier -2^31 and an accumulator that (times the left
+    shift 2^max(shift, 0)) may reach -2^31 (``bound``: max |acc|): SaturatingRoundingDoubling-
+    HighMul's one saturating case, which te_dsp.h's te_requant_dsp leaves out (checking it
+    would cost every general-path output two instructions); such a layer keeps its portable
+    kernel."""
+    m, s, b = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64).ravel()
+                                    for v in (mult, shift, bound)))
+    return bool(np.any((m == -(1 << 31)) & ((b << np.clip(s, 0, 32)) >= (1 << 31))))
+
+
 def constant_channels(acc_init, w2d, mult, shift, x_range=(-128, 127), clamp=None) -> tuple:
     """(mask, k): the channels whose output is the same for every input, and that output as
     k = MultiplyByQuantizedMultiplier(acc, m, s) (the value before the output offset).
@@ -458,6 +469,8 @@ class Conv2D(ConvBase):
         acc_init, mult, shift, w2d = fold_constant_channels(
             acc_init, w2d, mult, q["out_shift"],
             clamp=(q["output_offset"], q["act_min"], q["act_max"]))
+        if srdhm_may_saturate(mult, shift, acc_bound(acc_init, w2d)):
+            return dict(kernel="te_conv_2d_s8")
         mult, rshift, mode = requant_dsp(mult, shift, acc_bound(acc_init, w2d),
                                          q["output_offset"], q["act_min"], q["act_max"])
         return dict(kernel=kernel, w_packed=pack_weights_dsp(w2d), acc_init=c_i32(acc_init),

@@ -27,7 +27,8 @@ from tinyengine.ops import OpDef, register, target_of, unsupported
 from tinyengine.ops.chanpack import ChannelParams
 from tinyengine.ops.common import act_bounds, c_i32, fold_input_offset, require_int8
 from tinyengine.ops.conv import (acc_bound, fold_constant_channels, fold_negative_multipliers,
-                                  interleave_rows, per_channel_multipliers, requant_dsp)
+                                  interleave_rows, per_channel_multipliers, requant_dsp,
+                                  srdhm_may_saturate)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier,
                               wrap_int32)
 
@@ -161,6 +162,7 @@ class FullyConnected(OpDef):
                     acc_init, w2d, mult, shift,
                     clamp=(q["output_offset"], q["act_min"], q["act_max"]))
             bound = acc_bound(acc_init, w2d)
+        if self._use_dsp(graph) and not srdhm_may_saturate(mult, shift, bound):
             mult, rshift, mode = requant_dsp(
                 mult, shift, bound if q["per_channel"] else bound.max(),
                 q["output_offset"], q["act_min"], q["act_max"])
