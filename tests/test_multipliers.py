@@ -11,7 +11,8 @@ per op, each with its own inputs and output.  On those boundary inputs TensorFlo
 agree with exactly one candidate formula, TinyEngine's multiplier must be that formula's, and
 the compiled model (host build; Cortex-M7 and M4 builds under QEMU, whose DSP kernels keep
 multipliers in tables of their own) must equal TensorFlow Lite Micro on them and on random
-inputs.
+inputs.  A second model does the same for the per-channel weighted ops with negative weight
+scales on half of the channels (a negative multiplier).
 
 LOGISTIC and LOG_SOFTMAX have no such ambiguity (a scale times a power of two is exact in float
 and double); they are checked on all 256 input codes and on random rows.
@@ -460,21 +461,27 @@ def check_compiled(probe_model, board, tmp_path):
         assert not bad, f"{p.name} on {board}: records {bad} differ from TFLite Micro"
 
 
+BOARDS = ["host", pytest.param("stm32f746", marks=pytest.mark.qemu),
+          pytest.param("stm32f411", marks=pytest.mark.qemu)]
+
+
 def test_tflm_uses_one_formula_and_tinyengine_the_same(probe_model):
     check_formulas(probe_model)
 
 
-@pytest.mark.parametrize("board", ["host", pytest.param("stm32f746", marks=pytest.mark.qemu),
-                                   pytest.param("stm32f411", marks=pytest.mark.qemu)])
+@pytest.mark.parametrize("board", BOARDS)
 def test_compiled_probes_equal_tflm(probe_model, board, tmp_path):
     check_compiled(probe_model, board, tmp_path)
 
 
-def test_negative_weight_scales_formula_and_host_build(negative_probe_model, tmp_path):
-    """Negative per-channel weight scales: the same formula (a negative multiplier), on host.
-    (The Cortex-M DSP kernels' tables for them are tested with those kernels.)"""
+def test_negative_weight_scales_use_the_same_formula(negative_probe_model):
+    """Negative per-channel weight scales: the same formula, a negative multiplier."""
     check_formulas(negative_probe_model)
-    check_compiled(negative_probe_model, "host", tmp_path)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_negative_weight_scales_compiled_equal_tflm(negative_probe_model, board, tmp_path):
+    check_compiled(negative_probe_model, board, tmp_path)
 
 
 def test_fully_connected_refuses_a_negative_per_tensor_scale_product():
