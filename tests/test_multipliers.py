@@ -93,8 +93,8 @@ def requant(acc, pair, zp, dtype="int8"):
 def discriminating(rng, formulas: dict, scales: tuple, candidates, outputs):
     """(params, picks): each formula's parameters for ``scales``, and for each pair of formulas
     up to 3 of ``candidates`` (inputs; or a function of the scales giving them) on which
-    ``outputs(params, candidates)`` differ; None
-    unless every pair of formulas gives different parameters and differs somewhere."""
+    ``outputs(params, candidates)`` differ.  None unless every pair of formulas gives different
+    parameters and differs somewhere."""
     params = {k: f(*scales) for k, f in formulas.items()}
     if len(set(params.values())) < len(params):
         return None
