@@ -12,7 +12,7 @@ import numpy as np
 
 from . import __version__
 from .compiler import CompileOptions, compile_model, write_project
-from .errors import TinyEngineError
+from .errors import ModelError, TinyEngineError
 from .hostio import host_io_of
 from .ir import IRError
 from .ops import UnsupportedError
@@ -448,7 +448,12 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (TinyEngineError, UnsupportedError, IRError) as e:
-        print(f"tinyengine: error: {e}", file=sys.stderr)
+        msg, model = str(e), getattr(args, "model", None)
+        if isinstance(e, (UnsupportedError, IRError, ModelError)):
+            msg = " ".join(msg.split())     # one line, whatever names the model holds
+            if model and not msg.startswith(str(model)):
+                msg = f"{model}: {msg}"     # a pass's message names the node: say which file too
+        print(f"tinyengine: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -49,15 +49,29 @@ def _activation(code: int, node_name: str, opname: str) -> str:
     return name
 
 
+def _padding(code: int, node_name: str, opname: str) -> str:
+    if code not in _PADDING:
+        raise ModelError(f"node '{node_name}' ({opname}): padding code {code} is not a TFLite "
+                         "padding (SAME, VALID)")
+    return _PADDING[code]
+
+
+def _positive(pair: tuple, what: str, node_name: str, opname: str) -> tuple:
+    if any(v <= 0 for v in pair):
+        raise ModelError(f"node '{node_name}' ({opname}): {what} {pair} must be positive")
+    return pair
+
+
 def _attrs(opname: str, op, node_name: str) -> dict:
     """Normalized attributes of one operator."""
     if opname in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         cls = "Conv2DOptions" if opname == "CONV_2D" else "DepthwiseConv2DOptions"
         o = _options(op, cls)
         attrs = {
-            "padding": _PADDING[o.Padding()] if o else "SAME",
-            "stride": (o.StrideH(), o.StrideW()) if o else (1, 1),
-            "dilation": (o.DilationHFactor(), o.DilationWFactor()) if o else (1, 1),
+            "padding": _padding(o.Padding(), node_name, opname) if o else "SAME",
+            "stride": _positive((o.StrideH(), o.StrideW()) if o else (1, 1), "stride", node_name, opname),
+            "dilation": _positive((o.DilationHFactor(), o.DilationWFactor()) if o else (1, 1),
+                                  "dilation", node_name, opname),
             "activation": _activation(o.FusedActivationFunction() if o else 0, node_name, opname),
         }
         if opname == "DEPTHWISE_CONV_2D":
@@ -75,8 +89,11 @@ def _attrs(opname: str, op, node_name: str) -> dict:
         return {"activation": _activation(o.FusedActivationFunction() if o else 0, node_name, opname)}
     if opname in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         o = _options(op, "Pool2DOptions")
-        return {"padding": _PADDING[o.Padding()], "stride": (o.StrideH(), o.StrideW()),
-                "filter": (o.FilterHeight(), o.FilterWidth()),
+        if o is None:
+            raise ModelError(f"node '{node_name}' ({opname}): the operator has no Pool2DOptions")
+        return {"padding": _padding(o.Padding(), node_name, opname),
+                "stride": _positive((o.StrideH(), o.StrideW()), "stride", node_name, opname),
+                "filter": _positive((o.FilterHeight(), o.FilterWidth()), "filter size", node_name, opname),
                 "activation": _activation(o.FusedActivationFunction(), node_name, opname)}
     if opname in ("MEAN", "SUM"):
         o = _options(op, "ReducerOptions")
@@ -92,6 +109,22 @@ def _attrs(opname: str, op, node_name: str) -> dict:
         return {"align_corners": bool(o.AlignCorners()) if o else False,
                 "half_pixel_centers": bool(o.HalfPixelCenters()) if o else False}
     return {}
+
+
+def _tensor_at(index_names: list, j, what: str, optional: bool = False):
+    """The tensor name at index j of the subgraph (None for an omitted optional input, -1)."""
+    j = int(j)
+    if optional and j == -1:
+        return None
+    if not 0 <= j < len(index_names):
+        raise ModelError(f"{what} refers to tensor {j}, the subgraph has {len(index_names)}")
+    return index_names[j]
+
+
+def _file_names(sg, upto: int) -> set:
+    """Names the file itself gives tensors upto.. (a renamed duplicate must not take one)."""
+    return {(sg.Tensors(k).Name() or b"").decode("utf-8", "replace")
+            for k in range(upto, sg.TensorsLength())}
 
 
 def read_bytes(path) -> bytes:
@@ -128,11 +161,15 @@ def _parse(data: bytes, label: str) -> Graph:
     tensors: dict = {}
     bad_types: dict = {}  # tensor name -> schema type name TinyEngine has no dtype for
     index_names: list = []
+    n_buffers = model.BuffersLength()
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
         tname = (t.Name() or b"").decode("utf-8", "replace") or f"tensor_{i}"
         if tname in tensors:
-            tname = f"{tname}#{i}"
+            k = i
+            while f"{tname}#{k}" in tensors or f"{tname}#{k}" in _file_names(sg, i):
+                k += sg.TensorsLength()
+            tname = f"{tname}#{k}"
         index_names.append(tname)
         ttype = t.Type()
         if ttype not in _TENSOR_TYPES:
@@ -141,19 +178,31 @@ def _parse(data: bytes, label: str) -> Graph:
         else:
             dtype = _TENSOR_TYPES[ttype]
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        if any(d < -1 for d in shape):
+            raise ModelError(f"tensor '{tname}' has shape {list(shape)}: dimensions must be "
+                             "positive (or -1 for a dynamic batch)")
         shape = tuple(1 if d < 0 else d for d in shape)  # dynamic batch -> 1
         quant = None
         q = t.Quantization()
         if q is not None and q.ScaleLength() > 0:
-            quant = QuantParams(q.ScaleAsNumpy().astype(np.float64), q.ZeroPointAsNumpy().astype(np.int64),
+            zp = (q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength()
+                  else np.zeros(1, np.int64))
+            quant = QuantParams(q.ScaleAsNumpy().astype(np.float64), zp,
                                 int(q.QuantizedDimension()) if q.ScaleLength() > 1 else None)
         data_arr = None
-        buf = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+        if not 0 <= t.Buffer() < max(n_buffers, 1):
+            raise ModelError(f"tensor '{tname}' refers to buffer {t.Buffer()}, the model has "
+                             f"{n_buffers}")
+        buf = model.Buffers(t.Buffer()) if t.Buffer() < n_buffers else None
         if buf is not None and buf.DataLength() > 0:
             if dtype is None:
                 raise UnsupportedError(f"tensor '{tname}' has type {_TYPE_NAMES.get(ttype, ttype)}, "
                                        f"supported: {', '.join(_TENSOR_TYPES.values())}")
             raw = buf.DataAsNumpy().tobytes()
+            item = np.dtype(dtype).itemsize
+            if len(raw) % item:
+                raise ModelError(f"constant tensor '{tname}' ({dtype}) has {len(raw)} bytes of data, "
+                                 f"not a multiple of {item}")
             data_arr = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
             if data_arr.size != int(np.prod(shape, dtype=np.int64)):
                 raise ModelError(f"constant tensor '{tname}' holds {data_arr.size} values, "
@@ -168,15 +217,23 @@ def _parse(data: bytes, label: str) -> Graph:
     counts: dict = {}
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
+        if not 0 <= op.OpcodeIndex() < model.OperatorCodesLength():
+            raise ModelError(f"operator {i} refers to operator code {op.OpcodeIndex()}, the model "
+                             f"has {model.OperatorCodesLength()}")
         code = model.OperatorCodes(op.OpcodeIndex())
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         opname = _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
         if opname == "CUSTOM":
-            opname = f"CUSTOM({(code.CustomCode() or b'?').decode()})"
+            opname = f"CUSTOM({(code.CustomCode() or b'?').decode('utf-8', 'replace')})"
         counts[opname] = counts.get(opname, 0) + 1
-        inputs = [index_names[j] if j >= 0 else None for j in op.InputsAsNumpy()] if op.InputsLength() else []
-        outputs = [index_names[j] for j in op.OutputsAsNumpy()] if op.OutputsLength() else []
         node_name = f"{opname.lower()}_{i}"
+        where = f"node '{node_name}' ({opname})"
+        inputs = [_tensor_at(index_names, j, f"{where} input {k}", optional=True)
+                  for k, j in enumerate(op.InputsAsNumpy() if op.InputsLength() else [])]
+        outputs = [_tensor_at(index_names, j, f"{where} output {k}")
+                   for k, j in enumerate(op.OutputsAsNumpy() if op.OutputsLength() else [])]
+        if not outputs:
+            raise ModelError(f"{where} has no output")
         if opname not in supported:
             raise UnsupportedError(
                 f"operator {opname} (node '{node_name}', output '{outputs[0] if outputs else '?'}') "
@@ -194,8 +251,10 @@ def _parse(data: bytes, label: str) -> Graph:
                 "model with full-integer post-training quantization first")
         nodes.append(Node(opname, node_name, inputs, outputs, _attrs(opname, op, node_name)))
 
-    g_inputs = [index_names[j] for j in sg.InputsAsNumpy()] if sg.InputsLength() else []
-    g_outputs = [index_names[j] for j in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
+    g_inputs = [_tensor_at(index_names, j, f"model input {k}")
+                for k, j in enumerate(sg.InputsAsNumpy() if sg.InputsLength() else [])]
+    g_outputs = [_tensor_at(index_names, j, f"model output {k}")
+                 for k, j in enumerate(sg.OutputsAsNumpy() if sg.OutputsLength() else [])]
     if not g_inputs or not g_outputs:
         raise ModelError("the model declares no inputs or no outputs")
     nodes = toposort(nodes, g_inputs, tensors)
