@@ -16,6 +16,7 @@ from .errors import ModelError, TinyEngineError
 from .hostio import host_io_of
 from .ir import IRError
 from .ops import UnsupportedError
+from .ops.float_edge import FLOAT_ATOL, FLOAT_RTOL
 
 
 class UsageError(TinyEngineError):
@@ -30,8 +31,9 @@ def _add_compile_args(p: argparse.ArgumentParser, out_required: bool) -> None:
     p.add_argument("--planner", choices=["greedy", "linear"], default="greedy",
                    help="memory planner (default: greedy)")
     p.add_argument("--device-float-io", action="store_true",
-                   help="keep a float model's input QUANTIZE / output DEQUANTIZE in the firmware "
-                        "(default: they run on the host and the firmware takes and returns int8)")
+                   help="keep a float model's input QUANTIZE / output DEQUANTIZE, and the float "
+                        "ops at its edges, in the firmware (default: they run on the host and the "
+                        "firmware takes and returns int8)")
     m = p.add_argument_group("memory (peak SRAM)")
     m.add_argument("--patch", metavar="auto|RxC@LAYER",
                    help="run the first layers patch by patch (MCUNetV2): 'auto' picks the split layer "
@@ -268,13 +270,17 @@ def cmd_verify(args) -> int:
     result = _build_and_run(c, out, records)
     bad = 0
     worst = 0
+    float_ops = c.graph.meta.get("float_edge_ops")     # float results: within a tolerance
+    float_worst = 0.0
     for k, (rec_out, gold) in enumerate(zip(result.outputs, expected)):
         for i, (y, g) in enumerate(zip(rec_out, gold)):
             g = np.asarray(g).reshape(y.shape)
-            if y.dtype != g.dtype or not np.array_equal(y, g):
+            diff = np.abs(y.astype(np.float64) - g.astype(np.float64))
+            if y.dtype.kind == "f" and float_ops:
+                float_worst = max(float_worst, float(diff.max(initial=0.0)))
+            if not _agrees(y, g, float_ops):
                 bad += 1
-                if y.dtype.kind in "iu":
-                    worst = max(worst, int(np.max(np.abs(y.astype(np.int64) - g.astype(np.int64)))))
+                worst = max(worst, float(diff.max(initial=0.0)))
                 if args.verbose:
                     print(f"input {k} output {i}: differs from TFLite Micro")
     if args.reference:
@@ -282,17 +288,32 @@ def cmd_verify(args) -> int:
         for k, rec in enumerate(records):
             ref = hio.from_device(reference.run(c.graph, hio.to_device(rec)))
             for y, g in zip(ref, expected[k]):
-                if not np.array_equal(y, np.asarray(g).reshape(y.shape)):
+                if not _agrees(y, np.asarray(g).reshape(y.shape), float_ops):
                     bad += 1
     where = "host" if c.board.kind == "host" else f"{c.board.name} on QEMU {c.board.qemu_machine}"
     if bad:
         print(f"FAIL: {Path(args.model).name} on {where}: {bad} output(s) of {args.count} inputs differ "
-              f"from TensorFlow Lite Micro (largest difference {worst})")
+              f"from TensorFlow Lite Micro (largest difference {worst:g}"
+              + (f"; float outputs may differ by {FLOAT_RTOL:g} x |value| + {FLOAT_ATOL:g}"
+                 if float_ops else "") + ")")
         return 1
     extra = f", {c.report['instructions']:,} instructions" if "instructions" in c.report else ""
-    print(f"OK: {Path(args.model).name} on {where}: bit-exact with TensorFlow Lite Micro on "
+    agree = "bit-exact with TensorFlow Lite Micro" if not float_ops else (
+        f"equal to TensorFlow Lite Micro (float outputs of {', '.join(o.removesuffix('_F32') for o in float_ops)} within "
+        f"{FLOAT_RTOL:g} x |value| + {FLOAT_ATOL:g}, largest difference {float_worst:.3g})")
+    print(f"OK: {Path(args.model).name} on {where}: {agree} on "
           f"{args.count} random inputs (seed {args.seed}){extra}")
     return 0
+
+
+def _agrees(y, g, float_ops) -> bool:
+    """An output equals TFLite Micro's: bit for bit, or for a float output of a model with
+    float ops at its edges (ops/float_edge.py) within FLOAT_RTOL x |value| + FLOAT_ATOL."""
+    if y.dtype != g.dtype:
+        return False
+    if y.dtype.kind == "f" and float_ops:
+        return bool(np.allclose(y, g, rtol=FLOAT_RTOL, atol=FLOAT_ATOL))
+    return bool(np.array_equal(y, g))
 
 
 def cmd_profile(args) -> int:

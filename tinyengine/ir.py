@@ -244,6 +244,8 @@ class Graph:
             if t.size > MAX_TENSOR_ELEMENTS:
                 raise IRError(f"tensor '{t.name}' has shape {t.shape}: {t.size} elements, more than "
                               f"{MAX_TENSOR_ELEMENTS} (larger than any supported board's memory)")
+            if t.is_const and t.dtype == "float32" and not np.isfinite(t.data).all():
+                raise IRError(f"constant '{t.name}' holds a value that is not a finite number")
             why = t.quant.problem(t) if t.quant is not None else None
             if why:
                 raise IRError(f"tensor '{t.name}': {why}")

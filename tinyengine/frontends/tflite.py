@@ -14,6 +14,7 @@ import tflite
 from ..errors import ModelError
 from ..ir import Graph, IRError, Node, QuantParams, Tensor, toposort
 from ..ops import UnsupportedError, supported_ops
+from ..ops.float_edge import FLOAT_EDGE_OPS
 
 _TENSOR_TYPES = {
     tflite.TensorType.FLOAT32: "float32",
@@ -101,6 +102,8 @@ def _attrs(opname: str, op, node_name: str) -> dict:
     if opname == "SOFTMAX":
         o = _options(op, "SoftmaxOptions")
         return {"beta": float(o.Beta()) if o else 1.0}
+    if opname == "LOG_SOFTMAX":
+        return {}
     if opname == "CONCATENATION":
         o = _options(op, "ConcatenationOptions")
         return {"axis": o.Axis(), "activation": _activation(o.FusedActivationFunction(), node_name, opname)}
@@ -109,6 +112,38 @@ def _attrs(opname: str, op, node_name: str) -> dict:
         return {"align_corners": bool(o.AlignCorners()) if o else False,
                 "half_pixel_centers": bool(o.HalfPixelCenters()) if o else False}
     return {}
+
+
+def _check_float_edges(nodes: list, g_inputs: list, tensors: dict) -> None:
+    """Float ops (<OP>_F32) run only at the model's edges: on values computed from the float
+    inputs before any QUANTIZE (head), or on values a DEQUANTIZE gave (tail) that no int8 layer
+    reads again.  A float op between int8 layers, or mixing both sides, is refused."""
+    side = {t: "head" for t in g_inputs if tensors[t].dtype == "float32"}
+    computed: set = set()         # tail tensors a float op computed (not a plain DEQUANTIZE)
+    for n in nodes:
+        live = [t for t in n.inputs if t is not None and not tensors[t].is_const]
+        if n.op == "DEQUANTIZE":
+            side.update({t: "tail" for t in n.outputs})
+            continue
+        if n.op == "QUANTIZE":
+            if any(t in computed for t in live):
+                raise UnsupportedError(
+                    f"node '{n.name}' (QUANTIZE) quantizes a value computed in float32 after a "
+                    "DEQUANTIZE: TinyEngine runs float ops only at the model's edges (before the "
+                    "first QUANTIZE, after the last DEQUANTIZE)")
+            continue
+        if not (n.op.endswith("_F32") or any(tensors[t].dtype == "float32" for t in n.outputs)):
+            continue
+        sides = {side.get(t) for t in live}
+        if None in sides or len(sides) > 1:
+            raise UnsupportedError(
+                f"node '{n.name}' ({n.op.removesuffix('_F32')}) computes in float32 between the "
+                "int8 layers: TinyEngine runs float ops only at the model's edges (on the float "
+                "inputs before their QUANTIZE, or after the last DEQUANTIZE)")
+        where = sides.pop() if sides else "head"
+        side.update({t: where for t in n.outputs})
+        if where == "tail" and (n.op.endswith("_F32") or any(t in computed for t in live)):
+            computed.update(n.outputs)
 
 
 def _tensor_at(index_names: list, j, what: str, optional: bool = False):
@@ -234,22 +269,26 @@ def _parse(data: bytes, label: str) -> Graph:
                    for k, j in enumerate(op.OutputsAsNumpy() if op.OutputsLength() else [])]
         if not outputs:
             raise ModelError(f"{where} has no output")
-        if opname not in supported:
-            raise UnsupportedError(
-                f"operator {opname} (node '{node_name}', output '{outputs[0] if outputs else '?'}') "
-                f"is not supported; supported operators: {', '.join(supported)}")
         for tn in inputs + outputs:
             if tn in bad_types:
                 raise UnsupportedError(f"node '{node_name}' ({opname}): tensor '{tn}' has type "
                                        f"{bad_types[tn]}, supported: int8, int32, float32 "
                                        "(at the model's edges)")
+        ir_op = opname
         if opname not in _FLOAT_OK and any(
                 tn is not None and tensors[tn].dtype == "float32" for tn in inputs + outputs):
+            if opname not in FLOAT_EDGE_OPS:
+                raise UnsupportedError(
+                    f"node '{node_name}' ({opname}) computes in float32: TinyEngine compiles "
+                    "int8-quantized models (float is allowed only at the edges: QUANTIZE, "
+                    f"DEQUANTIZE, RESHAPE, {', '.join(FLOAT_EDGE_OPS)}); quantize the model with "
+                    "full-integer post-training quantization first")
+            ir_op = f"{opname}_F32"     # float at an edge (checked below): ops/float_edge.py
+        elif opname not in supported:
             raise UnsupportedError(
-                f"node '{node_name}' ({opname}) computes in float32: TinyEngine compiles int8-quantized "
-                "models (float is allowed only at the edges through QUANTIZE/DEQUANTIZE); quantize the "
-                "model with full-integer post-training quantization first")
-        nodes.append(Node(opname, node_name, inputs, outputs, _attrs(opname, op, node_name)))
+                f"operator {opname} (node '{node_name}', output '{outputs[0] if outputs else '?'}') "
+                f"is not supported; supported operators: {', '.join(supported)}")
+        nodes.append(Node(ir_op, node_name, inputs, outputs, _attrs(opname, op, node_name)))
 
     g_inputs = [_tensor_at(index_names, j, f"model input {k}")
                 for k, j in enumerate(sg.InputsAsNumpy() if sg.InputsLength() else [])]
@@ -258,6 +297,7 @@ def _parse(data: bytes, label: str) -> Graph:
     if not g_inputs or not g_outputs:
         raise ModelError("the model declares no inputs or no outputs")
     nodes = toposort(nodes, g_inputs, tensors)
+    _check_float_edges(nodes, g_inputs, tensors)
     # drop tensors nothing refers to (keeps reports and the planner clean)
     used = set(g_inputs) | set(g_outputs)
     for n in nodes:
@@ -266,6 +306,7 @@ def _parse(data: bytes, label: str) -> Graph:
     desc = model.Description()
     graph = Graph(tensors, nodes, g_inputs, g_outputs, name=Path(label).stem if label else "model",
                   meta={"source": label, "format": "tflite",
+                        "float_edge_ops": sorted({n.op for n in nodes if n.op.endswith("_F32")}),
                         "description": desc.decode("utf-8", "replace") if desc else ""})
     graph.validate()
     return graph
