@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tflite
 
-from tests.conftest import have_arm_toolchain
+from tests.test_float_edges import edge_model
 from tests.tflite_builder import ModelBuilder
 from tinyengine import cli
 
@@ -109,14 +109,15 @@ def _small_builder_model() -> bytes:
     return mb.build()
 
 
-MUTATION_SOURCES = {"kws_ref_model": 110, "ad01_int8": 70, "builder": 120}
+MUTATION_SOURCES = {"kws_ref_model": 100, "ad01_int8": 60, "builder": 80, "float_edges": 60}
 
 
 def test_mutated_models_compile_or_fail_cleanly(tmp_path, models_dir):
     """Seeded: 300 mutated files; each compiles (no build) or fails with exit 2 and one line."""
     sources = {"kws_ref_model": (models_dir / "mlperf_tiny" / "kws_ref_model.tflite").read_bytes(),
                "ad01_int8": (models_dir / "mlperf_tiny" / "ad01_int8.tflite").read_bytes(),
-               "builder": _small_builder_model()}
+               "builder": _small_builder_model(),
+               "float_edges": edge_model("SOFTMAX", head=True, tail_add=True)}
     rng = np.random.default_rng(20261207)
     outcome = {0: 0, 2: 0}
     failures = []

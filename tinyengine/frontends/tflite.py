@@ -269,6 +269,8 @@ def _parse(data: bytes, label: str) -> Graph:
                    for k, j in enumerate(op.OutputsAsNumpy() if op.OutputsLength() else [])]
         if not outputs:
             raise ModelError(f"{where} has no output")
+        if not inputs or inputs[0] is None:     # no builtin op's first input is optional
+            raise ModelError(f"{where} has no input 0")
         for tn in inputs + outputs:
             if tn in bad_types:
                 raise UnsupportedError(f"node '{node_name}' ({opname}): tensor '{tn}' has type "

@@ -43,8 +43,10 @@ def _c_float(v: float) -> str:
     return float.hex(v) + "f"
 
 
-def _float_io(node, graph) -> tuple:
-    ins = [graph.tensor(t) for t in node.inputs if t is not None]
+def _float_io(node, graph, n_inputs: int) -> tuple:
+    if len(node.inputs) != n_inputs or None in node.inputs or len(node.outputs) != 1:
+        raise unsupported(node, f"takes {n_inputs} input(s) and gives one output")
+    ins = [graph.tensor(t) for t in node.inputs]
     y = graph.tensor(node.outputs[0])
     for t in ins + [y]:
         if t.dtype != "float32":
@@ -57,9 +59,7 @@ class _Unary(OpDef):
     template = "ops/unary_f32.c.j2"
 
     def check(self, node, graph):
-        (x, *rest), y = _float_io(node, graph)
-        if rest or len(node.outputs) != 1:
-            raise unsupported(node, "takes one input and gives one output")
+        (x,), y = _float_io(node, graph, 1)
         if x.size != y.size:
             raise unsupported(node, f"input shape {x.shape} and output shape {y.shape} differ")
 
@@ -139,9 +139,7 @@ class _BinaryF32(OpDef):
     fn = None
 
     def check(self, node, graph):
-        (a, b, *rest), y = _float_io(node, graph)
-        if rest:
-            raise unsupported(node, "takes two inputs")
+        (a, b), y = _float_io(node, graph, 2)
         if node.attrs.get("activation", "NONE") not in _ACT_RANGE:
             raise unsupported(node, f"fused activation {node.attrs.get('activation')}")
         try:

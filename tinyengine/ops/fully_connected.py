@@ -99,8 +99,9 @@ class FullyConnected(OpDef):
                 raise unsupported(node, f"{w.quant.scale.size} weight scales for {out_f} outputs")
             if w.quant.axis not in (None, 0):
                 raise unsupported(node, f"per-channel weights along axis {w.quant.axis} (need 0)")
-        if y.shape[-1] != out_f:
-            raise unsupported(node, f"output's last dim {y.shape[-1]} != {out_f} weight rows")
+        if not y.shape or y.shape[-1] != out_f:
+            last = y.shape[-1] if y.shape else "none"
+            raise unsupported(node, f"output's last dim {last} != {out_f} weight rows")
         batches = y.size // out_f
         if x.size != batches * in_f:
             raise unsupported(node, f"input {x.shape} does not flatten to [{batches}, {in_f}]")
