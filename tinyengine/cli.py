@@ -257,6 +257,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def largest_difference(y, g) -> float:
+    """max |y - g| over two outputs of one shape, integer or float (inf where one holds a NaN
+    or an infinity the other has not)."""
+    a, b = np.asarray(y, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    if same.all():
+        return 0.0
+    return float(np.max(np.where(same, 0.0, np.nan_to_num(np.abs(a - b), nan=np.inf))))
+
+
 def cmd_verify(args) -> int:
     from . import golden, reference
 
@@ -275,12 +285,11 @@ def cmd_verify(args) -> int:
     for k, (rec_out, gold) in enumerate(zip(result.outputs, expected)):
         for i, (y, g) in enumerate(zip(rec_out, gold)):
             g = np.asarray(g).reshape(y.shape)
-            diff = np.abs(y.astype(np.float64) - g.astype(np.float64))
             if y.dtype.kind == "f" and float_ops:
-                float_worst = max(float_worst, float(diff.max(initial=0.0)))
+                float_worst = max(float_worst, largest_difference(y, g))
             if not _agrees(y, g, float_ops):
                 bad += 1
-                worst = max(worst, float(diff.max(initial=0.0)))
+                worst = max(worst, largest_difference(y, g))
                 if args.verbose:
                     print(f"input {k} output {i}: differs from TFLite Micro")
     if args.reference:
@@ -288,8 +297,10 @@ def cmd_verify(args) -> int:
         for k, rec in enumerate(records):
             ref = hio.from_device(reference.run(c.graph, hio.to_device(rec)))
             for y, g in zip(ref, expected[k]):
-                if not _agrees(y, np.asarray(g).reshape(y.shape), float_ops):
+                g = np.asarray(g).reshape(y.shape)
+                if not _agrees(y, g, float_ops):
                     bad += 1
+                    worst = max(worst, largest_difference(y, g))
     where = "host" if c.board.kind == "host" else f"{c.board.name} on QEMU {c.board.qemu_machine}"
     if bad:
         print(f"FAIL: {Path(args.model).name} on {where}: {bad} output(s) of {args.count} inputs differ "
@@ -298,9 +309,10 @@ def cmd_verify(args) -> int:
                  if float_ops else "") + ")")
         return 1
     extra = f", {c.report['instructions']:,} instructions" if "instructions" in c.report else ""
+    names = ", ".join(o.removesuffix("_F32") for o in float_ops or ())
     agree = "bit-exact with TensorFlow Lite Micro" if not float_ops else (
-        f"equal to TensorFlow Lite Micro (float outputs of {', '.join(o.removesuffix('_F32') for o in float_ops)} within "
-        f"{FLOAT_RTOL:g} x |value| + {FLOAT_ATOL:g}, largest difference {float_worst:.3g})")
+        f"equal to TensorFlow Lite Micro (float outputs of {names} within {FLOAT_RTOL:g} x "
+        f"|value| + {FLOAT_ATOL:g}, largest difference {float_worst:.3g})")
     print(f"OK: {Path(args.model).name} on {where}: {agree} on "
           f"{args.count} random inputs (seed {args.seed}){extra}")
     return 0
