@@ -99,8 +99,8 @@ class QuantParams:
             if worst.size:
                 return (f"quantization scale {worst[0]:g} is not usable (an activation's scale must "
                         f"be between {lo:g} and {hi:g})")
-        if zp.size != scale.size and zp.size != 1:
-            return f"{scale.size} quantization scales but {zp.size} zero points"
+        if zp.size != scale.size and zp.size != 1 and np.unique(zp).size != 1:
+            return f"{scale.size} quantization scales but {zp.size} different zero points"
         if tensor.dtype in ZERO_POINT_RANGE:
             lo, hi = ZERO_POINT_RANGE[tensor.dtype]
             out = zp[(zp < lo) | (zp > hi)]
