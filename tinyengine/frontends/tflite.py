@@ -247,7 +247,7 @@ def _parse(data: bytes, label: str) -> Graph:
         if dtype is None:
             bad_types[tname] = _TYPE_NAMES.get(ttype, str(ttype))
 
-    supported = supported_ops()
+    supported = [o for o in supported_ops() if not o.endswith("_F32")]   # int8 ops
     nodes = []
     counts: dict = {}
     for i in range(sg.OperatorsLength()):
