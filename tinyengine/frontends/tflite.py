@@ -156,12 +156,6 @@ def _tensor_at(index_names: list, j, what: str, optional: bool = False):
     return index_names[j]
 
 
-def _file_names(sg, upto: int) -> set:
-    """Names the file itself gives tensors upto.. (a renamed duplicate must not take one)."""
-    return {(sg.Tensors(k).Name() or b"").decode("utf-8", "replace")
-            for k in range(upto, sg.TensorsLength())}
-
-
 def read_bytes(path) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -197,13 +191,16 @@ def _parse(data: bytes, label: str) -> Graph:
     bad_types: dict = {}  # tensor name -> schema type name TinyEngine has no dtype for
     index_names: list = []
     n_buffers = model.BuffersLength()
+    file_names = [(sg.Tensors(i).Name() or b"").decode("utf-8", "replace")
+                  for i in range(sg.TensorsLength())]
+    taken = set(file_names)       # a duplicate's new name must not be one the file uses
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
-        tname = (t.Name() or b"").decode("utf-8", "replace") or f"tensor_{i}"
+        tname = file_names[i] or f"tensor_{i}"
         if tname in tensors:
             k = i
-            while f"{tname}#{k}" in tensors or f"{tname}#{k}" in _file_names(sg, i):
-                k += sg.TensorsLength()
+            while f"{tname}#{k}" in tensors or f"{tname}#{k}" in taken:
+                k += len(file_names)
             tname = f"{tname}#{k}"
         index_names.append(tname)
         ttype = t.Type()
