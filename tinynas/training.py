@@ -290,6 +290,8 @@ def _train(cfg: TrainConfig, ctx: Distributed) -> dict:
     total = steps * cfg.epochs
     last_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, epoch + cfg.stop_after)
     summary: dict = {"epoch": epoch, "step": step}
+    if epoch >= cfg.epochs and ctx.rank == 0:
+        print(f"nothing to train: {out / CHECKPOINT} is at epoch {epoch} of --epochs {cfg.epochs}", flush=True)
     while epoch < last_epoch:
         t0 = time.time()
         net.train()
