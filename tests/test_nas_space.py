@@ -131,6 +131,7 @@ def _torch_counts(net, r, in_channels):
     return sum(macs), sum(p.numel() for p in net.parameters())
 
 
+@pytest.mark.usefixtures("torch_one_thread")
 @pytest.mark.parametrize("space", [SearchSpace(width_mult=0.35, resolutions=(48, 64)), TINY,
                                    SearchSpace(width_mult=0.25, resolutions=(32, 40), se=True, in_channels=1)],
                          ids=["mcunet-0.35", "tiny", "se"])
@@ -144,6 +145,7 @@ def test_analytic_counts_equal_pytorch_subnet(space):
         assert (space.macs(c), space.params(c)) == (macs, params), c
 
 
+@pytest.mark.usefixtures("torch_one_thread")
 def test_default_space_counts_at_full_scale():
     # the default space at width 1.0 (no 1280-channel feature-mix layer), counted by PyTorch hooks
     pytest.importorskip("torch")

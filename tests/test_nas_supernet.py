@@ -25,13 +25,7 @@ TINY = SearchSpace(width_mult=0.25, resolutions=(12, 16), stage_widths=(24, 40, 
                    stage_depths=((1, 2), (1, 2), (1,)), in_channels=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CI machine has 2 cores shared with other jobs: PyTorch's thread pool only adds contention here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _scramble_bn(net, space, seed):
