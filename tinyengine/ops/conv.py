@@ -24,7 +24,8 @@ from tinyengine.ops import OpDef, register, target_of, unsupported
 from tinyengine.ops.chanpack import ChannelParams
 from tinyengine.ops.common import (act_bounds, c_i32, fold_input_offset, is_padding,
                                     require_int8, window_geometry)
-from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier_array,
+from tinyengine.quant import (multiply_by_quantized_multiplier,
+                              multiply_by_quantized_multiplier_int as mbqm, quantize_multiplier_array,
                               wrap_int32)
 
 
@@ -248,16 +249,15 @@ def _preimage(k: int, m: int, s: int):
     """The smallest x with |x| < 2^30 and te_mbqm(x, m, s) = k, or None, for m in [2^30, 2^31)
     and s <= -1 (where te_mbqm is non-decreasing in x with slope < 1)."""
     lo, hi = -(1 << 30) + 1, (1 << 30) - 1
-    if not int(multiply_by_quantized_multiplier(lo, m, s)) <= k <= \
-            int(multiply_by_quantized_multiplier(hi, m, s)):
+    if not mbqm(lo, m, s) <= k <= mbqm(hi, m, s):
         return None
     while lo < hi:
         mid = (lo + hi) // 2
-        if int(multiply_by_quantized_multiplier(mid, m, s)) >= k:
+        if mbqm(mid, m, s) >= k:
             hi = mid
         else:
             lo = mid + 1
-    return lo if int(multiply_by_quantized_multiplier(lo, m, s)) == k else None
+    return lo if mbqm(lo, m, s) == k else None
 
 
 def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
