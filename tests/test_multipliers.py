@@ -29,6 +29,7 @@ from tests.test_models import run_cli_on_records
 from tests.tflite_builder import ModelBuilder
 from tinyengine.compiler import run_passes
 from tinyengine.frontends.tflite import load
+from tinyengine.golden import GoldenError
 from tinyengine.ops import UnsupportedError
 from tinyengine.ops import gemmlowp as gl
 from tinyengine.ops.conv import per_channel_multipliers
@@ -497,7 +498,7 @@ def test_fully_connected_refuses_a_negative_per_tensor_scale_product():
     mb.inputs([x])
     mb.outputs([y])
     model = mb.build()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(GoldenError, match="could not load"):
         run_tflm_many(model, [[np.zeros((1, 4), np.int8)]])
     with pytest.raises(UnsupportedError, match=r"FULLY_CONNECTED.*negative per-tensor weight scale"):
         run_passes(load(model))
