@@ -2,4 +2,4 @@
 
 Pipeline (read top-down): frontends -> ir -> passes -> planner -> codegen -> project/runner.
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401

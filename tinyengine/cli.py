@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .compiler import CompileOptions, compile_model, write_project
 from .errors import TinyEngineError
 from .hostio import host_io_of

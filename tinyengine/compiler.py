@@ -13,10 +13,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, codegen, hostio, ops, passes, planner
+from . import codegen, hostio, ops, passes, planner
 from .boards import Board, get_board
 from .errors import FitError, ModelError, TinyEngineError
 from .ir import Graph
+from .version import __version__
 
 PASSES = [
     passes.check_ops,
