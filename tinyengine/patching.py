@@ -44,7 +44,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import ops
-from .errors import FitError, TinyEngineError
+from .errors import FitError, PatchError
 from .ir import Graph, Node, Tensor
 
 WINDOW_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
@@ -52,10 +52,6 @@ ELEMENTWISE_OPS = ("ADD", "MUL", "LOGISTIC", "QUANTIZE")
 MAX_MAC_OVERHEAD = 0.10       # --patch auto: at most 10% more MACs than the whole-tensor run
 SRAM_ALLOWANCE = 1024         # bytes beside the arena (firmware statics + stack) in SRAM estimates
 GRIDS = [(n, n) for n in range(2, 9)] + [(n, 1) for n in range(2, 11)]
-
-
-class PatchError(TinyEngineError):
-    """A patch schedule that cannot be built for this model."""
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-class UnsupportedError(ValueError):
-    """A model feature TinyEngine does not support; the message names node, op and what is."""
+from ..errors import UnsupportedError  # noqa: F401  (defined with the other user-facing errors)
 
 
 class OpDef:
