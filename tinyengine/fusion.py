@@ -12,7 +12,7 @@ depthwise kernel runs on the ring with ``out_h = 1`` and the explicit padding of
 region.  Same arithmetic, other schedule: bit-exact.
 
 Each band node is the model's node re-derived on its region by
-:func:`tinyengine.patching.region_graph` (the patch machinery): top padding only where the
+:func:`tinyengine.regions.region_graph` (as the patches of a patch stage): top padding only where the
 row's window starts above the image, bottom padding read past ``in_h`` as at the border.
 
 The planner sees the pair as one step (tinyengine/planner.py ``plan_graph(fusions=..)``):
@@ -31,7 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .ir import Graph
-from .patching import _LITERAL, Region, _input_region, param_symbols, region_graph
+from .patching import _LITERAL, param_symbols
+from .regions import Region, input_region, region_graph
 
 
 # a fusion must lower the arena by at least this fraction: it costs per-row calls and moves,
@@ -137,7 +138,7 @@ def build(graph: Graph, i: int) -> Fusion:
     done = prime[0] + prime[1] if prime else 0        # image rows expanded so far: [0, done)
     for oy in range(oh):
         u = oy * s - p["pad_top"]
-        r_in = _input_region(dw, graph, Region(oy, oy + 1, 0, ow))
+        r_in = input_region(dw, graph, Region(oy, oy + 1, 0, ow))
         lo, hi = r_in.y0, r_in.y1
         new0 = max(done, lo)
         new = max(0, hi - new0)

@@ -8,18 +8,11 @@ then writes its region into the split node's whole output tensor.  Only the mode
 and the split output are ever whole; every other stage tensor lives in a patch buffer.
 
 Any kernel size, stride, dilation and padding works, because each patch's node is the
-model's node re-derived for a region (:func:`build`):
-
-* the region of an op's input is the rows / columns its output region reads, clipped to
-  the image: ``[max(0, y0*s - pad_top), min(in_h, (y1-1)*s - pad_top + eff_h))``;
-* the patch's padding is explicit: ``pad_top`` only where the region touches the image's
-  top border (likewise left), bottom / right only where the region ends at the image's
-  bottom / right border: the kernels read ``pad_value`` past ``in_h`` / ``in_w`` of the
-  region, which then is the real border (average pools count only in-bounds pixels, the
-  same);
-* prepare() of the op on the patch-sized tensors computes the kernel parameters, so the
-  patch runs the very kernel the whole tensor would, on a sub-problem; the NumPy reference
-  of the same patch nodes (:func:`run_reference`) is bit-exact with the whole-tensor run.
+model's node re-derived for a region (tinyengine/regions.py: the region a window op reads,
+the explicit padding of a region at the image's border, prepare() on the patch-sized
+tensors), so the patch runs the very kernel the whole tensor would, on a sub-problem; the
+NumPy reference of the same patch nodes (:func:`run_reference`) is bit-exact with the
+whole-tensor run.
 
 Patches are NxM: rows are full-width strips when M = 1 (contiguous in NHWC: the input is
 read in place and the result written in place); with M > 1 a patch's input region is
@@ -45,29 +38,13 @@ from dataclasses import dataclass, field
 
 from . import ops
 from .errors import FitError, PatchError
-from .ir import Graph, Node, Tensor
+from .ir import Graph, Node
+from .regions import WINDOW_OPS, Region, input_region, region_graph
 
-WINDOW_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
 ELEMENTWISE_OPS = ("ADD", "MUL", "LOGISTIC", "QUANTIZE")
 MAX_MAC_OVERHEAD = 0.10       # --patch auto: at most 10% more MACs than the whole-tensor run
 SRAM_ALLOWANCE = 1024         # bytes beside the arena (firmware statics + stack) in SRAM estimates
 GRIDS = [(n, n) for n in range(2, 9)] + [(n, 1) for n in range(2, 11)]
-
-
-@dataclass(frozen=True)
-class Region:
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-
-    @property
-    def h(self) -> int:
-        return self.y1 - self.y0
-
-    @property
-    def w(self) -> int:
-        return self.x1 - self.x0
 
 
 @dataclass
@@ -131,25 +108,6 @@ def _rt(r: Region) -> tuple:
 
 
 # -- geometry --------------------------------------------------------------------------------
-def _window(node) -> tuple:
-    """(k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left) of a prepared node."""
-    p = node.params
-    if node.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        return (p["k_h"], p["k_w"], p["stride_h"], p["stride_w"], p["dil_h"], p["dil_w"],
-                p["pad_top"], p["pad_left"])
-    return (p["filter_h"], p["filter_w"], p["stride_h"], p["stride_w"], 1, 1,
-            p["pad_top"], p["pad_left"])
-
-
-def _input_region(node, graph, r: Region) -> Region:
-    if node.op not in WINDOW_OPS:
-        return r
-    kh, kw, sh, sw, dh, dw, pt, pl = _window(node)
-    _, in_h, in_w, _ = graph.tensors[node.inputs[0]].shape
-    return Region(max(0, r.y0 * sh - pt), min(in_h, (r.y1 - 1) * sh - pt + (kh - 1) * dh + 1),
-                  max(0, r.x0 * sw - pl), min(in_w, (r.x1 - 1) * sw - pl + (kw - 1) * dw + 1))
-
-
 def _edges(n: int, parts: int) -> list:
     return [round(i * n / parts) for i in range(parts + 1)]
 
@@ -199,47 +157,6 @@ def _patch_graph(graph: Graph, split: int, regions: dict, out_region: Region):
     """The stage's nodes re-derived on region-sized tensors; None when regions disagree."""
     return region_graph(graph, graph.nodes[:split + 1], regions, [graph.inputs[0]],
                         [graph.nodes[split].outputs[0]])
-
-
-def region_graph(graph: Graph, nodes: list, regions: dict, inputs: list, outputs: list) -> Graph:
-    """``nodes`` re-derived on the region-sized tensors of ``regions`` (tensor -> Region):
-    window ops get the explicit padding of their region (module docstring) and every node
-    is prepared on its sub-problem (cached in ``graph.meta``).  Also used by
-    tinyengine/fusion.py for the row bands of a fused expand -> depthwise pair."""
-    tensors = {}
-    for name, r in regions.items():
-        t = graph.tensors[name]
-        tensors[name] = Tensor(name, (1, r.h, r.w, t.shape[3]), t.dtype, t.quant)
-    new_nodes = []
-    for node in nodes:
-        for t in node.inputs:
-            if t is not None and graph.tensors[t].is_const:
-                tensors[t] = graph.tensors[t]
-        attrs = dict(node.attrs)
-        if node.op in WINDOW_OPS:
-            kh, kw, sh, sw, dh, dw, pt, pl = _window(node)
-            r_out, r_in = regions[node.outputs[0]], regions[node.inputs[0]]
-            top = r_in.y0 - (r_out.y0 * sh - pt)
-            left = r_in.x0 - (r_out.x0 * sw - pl)
-            bottom = max(0, (r_out.h - 1) * sh + (kh - 1) * dh + 1 - r_in.h - top)
-            right = max(0, (r_out.w - 1) * sw + (kw - 1) * dw + 1 - r_in.w - left)
-            attrs["padding"] = (top, bottom, left, right)
-        new_nodes.append(Node(node.op, node.name, list(node.inputs), list(node.outputs), attrs))
-    g = Graph(tensors, new_nodes, list(inputs), list(outputs), name=graph.name, meta=graph.meta)
-    cache = graph.meta.setdefault("patch_prepare_cache", {})
-    for n, orig in zip(new_nodes, nodes):
-        key = (orig.name, tuple(tuple(g.tensors[t].shape) for t in n.inputs + n.outputs
-                               if t is not None and not g.tensors[t].is_const),
-               repr(n.attrs.get("padding")))
-        if key not in cache:
-            opdef = ops.get(n.op)
-            try:
-                opdef.check(n, g)
-                cache[key] = opdef.prepare(n, g)
-            except ops.UnsupportedError as e:
-                raise PatchError(f"a patch of node '{n.name}' cannot run: {e}") from None
-        n.params = cache[key]
-    return g
 
 
 def param_symbols(node: Node, orig: Node, k: int, consts: dict) -> dict:
@@ -345,7 +262,7 @@ def build(graph: Graph, split: int, grid: tuple) -> PatchSchedule:
                 for t in node.inputs:
                     if t is None or graph.tensors[t].is_const:
                         continue
-                    need = _input_region(node, graph, r_out)
+                    need = input_region(node, graph, r_out)
                     if t in regions and regions[t] != need:
                         raise PatchError(f"cannot run the first {split + 1} ops patch by patch: "
                                          f"tensor '{t}' is read over different regions")
