@@ -22,6 +22,7 @@ from tests.golden import run_tflm_many
 from tests.test_memory import _chain_model, _write
 from tinyengine import fusion, overlap, planner
 from tinyengine.cli import _build_and_run, main, random_records
+from tinyengine.codegen import fused_pair
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 
 # each 1x1 expand conv is followed by the depthwise conv it feeds (a fusion candidate)
@@ -150,7 +151,7 @@ def test_mcunet_fused_peak_sram_measured_on_qemu(models_dir, tmp_path, capsys):
 
 
 def _loop_values(bodies, tmp_path):
-    """Run the loop fusion.render makes of ``bodies`` (C calls ``f(<literals>);``) on the
+    """Run the loop fused_pair.render_pair makes of ``bodies`` (C calls ``f(<literals>);``) on the
     host: the literals each row passes, as the C computes them."""
     import subprocess
 
@@ -158,7 +159,7 @@ def _loop_values(bodies, tmp_path):
 
     n = len(bodies)
     loop = environment().get_template("fused_expand_dw.c.j2").render(
-        part="pair", runs=[dict(loop=True, first=0, n=n, **fusion._affine_loop(bodies))],
+        part="pair", runs=[dict(loop=True, first=0, n=n, **fused_pair._affine_loop(bodies))],
         rows=n, ring_rows=3, prime=None, unpack=[], tensor="t", expand_name="e")
     k = bodies[0].count(",") + 1
     args = ", ".join(f"long v{i}" for i in range(k))
@@ -191,7 +192,7 @@ def test_loop_keeps_only_distinct_rows_of_literals(tmp_path):
         bodies = ["f(" + ", ".join(map(str, r)) + ");" for r in case]
         got, loop = _loop_values(bodies, tmp_path)
         assert got == case
-        assert len(fusion._affine_loop(bodies)["table"]) == stored, loop
+        assert len(fused_pair._affine_loop(bodies)["table"]) == stored, loop
 
 
 def _pack_pair_tables(c, fs) -> list:
