@@ -21,7 +21,8 @@ import pytest
 from tests.golden import run_tflm_many
 from tests.test_memory import _chain_model, _write
 from tinyengine import fusion, overlap, planner
-from tinyengine.cli import _build_and_run, main, random_records
+from tinyengine import build_and_run, random_records
+from tinyengine.cli import main
 from tinyengine.codegen import fused_pair
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 
@@ -64,7 +65,7 @@ def _check_forced(path, board, tmp_path, n=2):
     write_project(c, out)
     records = random_records(c.graph, n, 0)
     expected = run_tflm_many(path, records)
-    result = _build_and_run(c, out, records)
+    result = build_and_run(c, out, records)
     for got, gold in zip(result.outputs, expected):
         for y, g in zip(got, gold):
             np.testing.assert_array_equal(y, np.asarray(g).reshape(y.shape))
@@ -197,7 +198,7 @@ def test_loop_keeps_only_distinct_rows_of_literals(tmp_path):
 
 def _pack_pair_tables(c, fs) -> list:
     """Store every fused pair's per-channel tables bit-packed whether or not the arena grows
-    (the compiler does it only where it does not: compiler.grant_compact_params); replan."""
+    (the compiler does it only where it does not: memory.grant_compact_params); replan."""
     from tinyengine.ops import chanpack
 
     packed = []
@@ -241,7 +242,7 @@ def test_fused_pair_tables_bit_packed_on_qemu(tmp_path):
         assert not any(f"te_n{k}_{n}" in text.replace("_rq_packed", "") for n in names)
     records = random_records(c.graph, 2, 0)
     expected = run_tflm_many(path, records)
-    result = _build_and_run(c, out, records)
+    result = build_and_run(c, out, records)
     for got, gold in zip(result.outputs, expected):
         for y, gd in zip(got, gold):
             np.testing.assert_array_equal(y, np.asarray(gd).reshape(y.shape))
