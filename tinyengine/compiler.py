@@ -42,6 +42,8 @@ OPTIONAL_PASSES = {"fold_pad": passes.fold_pad, "reorder": passes.reorder_for_me
 
 @dataclass
 class CompileOptions:
+    """Everything a compile may be asked: the board, the passes and memory techniques to use
+    (plan_options() gives the memory plan's part), the firmware's extras."""
     board: str = "stm32f746"
     planner: str = "greedy"
     device_float_io: bool = False   # keep float edge QUANTIZE/DEQUANTIZE in the firmware
@@ -81,6 +83,8 @@ class CompileOptions:
 
 @dataclass
 class Compiled:
+    """A compiled model: its IR after the passes, its memory plan, and (once written and run)
+    its report."""
     graph: Graph
     plan: MemoryPlan
     board: Board
