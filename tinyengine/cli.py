@@ -191,6 +191,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def largest_difference(y, g) -> float:
+    """max |y - g| over two outputs of one shape, integer or float (inf where one holds a NaN
+    or an infinity the other has not)."""
+    a, b = np.asarray(y, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    if same.all():
+        return 0.0
+    return float(np.max(np.where(same, 0.0, np.nan_to_num(np.abs(a - b), nan=np.inf))))
+
+
 def cmd_verify(args) -> int:
     c = te.compile_model(args.model, _options(args))
     out = _out_dir(args, "verify")
@@ -207,8 +217,7 @@ def cmd_verify(args) -> int:
             g = np.asarray(g).reshape(y.shape)
             if y.dtype != g.dtype or not np.array_equal(y, g):
                 bad += 1
-                if y.dtype.kind in "iu":
-                    worst = max(worst, int(np.max(np.abs(y.astype(np.int64) - g.astype(np.int64)))))
+                worst = max(worst, largest_difference(y, g))
                 if args.verbose:
                     print(f"input {k} output {i}: differs from TFLite Micro")
     if args.reference:
@@ -216,12 +225,14 @@ def cmd_verify(args) -> int:
         for k, rec in enumerate(records):
             ref = hio.from_device(te.run_reference(c.graph, hio.to_device(rec)))
             for y, g in zip(ref, expected[k]):
-                if not np.array_equal(y, np.asarray(g).reshape(y.shape)):
+                g = np.asarray(g).reshape(y.shape)
+                if not np.array_equal(y, g):
                     bad += 1
+                    worst = max(worst, largest_difference(y, g))
     where = "host" if c.board.kind == "host" else f"{c.board.name} on QEMU {c.board.qemu_machine}"
     if bad:
         print(f"FAIL: {Path(args.model).name} on {where}: {bad} output(s) of {args.count} inputs differ "
-              f"from TensorFlow Lite Micro (largest difference {worst})")
+              f"from TensorFlow Lite Micro (largest difference {worst:g})")
         return 1
     extra = f", {c.report['instructions']:,} instructions" if "instructions" in c.report else ""
     print(f"OK: {Path(args.model).name} on {where}: bit-exact with TensorFlow Lite Micro on "
