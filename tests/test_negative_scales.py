@@ -14,7 +14,8 @@ import pytest
 
 from tests.model_mutator import negate_channels, tiny_channels, weight_scales
 from tests.test_kernels_depthwise import _dw_network
-from tinyengine.cli import main, random_records
+from tinyengine import random_records
+from tinyengine.cli import main
 from tinyengine.compiler import CompileOptions, compile_model, load_model, run_passes
 from tinyengine.golden import run_tflm_many
 
