@@ -125,3 +125,27 @@ def test_c_helpers_for_code_that_renders_its_own_c():
     assert te.ctype_of(np.zeros(2, np.int16)) == "int16_t"
     arr = te.ConstArray("te_x", "int32_t", np.array([1, -2147483648], np.int32), "x")
     assert arr.nbytes == 8 and "(-2147483647 - 1)" in arr.body()
+
+
+def test_an_operator_of_ones_own_is_planned_like_any_other():
+    """tinytrain's path: a backward op registered through the API gets its scratch planned."""
+    from tinyengine import ops
+
+    @te.register_op
+    class GradScale(te.OpDef):
+        name = "TEST_GRAD_SCALE_F32"
+        inplace = True
+
+        def scratch_bytes(self, node, graph):
+            return 96
+
+    try:
+        names = ["x", "y", "z", "w"]
+        g = te.Graph({t: te.Tensor(t, (1, 64), "float32") for t in names},
+                     [te.Node("TEST_GRAD_SCALE_F32", f"s{i}", [a], [b])
+                      for i, (a, b) in enumerate(zip(names, names[1:]))], ["x"], ["w"])
+        plan = te.plan_memory(g, te.PlanOptions(fuse=False, compact_params=False))
+        assert set(plan.scratch) == {"s0", "s1", "s2"} and plan.scratch["s1"][1] == 96
+        assert plan.aliases == {"z": "y"}     # in place where the input dies (not the model's I/O)
+    finally:
+        del ops.REGISTRY["TEST_GRAD_SCALE_F32"]

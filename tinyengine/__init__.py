@@ -40,6 +40,8 @@ from .golden import run_onnxruntime_many, run_tflm_many
 from .hostio import host_io_of, random_records
 from .ir import Graph, Node, QuantParams, Tensor
 from .memory import PlanOptions, plan_memory
+from .ops import OpDef, Target
+from .ops import register as register_op
 from .planner import MemoryPlan
 from .profile import write_profile
 from .project import emit_project
@@ -51,7 +53,7 @@ from .version import __version__
 __all__ = [
     "__version__",
     # IR and errors
-    "Graph", "Node", "Tensor", "QuantParams",
+    "Graph", "Node", "Tensor", "QuantParams", "OpDef", "register_op", "Target",
     "TinyEngineError", "ModelError", "FitError", "PatchError", "IRError", "UnsupportedError",
     "UnknownBoardError", "BuildError", "RunError",
     # boards
