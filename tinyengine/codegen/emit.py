@@ -5,8 +5,8 @@ codegen/fused_pair.py) and above the IR and the ops; it decides nothing about th
 
 * :func:`environment`: the jinja2 environment of codegen_templates/ (strict undefined,
   kernel switch reporting);
-* :func:`c_comment`, :class:`ConstArray`, :func:`ctype_of`: text safe in a C comment, a
-  ``static const`` array, the C type of a NumPy array;
+* :func:`c_comment`, :func:`c_string`, :class:`ConstArray`, :func:`ctype_of`: text safe in a
+  C comment or string, a ``static const`` array, the C type of a NumPy array;
 * :func:`param_symbols`: a part node's params with its arrays as named constants;
 * ``LITERAL``: an integer literal of generated C (the patch stage and the fused pair turn
   calls that differ only in literals into one loop over a table of them).
@@ -40,6 +40,7 @@ def environment() -> jinja2.Environment:
     env.globals.update(args=None, prelude="")
     # kernel switches: a template reports which optional paths of its kernel the call can take
     env.globals.update(switches=KernelSwitches(), dw_dsp_paths=_dw_dsp_paths)
+    env.filters["c_comment"] = c_comment    # a model's names and file name reach C only so
     return env
 
 
@@ -71,9 +72,31 @@ def _dw_dsp_paths(p) -> dict:
     return dsp_paths(p)
 
 
+NAME_LIMIT = 400   # characters of a model's name kept in generated comments and strings
+
+
+def _printable(text: str, escape) -> str:
+    """text on one line (whitespace runs -> one space), at most NAME_LIMIT characters, every
+    character outside printable ASCII (and the backslash) replaced by escape(ch)."""
+    text = re.sub(r"\s+", " ", str(text))
+    if len(text) > NAME_LIMIT:
+        text = text[:NAME_LIMIT] + "..."
+    return "".join(ch if " " <= ch <= "~" and ch != "\\" else escape(ch) for ch in text)
+
+
 def c_comment(text: str) -> str:
-    """Make arbitrary text safe inside a /* */ comment, on one line."""
-    return re.sub(r"\s+", " ", str(text).replace("*/", "* /"))
+    """Make arbitrary text (a model's tensor or node name) safe inside a /* */ comment (or a
+    Makefile # comment), on one line: no comment delimiters, no trigraph (`??/` is a
+    backslash in C99), no backslash, only printable ASCII (others as <U+XXXX>)."""
+    text = _printable(text, lambda ch: "<backslash>" if ch == "\\" else f"<U+{ord(ch):04X}>")
+    return re.sub(r"\?(?=\?)", "?-", text.replace("*/", "* /").replace("/*", "/ *"))
+
+
+def c_string(text: str) -> str:
+    """Make arbitrary text safe inside a C string literal: printable ASCII, quotes and
+    backslashes as ' and /, no trigraphs."""
+    text = _printable(text, lambda ch: "/" if ch == "\\" else "?")
+    return text.replace('"', "'").replace("?", "\\?")
 
 
 @dataclass

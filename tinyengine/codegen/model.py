@@ -18,7 +18,7 @@ from .. import ops
 from ..ir import Graph
 from ..ops import chanpack
 from ..planner import MemoryPlan
-from .emit import KERNEL_DIR, ConstArray, c_comment, ctype_of, environment
+from .emit import KERNEL_DIR, ConstArray, c_comment, c_string, ctype_of, environment
 from .fused_pair import render_pair
 from .patch_stage import render_stage
 
@@ -181,5 +181,5 @@ def _conv_args(cp, opdef, node, graph, idx: int, p: dict, consts: dict, scratch_
 
 def _io(graph: Graph, name: str, expr: str) -> dict:
     t = graph.tensors[name]
-    return {"name": c_comment(name).replace('"', "'").replace("\\", "/"), "expr": expr, "bytes": t.nbytes,
+    return {"name": c_string(name), "expr": expr, "bytes": t.nbytes,
             "dtype": DTYPE_CODES[t.dtype], "shape": t.shape}

@@ -104,8 +104,9 @@ class FullyConnected(OpDef):
             raise unsupported(node, f"negative per-tensor weight scale {float(w.quant.scale[0]):g}: "
                                     "TFLite Micro requires input scale * weight scale >= 0 "
                                     "(negative scales are supported per channel)")
-        if y.shape[-1] != out_f:
-            raise unsupported(node, f"output's last dim {y.shape[-1]} != {out_f} weight rows")
+        if not y.shape or y.shape[-1] != out_f:
+            last = y.shape[-1] if y.shape else "none"
+            raise unsupported(node, f"output's last dim {last} != {out_f} weight rows")
         batches = y.size // out_f
         if x.size != batches * in_f:
             raise unsupported(node, f"input {x.shape} does not flatten to [{batches}, {in_f}]")
