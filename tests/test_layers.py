@@ -155,22 +155,60 @@ def test_every_module_has_a_layer_and_imports_only_its_own_or_lower_layers():
     assert not upward, "\n".join(upward)
 
 
-def test_cli_uses_only_the_public_api():
+def api_misuse(path: Path, package: str = "") -> tuple:
+    """(names the file binds to the tinyengine package, its uses of tinyengine beyond the
+    public API): imports of submodules or of names not in tinyengine.__all__, and attributes
+    of the package not in it.  ``package``: the file's own package, for relative imports."""
     api = set(tinyengine.__all__)
-    tree = ast.parse(MODULES["tinyengine.cli"].read_text())
+    tree = ast.parse(path.read_text(), str(path))
     aliases, bad = set(), []
-    for line, target, name in _imports("tinyengine.cli"):
-        if target == "tinyengine" and (name is None or name in api):
-            continue
-        bad.append(f"cli.py:{line} imports {target}{'.' + name if name else ''}")
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            aliases |= {a.asname or a.name for a in node.names if a.name == "tinyengine"}
+            for a in node.names:
+                if a.name == "tinyengine":
+                    aliases.add(a.asname or a.name)
+                elif a.name.startswith("tinyengine."):
+                    bad.append(f"{path.name}:{node.lineno} imports {a.name}")
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            if base.split(".")[0] != "tinyengine":
+                continue
+            for a in node.names:
+                if base != "tinyengine" or a.name not in api:
+                    bad.append(f"{path.name}:{node.lineno} imports {base}.{a.name}")
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                 and node.value.id in aliases and node.attr not in api:
-            bad.append(f"cli.py:{node.lineno} uses {node.value.id}.{node.attr}, not in the API")
+            bad.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}, not in the API")
+    return aliases, bad
+
+
+def test_api_misuse_is_found(tmp_path):
+    src = ("import tinyengine as te\nfrom tinyengine import compile_model\n"
+           "from tinyengine.codegen import generate\nfrom tinyengine import runner\n"
+           "x = te.plan_memory, te.planner\n")
+    f = tmp_path / "user.py"
+    f.write_text(src)
+    aliases, bad = api_misuse(f)
+    assert aliases == {"te"}
+    assert [b.split(" ", 1)[1] for b in bad] == [
+        "imports tinyengine.codegen.generate", "imports tinyengine.runner",
+        "uses te.planner, not in the API"]
+
+
+def test_cli_uses_only_the_public_api():
+    aliases, bad = api_misuse(MODULES["tinyengine.cli"], "tinyengine")
     assert aliases, "cli.py does not import the package API"
+    assert not bad, "\n".join(bad)
+
+
+def test_packages_built_on_tinyengine_use_only_the_public_api():
+    """tinytrain and tinynas import tinyengine's public API and nothing else."""
+    files = [f for pkg in ("tinytrain", "tinynas") for f in sorted((PKG.parent / pkg).rglob("*.py"))]
+    bad = [b for f in files for b in api_misuse(f)[1]]
     assert not bad, "\n".join(bad)
 
 
