@@ -12,7 +12,8 @@ import pytest
 
 from tests.test_firmware import libc_memory_functions
 from tinyengine import reference
-from tinyengine.cli import main, random_records
+from tinyengine import random_records
+from tinyengine.cli import main
 from tinyengine.compiler import load_model, run_passes
 from tinyengine.golden import run_tflm_many
 from tinyengine.hostio import host_io_of
