@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .cost import CostModel
+from .errors import TinyNasError
 from .search import Constraints, NoFitError
 from .space import SearchSpace
 
@@ -78,6 +79,8 @@ class SpaceChoice:
 def optimize_space(base: SearchSpace, widths, resolutions, board: str, constraints: Constraints,
                    samples: int = 100, patch: bool = False, seed: int = 0, processes: int | None = None) -> SpaceChoice:
     """The grid's sub-spaces with their feasible MACs, and the one the CDF rule picks (see the module)."""
+    if not isinstance(samples, int) or samples < 1:
+        raise TinyNasError(f"space optimization: samples must be a positive integer, got {samples!r}")
     subs = []
     for w in widths:
         for r in resolutions:
