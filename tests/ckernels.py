@@ -1,6 +1,7 @@
 """Load TinyEngine's portable C kernels into Python with ctypes, for kernel unit tests.
 
-All firmware/kernels/*.c are compiled with the project's warning flags into one shared
+All firmware/kernels/*.c are compiled with the project's warning flags (and -ffp-contract=off,
+which the float32 training kernels need to give the same bits everywhere) into one shared
 library (cached per test session), so each kernel can be called directly on NumPy arrays
 and compared with its op's NumPy reference.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "firmware" / "kernels"
-CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared"]
+CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fPIC", "-shared"]
 
 
 @functools.lru_cache(maxsize=None)

@@ -28,3 +28,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "qemu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def torch_one_thread():
+    """PyTorch on one thread: the CI machine's 2 cores are shared, and a thread pool only adds contention
+    to the small networks of the tinynas tests (several times slower with 2 threads on a busy machine)."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -196,6 +196,42 @@ def test_multipliers_without_codes_stay_stored():
         assert np.array_equal(_c_unpack(packed, 40, params.group, want.nbytes), want)
 
 
+def _negative_multiplier_params(rng, n, group, mixed):
+    """Channels with negative TFLite multipliers (negative weight scales that the compiler
+    could not fold into the weights): all in [-2^31, -2^30] (-2^31 included), or (mixed) both
+    signs and 0 within a 31-bit span."""
+    acc = rng.integers(-2**20, 2**20, n)
+    if mixed:
+        mult = rng.integers(-2**29, 2**29, n)
+        mult[n // 2] = 0
+    else:
+        mult = -rng.integers(1 << 30, (1 << 31) + 1, n)
+        mult[0] = -(1 << 31)
+    return chanpack.ChannelParams(acc, mult, rng.integers(1, 32, n), group)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_negative_multipliers_round_trip(mixed):
+    """Negative multipliers are stored as plain fields (no codes: those are for TFLite's
+    positive multipliers) and rebuilt exactly by the C decoder and its Python twin."""
+    rng = np.random.default_rng(17 + mixed)
+    for n, group in ((1, 1), (5, 4), (37, 37), (40, 4)):
+        cp = _negative_multiplier_params(rng, n, group, mixed)
+        assert chanpack.packable(cp)
+        packed = chanpack.pack(cp)
+        assert not (packed[2] >> 16) & chanpack.DERIVED
+        want = chanpack.table(cp)
+        assert np.array_equal(chanpack.split_table(want, n, group).mult, cp.mult)
+        assert np.array_equal(chanpack.unpack(packed, n, group), want)
+        assert np.array_equal(_c_unpack(packed, n, group, want.nbytes), want)
+    # both signs at full size span 32 bits: not packable, so the layer keeps its plain table
+    cp = _negative_multiplier_params(rng, 8, 8, False)
+    cp.mult[1] = (1 << 31) - 1
+    assert not chanpack.packable(cp)
+    cp.scales = (0.02, 0.1)
+    assert chanpack.mult_codes(cp) is None
+
+
 def _with_outliers(cp, rng, n_acc, n_byte):
     """cp with n_acc channels' accumulator starts anywhere in int32 (the extremes included) and
     n_byte channels' shift bytes far above the rest (the last channel always among them, in
@@ -382,6 +418,9 @@ def _qemu_cases():
         packed = _scramble_listed(chanpack.pack(cp), cp, rng)
         assert (packed[2] >> 8) & chanpack.EXCEPTIONS
         cases.append((packed, cp.n, cp.group, chanpack.table(cp)))
+    for mixed in (False, True):                               # negative multipliers
+        cp = _negative_multiplier_params(rng, 13, 4, mixed)
+        cases.append((chanpack.pack(cp), cp.n, cp.group, chanpack.table(cp)))
     for n, group in ((17, 3), (40, 4), (37, 37), (48, 4)):    # multiplier codes
         for cp in (_derived_params(rng, n, group, dead=n // 4),
                    _derived_params(rng, n, group, **OVERFLOW) if n == 40 else None):

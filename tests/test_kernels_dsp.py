@@ -60,6 +60,16 @@ def _special_channels(rng, special, w, bias, ws):
         bias[1::3] = rng.integers(-(1 << 29), 1 << 29, size=bias[1::3].size)
     elif special == "big":
         ws[0::2] *= 3000.0
+    elif special in ("neg", "neg128"):
+        # other quantizers' scales: negative (the compiler moves the sign into the channel's
+        # weights and bias: the fast requantization) and tiny (multiplier flushed to 0);
+        # 'neg128': some negative channels hold a -128 weight, whose negation is no int8
+        # (they keep their negative multiplier: the general requantization)
+        ws[0::4] *= -1.0
+        ws[3::8] = 1e-10 * (1.0 + np.arange(ws[3::8].size))
+        if special == "neg128":
+            ws[1::4] *= -1.0
+            w[1::4].reshape(w[1::4].shape[0], -1)[:, 0] = -128
 
 
 def _conv_layer(mb, rng, tag, in_hw, in_c, out_c, k_hw, stride, padding, per_channel, act,
@@ -170,6 +180,23 @@ FC += [dict(batch=1, in_f=20, out_f=9, per_channel=True, act="NONE", special="co
        dict(batch=2, in_f=13, out_f=5, per_channel=True, act="RELU6", special="big")]
 
 
+# negative and tiny weight scales (FULLY_CONNECTED per channel only: TFLite Micro refuses a
+# negative per-tensor one)
+NEGATIVE = [("conv", dict(in_hw=(4, 4), in_c=12, out_c=10, k_hw=(1, 1), stride=(1, 1),
+                          padding="VALID", per_channel=True, act="NONE", special="neg")),
+            ("conv", dict(in_hw=(5, 3), in_c=9, out_c=7, k_hw=(1, 1), stride=(1, 1),
+                          padding="VALID", per_channel=True, act="RELU", special="neg128")),
+            ("conv", dict(in_hw=(7, 7), in_c=4, out_c=9, k_hw=(3, 3), stride=(1, 1),
+                          padding="SAME", per_channel=True, act="RELU6", special="neg")),
+            ("conv", dict(in_hw=(6, 6), in_c=3, out_c=5, k_hw=(3, 3), stride=(2, 2),
+                          padding="SAME", per_channel=False, act="NONE", special="neg")),
+            ("conv", dict(in_hw=(6, 5), in_c=3, out_c=10, k_hw=(3, 3), stride=(1, 1),
+                          padding="SAME", per_channel=True, act="NONE", special="neg128")),
+            ("fc", dict(batch=2, in_f=96, out_f=20, per_channel=True, act="NONE", special="neg")),
+            ("fc", dict(batch=1, in_f=67, out_f=12, per_channel=True, act="RELU",
+                        special="neg128"))]
+
+
 # -- host-only checks ------------------------------------------------------------------------
 def _compiled(model: bytes, board: str, tmp_path, name: str):
     path = tmp_path / f"{name}.tflite"
@@ -211,6 +238,21 @@ def test_dsp_kernel_choice_and_scratch(tmp_path):
         assert n.params["rq_mult"].size == n.params["rq_shift"].size == n.params["out_c"]
     for n in host.graph.nodes:
         assert ops.get(n.op).scratch_bytes(n, host.graph) == 0
+
+
+def test_negative_scales_keep_the_fast_requantization_where_foldable(tmp_path):
+    """A negative multiplier whose sign moves into its channel's weights and bias leaves the
+    layer on te_dsp.h's fast requantization; one with a -128 weight (no int8 negation) puts
+    the layer on the general one, with the negative multiplier as TFLite computed it."""
+    _, m7 = _compiled(_model(NEGATIVE), "stm32f746", tmp_path, "neg")
+    assert len(m7.graph.nodes) == len(NEGATIVE)
+    for node in m7.graph.nodes:
+        kw = NEGATIVE[int(m7.graph.tensor(node.outputs[0]).name[1:])][1]
+        p = node.params
+        assert p["kernel"].endswith("_dsp"), p["kernel"]
+        fast = bool(p["rq_mode"] & RQ_FAST)
+        assert fast == (kw["special"] == "neg"), (kw, p["rq_mode"])
+        assert (np.asarray(p["rq_mult"]) < 0).any() == (not fast)
 
 
 def test_small_fully_connected_head_keeps_the_portable_kernel(tmp_path):
@@ -320,6 +362,64 @@ def test_requant_dsp_matches_tflite():
     assert seen == {0, RQ_FAST, RQ_FAST | RQ_POST_OFFSET}
 
 
+def test_requant_dsp_negative_multipliers_match_tflite():
+    """te_dsp.h's general requantization with TFLite's negative multipliers (a negative
+    weight scale the compiler cannot fold), -2^31 included, left shifts, and the multipliers
+    of |scale| < 2^-31 (0, shift 0); SRDHM's one saturating case (x = m = -2^31), which it
+    leaves out, sends the layer to the portable kernel (srdhm_may_saturate)."""
+    from tinyengine.ops.conv import srdhm_may_saturate
+    from tinyengine.quant import multiply_by_quantized_multiplier, wrap_int32
+    lo = -(1 << 31)
+    assert srdhm_may_saturate([5, lo], [0, -1], [1 << 31, 1 << 31])
+    assert srdhm_may_saturate([lo], [2], [1 << 29]) and not srdhm_may_saturate([lo], [1], 5)
+    assert not srdhm_may_saturate([lo, lo + 1], [0, 0], [(1 << 31) - 1, 1 << 31])
+    rng = _rng("requant-negative")
+    cases = [(lo + 1, lo, 0), (lo, lo + 1, 0), ((1 << 30) - 1, lo, 1),
+             (-1, -(1 << 30), -1), (1, -(1 << 30), -1), (3, -(1 << 30), -2), (-3, -(1 << 30), -2),
+             (5, lo, -1), (-5, lo, -1), (7, 0, 0), ((1 << 31) - 1, lo, -31), (12345, -1, -31)]
+    for _ in range(600):
+        s = int(rng.integers(-31, 4))
+        x = int(rng.integers(-(1 << 31), 1 << 31)) >> int(rng.integers(0, 31))
+        cases.append((x, -int(rng.integers(1 << 30, (1 << 31) + 1)), s))
+    x, m, s = (np.array(v, np.int64) for v in zip(*cases))
+    keep = ~((m == lo) & (wrap_int32(x << np.maximum(s, 0)) == lo))
+    x, m, s = x[keep], m[keep], s[keep]
+    r = multiply_by_quantized_multiplier(x, m, s)
+    for off in (-128, 0, 37):
+        got, mode = _requant_c(x, m, s, off)
+        assert not mode & RQ_FAST
+        # r + off in int32 (TFLite adds the offset in int32: beyond it, undefined behaviour)
+        ok = (r + off >= -(1 << 31)) & (r + off < (1 << 31))
+        bad = np.flatnonzero(ok & (got != np.clip(r + off, -128, 127)))
+        assert bad.size == 0, (off, [(int(x[i]), int(m[i]), int(s[i])) for i in bad[:5]])
+        assert ok.mean() > 0.95
+
+
+def test_negative_multiplier_fold_is_exact():
+    """fold_negative_multipliers' identity: MultiplyByQuantizedMultiplier(x, m, s) ==
+    MultiplyByQuantizedMultiplier(-x, -m, s) for every int32 x, m other than -2^31 (SRDHM sees
+    the product only), random and at the rounding ties; and the fold's conditions."""
+    from tinyengine.ops.conv import fold_negative_multipliers
+    from tinyengine.quant import multiply_by_quantized_multiplier as mbqm
+    rng = _rng("fold-negative")
+    x = np.concatenate([rng.integers(-(1 << 31) + 1, 1 << 31, 20000) >> rng.integers(0, 31, 20000),
+                        np.arange(-4096, 4097)])
+    m = -rng.integers(1 << 30, 1 << 31, x.size)
+    m[::7] = -(1 << 30)                                  # exact halves: the rounding ties
+    s = rng.integers(-31, 1, x.size)
+    assert np.array_equal(mbqm(x, m, s), mbqm(-x, -m, s))
+    # channels: folded / weight -128 / m = -2^31 / positive / accumulator bound too large
+    w = np.array([[3, -127], [-128, 5], [1, 2], [4, 4], [1, 1]], np.int8)
+    acc = np.array([10, -20, 30, 40, 50])
+    mult = np.array([-(1 << 30) - 5, -(1 << 30), -(1 << 31), (1 << 30) + 1, -(1 << 30)])
+    shift = np.array([-3, -3, -3, -3, 2])
+    bound = np.array([100, 100, 100, 100, 1 << 29])
+    a2, w2, m2 = fold_negative_multipliers(acc, w, mult, shift, bound)
+    assert list(a2) == [-10, -20, 30, 40, 50]
+    assert list(m2) == [(1 << 30) + 5] + list(mult[1:])
+    assert w2.tolist() == [[-3, 127]] + w.tolist()[1:] and w2.dtype == np.int8
+
+
 def test_acc_bound():
     w = np.array([[1, -2, 3], [0, 0, 0]], np.int8)
     assert list(acc_bound([-10, 7], w)) == [10 + 128 * 6, 7]
@@ -374,6 +474,11 @@ def test_conv_1x1_dsp_on_qemu(tmp_path):
 @pytest.mark.qemu
 def test_conv_general_dsp_on_qemu(tmp_path):
     _check_layers([("conv", kw) for kw in GENERAL], tmp_path, "general")
+
+
+@pytest.mark.qemu
+def test_negative_and_tiny_scales_dsp_on_qemu(tmp_path):
+    _check_layers(NEGATIVE, tmp_path, "negative")
 
 
 @pytest.mark.qemu

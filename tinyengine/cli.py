@@ -12,10 +12,11 @@ import numpy as np
 
 from . import __version__
 from .compiler import CompileOptions, compile_model, write_project
-from .errors import TinyEngineError
+from .errors import ModelError, TinyEngineError
 from .hostio import host_io_of
 from .ir import IRError
 from .ops import UnsupportedError
+from .ops.float_edge import FLOAT_ATOL, FLOAT_RTOL
 
 
 class UsageError(TinyEngineError):
@@ -30,8 +31,9 @@ def _add_compile_args(p: argparse.ArgumentParser, out_required: bool) -> None:
     p.add_argument("--planner", choices=["greedy", "linear"], default="greedy",
                    help="memory planner (default: greedy)")
     p.add_argument("--device-float-io", action="store_true",
-                   help="keep a float model's input QUANTIZE / output DEQUANTIZE in the firmware "
-                        "(default: they run on the host and the firmware takes and returns int8)")
+                   help="keep a float model's input QUANTIZE / output DEQUANTIZE, and the float "
+                        "ops at its edges, in the firmware (default: they run on the host and the "
+                        "firmware takes and returns int8)")
     m = p.add_argument_group("memory (peak SRAM)")
     m.add_argument("--patch", metavar="auto|RxC@LAYER",
                    help="run the first layers patch by patch (MCUNetV2): 'auto' picks the split layer "
@@ -255,6 +257,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def largest_difference(y, g) -> float:
+    """max |y - g| over two outputs of one shape, integer or float (inf where one holds a NaN
+    or an infinity the other has not)."""
+    a, b = np.asarray(y, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    if same.all():
+        return 0.0
+    return float(np.max(np.where(same, 0.0, np.nan_to_num(np.abs(a - b), nan=np.inf))))
+
+
 def cmd_verify(args) -> int:
     from . import golden, reference
 
@@ -268,13 +280,16 @@ def cmd_verify(args) -> int:
     result = _build_and_run(c, out, records)
     bad = 0
     worst = 0
+    float_ops = c.graph.meta.get("float_edge_ops")     # float results: within a tolerance
+    float_worst = 0.0
     for k, (rec_out, gold) in enumerate(zip(result.outputs, expected)):
         for i, (y, g) in enumerate(zip(rec_out, gold)):
             g = np.asarray(g).reshape(y.shape)
-            if y.dtype != g.dtype or not np.array_equal(y, g):
+            if y.dtype.kind == "f" and float_ops:
+                float_worst = max(float_worst, largest_difference(y, g))
+            if not _agrees(y, g, float_ops):
                 bad += 1
-                if y.dtype.kind in "iu":
-                    worst = max(worst, int(np.max(np.abs(y.astype(np.int64) - g.astype(np.int64)))))
+                worst = max(worst, largest_difference(y, g))
                 if args.verbose:
                     print(f"input {k} output {i}: differs from TFLite Micro")
     if args.reference:
@@ -282,17 +297,35 @@ def cmd_verify(args) -> int:
         for k, rec in enumerate(records):
             ref = hio.from_device(reference.run(c.graph, hio.to_device(rec)))
             for y, g in zip(ref, expected[k]):
-                if not np.array_equal(y, np.asarray(g).reshape(y.shape)):
+                g = np.asarray(g).reshape(y.shape)
+                if not _agrees(y, g, float_ops):
                     bad += 1
+                    worst = max(worst, largest_difference(y, g))
     where = "host" if c.board.kind == "host" else f"{c.board.name} on QEMU {c.board.qemu_machine}"
     if bad:
         print(f"FAIL: {Path(args.model).name} on {where}: {bad} output(s) of {args.count} inputs differ "
-              f"from TensorFlow Lite Micro (largest difference {worst})")
+              f"from TensorFlow Lite Micro (largest difference {worst:g}"
+              + (f"; float outputs may differ by {FLOAT_RTOL:g} x |value| + {FLOAT_ATOL:g}"
+                 if float_ops else "") + ")")
         return 1
     extra = f", {c.report['instructions']:,} instructions" if "instructions" in c.report else ""
-    print(f"OK: {Path(args.model).name} on {where}: bit-exact with TensorFlow Lite Micro on "
+    names = ", ".join(o.removesuffix("_F32") for o in float_ops or ())
+    agree = "bit-exact with TensorFlow Lite Micro" if not float_ops else (
+        f"equal to TensorFlow Lite Micro (float outputs of {names} within {FLOAT_RTOL:g} x "
+        f"|value| + {FLOAT_ATOL:g}, largest difference {float_worst:.3g})")
+    print(f"OK: {Path(args.model).name} on {where}: {agree} on "
           f"{args.count} random inputs (seed {args.seed}){extra}")
     return 0
+
+
+def _agrees(y, g, float_ops) -> bool:
+    """An output equals TFLite Micro's: bit for bit, or for a float output of a model with
+    float ops at its edges (ops/float_edge.py) within FLOAT_RTOL x |value| + FLOAT_ATOL."""
+    if y.dtype != g.dtype:
+        return False
+    if y.dtype.kind == "f" and float_ops:
+        return bool(np.allclose(y, g, rtol=FLOAT_RTOL, atol=FLOAT_ATOL))
+    return bool(np.array_equal(y, g))
 
 
 def cmd_profile(args) -> int:
@@ -448,7 +481,12 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (TinyEngineError, UnsupportedError, IRError) as e:
-        print(f"tinyengine: error: {e}", file=sys.stderr)
+        msg, model = str(e), getattr(args, "model", None)
+        if isinstance(e, (UnsupportedError, IRError, ModelError)):
+            msg = " ".join(msg.split())     # one line, whatever names the model holds
+            if model and not msg.startswith(str(model)):
+                msg = f"{model}: {msg}"     # a pass's message names the node: say which file too
+        print(f"tinyengine: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -36,6 +36,7 @@ def environment() -> jinja2.Environment:
     env.globals.update(args=None, prelude="")
     # kernel switches: a template reports which optional paths of its kernel the call can take
     env.globals.update(switches=KernelSwitches(), dw_dsp_paths=_dw_dsp_paths)
+    env.filters["c_comment"] = c_comment    # a model's names and file name reach C only so
     return env
 
 
@@ -67,9 +68,31 @@ def _dw_dsp_paths(p) -> dict:
     return dsp_paths(p)
 
 
+NAME_LIMIT = 400   # characters of a model's name kept in generated comments and strings
+
+
+def _printable(text: str, escape) -> str:
+    """text on one line (whitespace runs -> one space), at most NAME_LIMIT characters, every
+    character outside printable ASCII (and the backslash) replaced by escape(ch)."""
+    text = re.sub(r"\s+", " ", str(text))
+    if len(text) > NAME_LIMIT:
+        text = text[:NAME_LIMIT] + "..."
+    return "".join(ch if " " <= ch <= "~" and ch != "\\" else escape(ch) for ch in text)
+
+
 def c_comment(text: str) -> str:
-    """Make arbitrary text safe inside a /* */ comment, on one line."""
-    return re.sub(r"\s+", " ", str(text).replace("*/", "* /"))
+    """Make arbitrary text (a model's tensor or node name) safe inside a /* */ comment (or a
+    Makefile # comment), on one line: no comment delimiters, no trigraph (`??/` is a
+    backslash in C99), no backslash, only printable ASCII (others as <U+XXXX>)."""
+    text = _printable(text, lambda ch: "<backslash>" if ch == "\\" else f"<U+{ord(ch):04X}>")
+    return re.sub(r"\?(?=\?)", "?-", text.replace("*/", "* /").replace("/*", "/ *"))
+
+
+def c_string(text: str) -> str:
+    """Make arbitrary text safe inside a C string literal: printable ASCII, quotes and
+    backslashes as ' and /, no trigraphs."""
+    text = _printable(text, lambda ch: "/" if ch == "\\" else "?")
+    return text.replace('"', "'").replace("?", "\\?")
 
 
 @dataclass
@@ -262,5 +285,5 @@ def _conv_args(cp, opdef, node, graph, idx: int, p: dict, consts: dict, scratch_
 
 def _io(graph: Graph, name: str, expr: str) -> dict:
     t = graph.tensors[name]
-    return {"name": c_comment(name).replace('"', "'").replace("\\", "/"), "expr": expr, "bytes": t.nbytes,
+    return {"name": c_string(name), "expr": expr, "bytes": t.nbytes,
             "dtype": DTYPE_CODES[t.dtype], "shape": t.shape}

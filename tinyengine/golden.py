@@ -8,15 +8,36 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import TinyEngineError
+
 DEFAULT_ARENA = 8 * 1024 * 1024
+
+
+class GoldenError(TinyEngineError):
+    """The golden reference itself cannot load or run the model (a damaged file TinyEngine
+    accepted, or a feature the reference lacks): there is nothing to compare against."""
+
+
+def _label(model) -> str:
+    return str(model) if isinstance(model, (str, Path)) else "<model bytes>"
+
+
+def _reference_failed(model, what: str, e: Exception) -> GoldenError:
+    detail = " ".join(str(e).split())[:200]
+    return GoldenError(f"{_label(model)}: the reference, TensorFlow Lite Micro, could not {what} "
+                          f"this model ({type(e).__name__}{': ' + detail if detail else ''}), so "
+                          "there is nothing to verify against")
 
 
 def _interpreter(model, arena_size: int):
     from tflite_micro import runtime
 
-    if isinstance(model, (str, Path)):
-        return runtime.Interpreter.from_file(str(model), arena_size=arena_size)
-    return runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+    try:
+        if isinstance(model, (str, Path)):
+            return runtime.Interpreter.from_file(str(model), arena_size=arena_size)
+        return runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+    except Exception as e:  # its loader fails anywhere inside its own flatbuffer accessors
+        raise _reference_failed(model, "load", e) from None
 
 
 def run_tflm(model, inputs: list, arena_size: int = DEFAULT_ARENA) -> list:
@@ -30,10 +51,13 @@ def run_tflm_many(model, records: list, arena_size: int = DEFAULT_ARENA) -> list
     n_out = _num_outputs(model)
     results = []
     for inputs in records:
-        for i, x in enumerate(inputs):
-            interp.set_input(np.ascontiguousarray(x), i)
-        interp.invoke()
-        results.append([np.array(interp.get_output(i)) for i in range(n_out)])
+        try:
+            for i, x in enumerate(inputs):
+                interp.set_input(np.ascontiguousarray(x), i)
+            interp.invoke()
+            results.append([np.array(interp.get_output(i)) for i in range(n_out)])
+        except Exception as e:
+            raise _reference_failed(model, "run", e) from None
     return results
 
 

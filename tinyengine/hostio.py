@@ -14,21 +14,22 @@ from typing import Callable
 
 import numpy as np
 
-from . import ops
 from .ir import Graph, Node
 
 
 @dataclass
 class Adapter:
-    """One model-edge conversion: a single-node graph run on the host."""
+    """One model-edge conversion: a graph of one input and one output (a QUANTIZE or a
+    DEQUANTIZE, with the float ops before / after it: ops/float_edge.py) run on the host."""
     graph: Graph
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        node = self.graph.nodes[0]
-        return ops.get(node.op).reference(node, self.graph, [x])[0]
+        from . import reference
+
+        return reference.run(self.graph, [x])[0]
 
     def describe(self) -> str:
-        return f"{self.graph.nodes[0].op} on the host"
+        return ", then ".join(n.op.removesuffix("_F32") for n in self.graph.nodes) + " on the host"
 
 
 @dataclass
@@ -96,14 +97,60 @@ class HostIO:
         return lines
 
 
-def _single(node: Node, graph: Graph) -> Adapter:
-    tensors = {t: graph.tensors[t] for t in node.inputs + node.outputs if t is not None}
-    g = Graph(tensors, [node], [node.inputs[0]], [node.outputs[0]])
-    return Adapter(g)
+def _chain_adapter(nodes: list, graph: Graph) -> Adapter:
+    """The nodes (a chain, in order: each reads the one before) as a host-side graph."""
+    names = {t for n in nodes for t in n.inputs + n.outputs if t is not None}
+    tensors = {t: graph.tensors[t] for t in graph.tensors if t in names}
+    first = next(t for t in nodes[0].inputs if t is not None and not graph.tensors[t].is_const)
+    return Adapter(Graph(tensors, list(nodes), [first], [nodes[-1].outputs[0]]))
+
+
+def _float_step(node: Node, graph: Graph):
+    """The one non-constant input of a float edge op (<OP>_F32, a float RESHAPE), else None."""
+    if not (node.op.endswith("_F32") or (node.op == "RESHAPE"
+                                          and graph.tensors[node.outputs[0]].dtype == "float32")):
+        return None
+    live = [t for t in node.inputs if t is not None and not graph.tensors[t].is_const]
+    return live[0] if len(live) == 1 and len(node.outputs) == 1 else None
+
+
+def _input_chain(name: str, graph: Graph, consumers: dict):
+    """Float input -> float ops -> QUANTIZE, each value read once and by nothing else."""
+    chain = []
+    while True:
+        users = consumers.get(name, [])
+        if len(users) != 1 or name in graph.outputs or (chain and graph.tensors[name].dtype != "float32"):
+            return None
+        node = users[0]
+        if node.op == "QUANTIZE":
+            return chain + [node]
+        if _float_step(node, graph) != name:
+            return None
+        chain.append(node)
+        name = node.outputs[0]
+
+
+def _output_chain(name: str, graph: Graph, producers: dict, consumers: dict):
+    """DEQUANTIZE -> float ops -> the float output, each value read once and by nothing else."""
+    chain = []
+    while True:
+        node = producers.get(name)
+        read_by = consumers.get(name, [])
+        if node is None or (read_by != [chain[0]] or name in graph.outputs if chain
+                            else read_by or graph.outputs.count(name) != 1):
+            return None
+        if node.op == "DEQUANTIZE":
+            return [node] + chain
+        step = _float_step(node, graph)
+        if step is None:
+            return None
+        chain.insert(0, node)
+        name = step
 
 
 def host_io(graph: Graph) -> Graph:
-    """Pass: move float QUANTIZE at the inputs and DEQUANTIZE at the outputs to the host."""
+    """Pass: move float QUANTIZE at the inputs and DEQUANTIZE at the outputs to the host, with
+    the float ops before the QUANTIZE / after the DEQUANTIZE (a chain of them)."""
     hio = HostIO.identity(graph)
     consumers = graph.consumers()
     producers = graph.producers()
@@ -111,20 +158,18 @@ def host_io(graph: Graph) -> Graph:
     new_outputs = list(graph.outputs)
     removed = set()
     for i, name in enumerate(graph.inputs):
-        users = consumers.get(name, [])
-        if (graph.tensors[name].dtype == "float32" and len(users) == 1 and users[0].op == "QUANTIZE"
-                and name not in graph.outputs):
-            q = users[0]
-            hio.in_adapters[i] = _single(q, graph)
-            new_inputs[i] = q.outputs[0]
-            removed.add(id(q))
+        chain = _input_chain(name, graph, consumers) if graph.tensors[name].dtype == "float32" else None
+        if chain:
+            hio.in_adapters[i] = _chain_adapter(chain, graph)
+            new_inputs[i] = chain[-1].outputs[0]
+            removed.update(id(n) for n in chain)
     for i, name in enumerate(graph.outputs):
-        node = producers.get(name)
-        if (node is not None and node.op == "DEQUANTIZE" and graph.tensors[name].dtype == "float32"
-                and graph.outputs.count(name) == 1 and not consumers.get(name)):
-            hio.out_adapters[i] = _single(node, graph)
-            new_outputs[i] = node.inputs[0]
-            removed.add(id(node))
+        chain = (_output_chain(name, graph, producers, consumers)
+                 if graph.tensors[name].dtype == "float32" else None)
+        if chain:
+            hio.out_adapters[i] = _chain_adapter(chain, graph)
+            new_outputs[i] = chain[0].inputs[0]
+            removed.update(id(n) for n in chain)
     if not removed:
         graph.meta.setdefault("host_io", hio)
         return graph

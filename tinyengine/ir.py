@@ -40,6 +40,15 @@ class IRError(ValueError):
     """A graph that breaks an IR invariant (bad shape, dangling tensor, cycle...)."""
 
 
+# the most elements one tensor may hold: far more than any board's memory, small enough that
+# byte offsets and sizes stay within int32 in the generated C
+MAX_TENSOR_ELEMENTS = 2**31 - 1
+# activation scales outside this range are damage, not quantization (no trained model comes near)
+ACTIVATION_SCALE_RANGE = (1e-30, 1e30)
+ZERO_POINT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
+                    "int32": (-2**31, 2**31 - 1)}
+
+
 @dataclass
 class QuantParams:
     """Affine quantization: real = scale * (q - zero_point).
@@ -71,6 +80,41 @@ class QuantParams:
     def zp(self) -> int:
         """The per-tensor zero point."""
         return int(self.zero_point[0])
+
+    def problem(self, tensor: "Tensor") -> Optional[str]:
+        """What makes these parameters unusable for ``tensor`` (None if nothing): scales that
+        are not finite numbers, activation scales that are not positive or absurdly small or
+        large (a constant's per-channel scales may be zero or negative: TFLite Micro takes
+        them), zero points outside the tensor's integer range, mismatched lengths, a
+        per-channel axis outside the shape or with a different number of channels."""
+        scale, zp = self.scale, self.zero_point
+        if scale.size == 0:
+            return "quantization has no scale"
+        bad = scale[~np.isfinite(scale)]
+        if bad.size:
+            return f"quantization scale {bad[0]} is not a finite number"
+        if not tensor.is_const:
+            lo, hi = ACTIVATION_SCALE_RANGE
+            worst = scale[(scale < lo) | (scale > hi)]
+            if worst.size:
+                return (f"quantization scale {worst[0]:g} is not usable (an activation's scale must "
+                        f"be between {lo:g} and {hi:g})")
+        if zp.size != scale.size and zp.size != 1 and np.unique(zp).size != 1:
+            return f"{scale.size} quantization scales but {zp.size} different zero points"
+        if tensor.dtype in ZERO_POINT_RANGE:
+            lo, hi = ZERO_POINT_RANGE[tensor.dtype]
+            out = zp[(zp < lo) | (zp > hi)]
+            if out.size:
+                return f"zero point {out[0]} is outside the {tensor.dtype} range [{lo}, {hi}]"
+        if self.per_channel:
+            rank = len(tensor.shape)
+            if self.axis is None or not 0 <= self.axis < rank:
+                return (f"per-channel quantization axis {self.axis} is outside the tensor's "
+                        f"{rank} dimensions")
+            if tensor.shape[self.axis] != scale.size:
+                return (f"{scale.size} per-channel scales for {tensor.shape[self.axis]} channels "
+                        f"(axis {self.axis} of shape {tensor.shape})")
+        return None
 
 
 @dataclass
@@ -197,6 +241,14 @@ class Graph:
         for t in self.tensors.values():
             if any(d <= 0 for d in t.shape):
                 raise IRError(f"tensor '{t.name}' has a non-positive dimension {t.shape}")
+            if t.size > MAX_TENSOR_ELEMENTS:
+                raise IRError(f"tensor '{t.name}' has shape {t.shape}: {t.size} elements, more than "
+                              f"{MAX_TENSOR_ELEMENTS} (larger than any supported board's memory)")
+            if t.is_const and t.dtype == "float32" and not np.isfinite(t.data).all():
+                raise IRError(f"constant '{t.name}' holds a value that is not a finite number")
+            why = t.quant.problem(t) if t.quant is not None else None
+            if why:
+                raise IRError(f"tensor '{t.name}': {why}")
             if t.is_const and t.data.size != t.size:
                 raise IRError(f"constant '{t.name}': data has {t.data.size} elements, shape says {t.size}")
 

@@ -50,9 +50,13 @@ const uint32_t te_default_input_bytes = 0u;
 
 
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              trim_blocks=True, lstrip_blocks=True)
+    from .codegen import c_comment
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["c_comment"] = c_comment    # the model's file name in the Makefile's comment
+    return env
 
 
 def _clear_previous(out: Path) -> None:

@@ -108,3 +108,20 @@ def activation_range(activation: str, scale: float, zero_point: int, dtype: str 
     if activation == "RELU_N1_TO_1":
         return max(qmin, q(-1.0)), min(qmax, q(1.0))
     raise ValueError(f"unsupported fused activation {activation}")
+
+
+def multiply_by_quantized_multiplier_int(x: int, multiplier: int, shift: int) -> int:
+    """multiply_by_quantized_multiplier for one Python int (the same int32 semantics, about
+    30x faster than the array version on scalars: for searches that call it many times)."""
+    left, right = (shift, 0) if shift > 0 else (0, -shift)
+    x = ((x << left) + (1 << 31)) % (1 << 32) - (1 << 31)          # wrap to int32
+    if x == multiplier == INT32_MIN:
+        high = INT32_MAX
+    else:
+        ab = x * multiplier
+        num = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+        high = abs(num) >> 31
+        high = -high if num < 0 else high                           # C division: toward zero
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if (high & mask) > threshold else 0)

@@ -5,9 +5,9 @@
 1. trains the small MobileNetV2-like network of digits_net.py on scikit-learn's digits
    (8x8 upsampled to 16x16) for a few seconds;
 2. exports it with torch.onnx.export (the legacy exporter, and the default dynamo exporter to
-   show that both compile) and makes a QDQ int8 copy with onnxruntime's quantize_static;
-3. compiles the QDQ file and the float file (quantized by TinyEngine from calibration data),
-   runs both on the emulated board on the held-out digits, and prints int8 accuracy next to
+   show that both compile) and makes QDQ int8 copies with onnxruntime's quantize_static;
+3. compiles the QDQ files and the float files (quantized by TinyEngine from calibration data),
+   runs them on the emulated board on the held-out digits, and prints int8 accuracy next to
    the float model's, with the top-1 agreement with onnxruntime.
 """
 from __future__ import annotations
@@ -46,25 +46,28 @@ def main(argv=None) -> int:
     data = digits_net.load_data()
     model = digits_net.train(data, epochs=args.epochs)
     f32, dyn, qdq = out / "digits.onnx", out / "digits_dynamo.onnx", out / "digits_qdq.onnx"
+    dyn_qdq = out / "digits_dynamo_qdq.onnx"
     digits_net.export_onnx(model, f32, dynamo=False)
     digits_net.export_onnx(model, dyn, dynamo=True)
     digits_net.quantize_qdq(f32, qdq, data.x_calib)
+    digits_net.quantize_qdq(dyn, dyn_qdq, data.x_calib)
     np.save(out / "x_test.npy", data.x_test)
     np.save(out / "y_test.npy", data.y_test)
     np.save(out / "calibration.npy", data.x_calib)
 
     acc = {"PyTorch float": digits_net.accuracy_torch(model, data.x_test, data.y_test)}
-    ort = {m.name: digits_net.onnxruntime_predict(m, data.x_test) for m in (f32, qdq)}
+    ort = {m.name: digits_net.onnxruntime_predict(m, data.x_test) for m in (f32, qdq, dyn_qdq)}
     acc["onnxruntime float"] = float(np.mean(ort[f32.name] == data.y_test))
     acc["onnxruntime QDQ int8"] = float(np.mean(ort[qdq.name] == data.y_test))
     calib = ["--calibration", str(out / "calibration.npy")]
     agree = {}
     for name, path, extra in (("TinyEngine int8 (QDQ file)", qdq, []),
+                              ("TinyEngine int8 (dynamo export, QDQ file)", dyn_qdq, []),
                               ("TinyEngine int8 (float file + calibration)", f32, calib),
                               ("TinyEngine int8 (dynamo export + calibration)", dyn, calib)):
         pred = run_on_board(path, out / "x_test.npy", out, args.board, extra).argmax(1)
         acc[f"{name} on {args.board}"] = float(np.mean(pred == data.y_test))
-        ref = ort[qdq.name] if path == qdq else ort[f32.name]
+        ref = ort[path.name] if not extra else ort[f32.name]
         agree[name] = float(np.mean(pred == ref))
     print(f"\nheld-out digits: {len(data.y_test)}")
     for k, v in acc.items():

@@ -117,11 +117,14 @@ static inline int32_t te_pkhtb(int32_t a, int32_t b)
 #endif
 
 /*
- * TFLite MultiplyByQuantizedMultiplier(x, multiplier, shift), bit-exact with te_mbqm for
- * multiplier in [0, 2^31) (QuantizeMultiplier's range; INT32_MIN, the one saturating case
- * of SRDHM, never occurs) and shift in [-31, 30]:
+ * TFLite MultiplyByQuantizedMultiplier(x, multiplier, shift), bit-exact with te_mbqm for any
+ * int32 multiplier (negative ones too: quantizers other than TensorFlow's give negative
+ * per-channel weight scales) and shift in [-31, 30], except SRDHM's one saturating case
+ * x * 2^max(shift, 0) = multiplier = INT32_MIN (the compiler keeps the portable kernels
+ * where it could occur: tinyengine.ops.conv.srdhm_may_saturate):
  *   SRDHM(a, m) = floor((a * m + 2^30) / 2^31)  (equal to gemmlowp's nudge-and-truncate
- *   for both signs), then RoundingDivideByPOT with the remainder compared to a threshold.
+ *   for both signs of a * m), then RoundingDivideByPOT with the remainder compared to a
+ *   threshold.
  */
 static inline int32_t te_requant_dsp(int32_t x, int32_t multiplier, int32_t shift)
 {
@@ -187,41 +190,6 @@ static inline void te_dsp_widen_cols(const int8_t *a, const int8_t *b, int32_t k
     }
 }
 
-/*
- * Requantization table of the DSP convolution stages: 4 int32 per output channel,
- * {multiplier, sh, k_lo, k_hi}, built at compile time by tinyengine.ops.conv.requant_table_dsp
- * from TFLite's (multiplier, shift):
- *   shift <= -1 (right shift e = -shift >= 1): sh = e - 1, k = 2^30 + 2^(30 + e) (int64) and
- *     y = (int32)((k + x * multiplier - [x < 0] * 2^31) >> 32) >> sh
- *   which is SRDHM then RoundingDivideByPOT(e) in one rounding step: with T = x*m + 2^30,
- *   floor((floor(T / 2^31) + 2^(e-1) - [T < 0]) / 2^e) = floor((T + (2^(e-1) - [T < 0]) 2^31)
- *   / 2^(31+e)), and [T < 0] may be read as [x < 0] (they differ only for x = -1, m = 2^30,
- *   where both give 0);
- *   shift >= 0: sh = -1 - shift, and y = te_requant_dsp(x, multiplier, shift).
- */
-static inline int32_t te_requant_table_dsp(int32_t x, const int32_t *rq)
-{
-    const int32_t sh = rq[1];
-    if (sh >= 0) {
-#if TE_DSP_NATIVE
-        int32_t lo = rq[2], hi = rq[3], t;
-        __asm__("smlal %[lo], %[hi], %[x], %[m]\n\t"
-                "asr %[t], %[x], #31\n\t"
-                "adds %[lo], %[lo], %[t], lsl #31\n\t"
-                "adc %[hi], %[hi], %[t]"
-                : [lo] "+&r"(lo), [hi] "+&r"(hi), [t] "=&r"(t)
-                : [x] "r"(x), [m] "r"(rq[0])
-                : "cc");
-        return hi >> sh;
-#else
-        const int64_t k = (int64_t)(((uint64_t)(uint32_t)rq[3] << 32) | (uint32_t)rq[2]);
-        const int64_t v = k + (int64_t)x * rq[0] + (int64_t)(x >> 31) * ((int64_t)1 << 31);
-        return (int32_t)(v >> 32) >> sh;
-#endif
-    }
-    return te_requant_dsp(x, rq[0], -1 - sh);
-}
-
 /* SMMULR: (a * b + 2^31) >> 32, the rounded high word of the 64-bit product. */
 static inline int32_t te_smmulr(int32_t a, int32_t b)
 {
@@ -261,7 +229,9 @@ static inline int32_t te_ssat8(int32_t x)
  * output channel the TFLite multiplier m (int32) and e = -shift (int8), 5 bytes, plus a mode
  * chosen at compile time by tinyengine.ops.conv.requant_dsp (bits below).
  *
- * TE_RQ_FAST: every channel has e in [1, 31], m in [2^30, 2^31) or m = 0, |acc| < 2^30, and
+ * TE_RQ_FAST: every channel has e in [1, 31], m in [2^30, 2^31) or m = 0 (a negative m is
+ *   folded into the channel's weights and bias at compile time where exact:
+ *   tinyengine.ops.conv.fold_negative_multipliers), |acc| < 2^30, and
  *   |R| < 2^30 - 2 with R = (2 * output_offset + 1) * 2^(e-1) (te_requant_round_dsp; see
  *   TE_RQ_POST_OFFSET otherwise).  Then
  *     te_mbqm(x, m, -e) + output_offset = te_requant_fast_dsp(x, m, R, e)

@@ -24,7 +24,8 @@ from tinyengine.ops import OpDef, register, target_of, unsupported
 from tinyengine.ops.chanpack import ChannelParams
 from tinyengine.ops.common import (act_bounds, c_i32, fold_input_offset, is_padding,
                                     require_int8, window_geometry)
-from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier_array,
+from tinyengine.quant import (multiply_by_quantized_multiplier,
+                              multiply_by_quantized_multiplier_int as mbqm, quantize_multiplier_array,
                               wrap_int32)
 
 
@@ -110,10 +111,54 @@ RQ_POST_OFFSET = 4
 CALL_SOURCES = ("te_conv_args.c", "te_unpack_channels.c")
 
 
-def acc_bound(acc_init, w2d) -> np.ndarray:
-    """Per output channel o, max |accumulator|: |acc_init[o]| + 128 * sum_k |w[o, k]|."""
+def acc_bound(acc_init, w2d, x_max: int = 128) -> np.ndarray:
+    """Per output channel o, max |accumulator|: |acc_init[o]| + x_max * sum_k |w[o, k]|, for
+    inputs of magnitude at most ``x_max`` (int8: 128)."""
     w = np.abs(np.asarray(w2d, dtype=np.int64).reshape(len(acc_init), -1)).sum(axis=1)
-    return np.abs(np.asarray(acc_init, dtype=np.int64)) + 128 * w
+    return np.abs(np.asarray(acc_init, dtype=np.int64)) + int(x_max) * w
+
+
+def fold_negative_multipliers(acc_init, w2d, mult, shift, bound) -> tuple:
+    """(acc_init, w2d, mult) with the sign of each negative multiplier moved into its channel's
+    accumulator: weights, accumulator start (bias) and multiplier negated, where exact.
+
+    A negative per-channel weight scale (quantizers other than TensorFlow's make them) gives a
+    negative TFLite multiplier m.  TFLite's result RoundingDivideByPOT(SRDHM(x, m), e) depends
+    on x and m only through the product x * m (SRDHM(x, m) = floor((x m + 2^30) / 2^31); it
+    saturates only for x = m = -2^31), so (-x, -m) gives the same output bit for bit wherever
+    -x and -m are int32 and x is never -2^31.  The channel's accumulator x = acc_init +
+    sum_k w[k] v[k] is linear in (acc_init, w), so negating both negates it (mod 2^32, exactly
+    while |x| < 2^31).  Folded where m is negative and not -2^31, no weight is -128 (its
+    negation is no int8) and ``bound`` (max |x|, per channel or one for all) times the left
+    shift 2^max(shift, 0) is below 2^31.  Then the DSP kernels' fast requantization (which
+    needs m > 0) serves the channel as it does any other.  Other negative channels keep their
+    values (the kernels' general requantization handles them)."""
+    acc = np.asarray(acc_init, dtype=np.int64).ravel().copy()
+    mult = np.asarray(mult, dtype=np.int64).ravel().copy()
+    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64).ravel(), mult.shape)
+    w = np.asarray(w2d).reshape(acc.size, -1)
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.int64).ravel(), mult.shape)
+    lifted = bound << np.clip(shift, 0, 32)
+    flip = ((mult < 0) & (mult != -(1 << 31)) & (lifted < (1 << 31))
+            & (w.min(axis=1, initial=0) > -128))
+    if not flip.any():
+        return acc, np.asarray(w2d), mult
+    w = w.astype(np.int16)
+    w[flip] = -w[flip]
+    acc[flip] = -acc[flip]
+    mult[flip] = -mult[flip]
+    return acc, w.astype(np.int8).reshape(np.shape(w2d)), mult
+
+
+def srdhm_may_saturate(mult, shift, bound) -> bool:
+    """Whether some channel has the multiplier -2^31 and an accumulator that (times the left
+    shift 2^max(shift, 0)) may reach -2^31 (``bound``: max |acc|): SaturatingRoundingDoubling-
+    HighMul's one saturating case, which te_dsp.h's te_requant_dsp leaves out (checking it
+    would cost every general-path output two instructions); such a layer keeps its portable
+    kernel."""
+    m, s, b = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64).ravel()
+                                    for v in (mult, shift, bound)))
+    return bool(np.any((m == -(1 << 31)) & ((b << np.clip(s, 0, 32)) >= (1 << 31))))
 
 
 def constant_channels(acc_init, w2d, mult, shift, x_range=(-128, 127), clamp=None) -> tuple:
@@ -204,16 +249,15 @@ def _preimage(k: int, m: int, s: int):
     """The smallest x with |x| < 2^30 and te_mbqm(x, m, s) = k, or None, for m in [2^30, 2^31)
     and s <= -1 (where te_mbqm is non-decreasing in x with slope < 1)."""
     lo, hi = -(1 << 30) + 1, (1 << 30) - 1
-    if not int(multiply_by_quantized_multiplier(lo, m, s)) <= k <= \
-            int(multiply_by_quantized_multiplier(hi, m, s)):
+    if not mbqm(lo, m, s) <= k <= mbqm(hi, m, s):
         return None
     while lo < hi:
         mid = (lo + hi) // 2
-        if int(multiply_by_quantized_multiplier(mid, m, s)) >= k:
+        if mbqm(mid, m, s) >= k:
             hi = mid
         else:
             lo = mid + 1
-    return lo if int(multiply_by_quantized_multiplier(lo, m, s)) == k else None
+    return lo if mbqm(lo, m, s) == k else None
 
 
 def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
@@ -224,7 +268,7 @@ def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
     and RQ_FAST when every channel meets te_requant_fast_dsp's preconditions given |acc| <=
     bound (acc_bound's per-channel array, or one value for all) (with RQ_POST_OFFSET when some rounding constant R = (2 output_offset + 1) 2^(e-1)
     would be too large, so that the offset is added after the shift); channels that give
-    output_offset for every such acc (m = 0, or bound * m < 2^(30+e) - 2^30, which makes
+    output_offset for every such acc (m = 0, or bound * |m| < 2^(30+e) - 2^30, which makes
     TFLite's result 0) are stored with m = 0 (and the smallest e of the other channels) so
     that they do; those whose accumulator is always 0 (bound 0: fold_constant_channels' k = 0
     channels) keep a valid (m, e), which gives output_offset too and keeps the layer's ranges.
@@ -240,7 +284,8 @@ def requant_dsp(mult, shift, bound, output_offset: int, act_min: int,
     for i, (m, s, b) in enumerate(zip(mult.tolist(), shift.tolist(), bound)):
         e = -s
         fast_ok = (1 << 30) <= m < (1 << 31) and 1 <= e <= 31 and b < (1 << 30)
-        if m == 0 or (e >= 1 and b * m < (1 << (30 + e)) - (1 << 30) and not (b == 0 and fast_ok)):
+        if m == 0 or (e >= 1 and b * abs(m) < (1 << (30 + e)) - (1 << 30)
+                      and not (b == 0 and fast_ok)):
             dead.append(i)                       # the output is output_offset (any acc)
             continue
         if not fast_ok:
@@ -419,9 +464,13 @@ class Conv2D(ConvBase):
         no_pad = not any(g[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
         kernel = "te_conv_2d_1x1_s8_dsp" if (k_h, k_w) == (1, 1) and no_pad else "te_conv_2d_s8_dsp"
         w2d = np.asarray(w.data).reshape(out_c, -1)
+        acc_init, w2d, mult = fold_negative_multipliers(acc_init, w2d, q["out_mult"],
+                                                        q["out_shift"], acc_bound(acc_init, w2d))
         acc_init, mult, shift, w2d = fold_constant_channels(
-            acc_init, w2d, q["out_mult"], q["out_shift"],
+            acc_init, w2d, mult, q["out_shift"],
             clamp=(q["output_offset"], q["act_min"], q["act_max"]))
+        if srdhm_may_saturate(mult, shift, acc_bound(acc_init, w2d)):
+            return dict(kernel="te_conv_2d_s8")
         mult, rshift, mode = requant_dsp(mult, shift, acc_bound(acc_init, w2d),
                                          q["output_offset"], q["act_min"], q["act_max"])
         return dict(kernel=kernel, w_packed=pack_weights_dsp(w2d), acc_init=c_i32(acc_init),

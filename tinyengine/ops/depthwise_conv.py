@@ -24,8 +24,9 @@ import numpy as np
 from tinyengine.ops import register, target_of, unsupported
 from tinyengine.ops.common import c_i32, fold_input_offset
 from tinyengine.ops.chanpack import split_table
-from tinyengine.ops.conv import (CALL_SOURCES, ConvBase, pad_for_windows, requantize, window_tap,
-                                  fold_constant_channels)
+from tinyengine.ops.conv import (CALL_SOURCES, ConvBase, acc_bound, fold_constant_channels,
+                                  fold_negative_multipliers, pad_for_windows, requantize,
+                                  window_tap)
 
 PORTABLE = "te_depthwise_conv_2d_s8"
 DSP = "te_depthwise_conv_2d_s8_dsp"
@@ -196,12 +197,16 @@ class DepthwiseConv2D(ConvBase):
         acc_init = fold_input_offset(bias, q["input_offset"], w.data, 3)
         m = self._mult(node, graph)
         b0 = bias if bias is not None else np.zeros(out_c, np.int64)
+        # negative multipliers folded into their channels' weights and bias where exact; then
         # constant channels (all-zero weights, or an output the same for every input): zero
         # weights, a small bias and another channel's (m, s) with the same constant output, so
         # that they do not widen the layer's ranges.  The accumulator is bias + sum w (x + off).
         off = int(q["input_offset"])
+        wt = np.asarray(w.data).reshape(-1, out_c).T
+        b0, wt, mult = fold_negative_multipliers(b0, wt, q["out_mult"], q["out_shift"],
+                                                 acc_bound(b0, wt, 128 + abs(off)))
         b0, mult, shift, wt = fold_constant_channels(
-            b0, np.asarray(w.data).reshape(-1, out_c).T, q["out_mult"], q["out_shift"],
+            b0, wt, mult, q["out_shift"],
             depthwise=True, x_range=(-128 + off, 127 + off),
             clamp=(q["output_offset"], q["act_min"], q["act_max"]))
         wt = np.ascontiguousarray(wt.T).reshape(w.shape).astype(np.int8)

@@ -26,8 +26,9 @@ import numpy as np
 from tinyengine.ops import OpDef, register, target_of, unsupported
 from tinyengine.ops.chanpack import ChannelParams
 from tinyengine.ops.common import act_bounds, c_i32, fold_input_offset, require_int8
-from tinyengine.ops.conv import (acc_bound, fold_constant_channels, interleave_rows,
-                                  per_channel_multipliers, requant_dsp)
+from tinyengine.ops.conv import (acc_bound, fold_constant_channels, fold_negative_multipliers,
+                                  interleave_rows, per_channel_multipliers, requant_dsp,
+                                  srdhm_may_saturate)
 from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier,
                               wrap_int32)
 
@@ -99,8 +100,13 @@ class FullyConnected(OpDef):
                 raise unsupported(node, f"{w.quant.scale.size} weight scales for {out_f} outputs")
             if w.quant.axis not in (None, 0):
                 raise unsupported(node, f"per-channel weights along axis {w.quant.axis} (need 0)")
-        if y.shape[-1] != out_f:
-            raise unsupported(node, f"output's last dim {y.shape[-1]} != {out_f} weight rows")
+        elif np.float32(x.quant.scale[0]) * np.float32(w.quant.scale[0]) < 0:
+            raise unsupported(node, f"negative per-tensor weight scale {float(w.quant.scale[0]):g}: "
+                                    "TFLite Micro requires input scale * weight scale >= 0 "
+                                    "(negative scales are supported per channel)")
+        if not y.shape or y.shape[-1] != out_f:
+            last = y.shape[-1] if y.shape else "none"
+            raise unsupported(node, f"output's last dim {last} != {out_f} weight rows")
         batches = y.size // out_f
         if x.size != batches * in_f:
             raise unsupported(node, f"input {x.shape} does not flatten to [{batches}, {in_f}]")
@@ -151,10 +157,13 @@ class FullyConnected(OpDef):
             w2d = np.asarray(w.data).reshape(out_f, in_f)
             acc_init, mult, shift = params["acc_init"], q["out_mult"], q["out_shift"]
             if q["per_channel"]:
+                acc_init, w2d, mult = fold_negative_multipliers(
+                    acc_init, w2d, mult, shift, acc_bound(acc_init, w2d))
                 acc_init, mult, shift, w2d = fold_constant_channels(
                     acc_init, w2d, mult, shift,
                     clamp=(q["output_offset"], q["act_min"], q["act_max"]))
             bound = acc_bound(acc_init, w2d)
+        if self._use_dsp(graph) and not srdhm_may_saturate(mult, shift, bound):
             mult, rshift, mode = requant_dsp(
                 mult, shift, bound if q["per_channel"] else bound.max(),
                 q["output_offset"], q["act_min"], q["act_max"])
