@@ -17,7 +17,8 @@ converter and other quantizers produce, drawn from ``np.random.default_rng(seed)
 * random activation scales (some exact powers of two) and zero points (some -128, which the
   depthwise DSP kernel's fast requantization needs), random fused ReLU / ReLU6;
 * per-channel weight scales of random sign and kind (:data:`SCALE_KINDS`): ordinary ones
-  (picked so that the layer's outputs use the int8 range), negative ones, ones near 1e-10
+  (picked so that the layer's outputs use the int8 range), negative ones (some with a weight
+  -128), ones near 1e-10
   (TFLite's multiplier 0: shift below -31), exact powers of two, ones large enough for a
   multiplier above 1, very small ones with a bias near 2^29 (right shifts of 24-25), channels
   whose weights are all zero or whose huge bias saturates them (constant outputs); per-tensor
@@ -144,6 +145,8 @@ class Synth:
             small_w = rng.choice(np.array([-127, 127], np.int8), shape)
             small_b = rng.integers(-(1 << 29), 1 << 29, n)
             sat_b = rng.integers(1 << 27, 1 << 29, n)
+            m128 = rng.random(n) < 0.3        # negative channels holding a weight -128
+            m128_at = rng.integers(0, w.size // n, n)
             for c in range(n):
                 kind = names[kind_of[c]] if kind_of[c] < len(names) else None
                 if kind is None or kind not in self.features or (clean and kind in UNCLEAN):
@@ -153,6 +156,8 @@ class Synth:
                 sl = tuple(sl)
                 if kind == "negative":
                     scales[c] = -scales[c]
+                    if m128[c]:      # (negating the channel at compile time cannot hold it)
+                        w[sl].flat[m128_at[c]] = -128
                 elif kind == "tiny":
                     scales[c] = sign[c] * tiny[c]
                 elif kind == "pow2":

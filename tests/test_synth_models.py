@@ -40,14 +40,8 @@ from tinyengine.ops.depthwise_conv import SWITCHES as DW_SWITCHES
 
 # seeds of the default suite: together they take every path of REQUIRED_PATHS
 # (test_synthetic_models_cover_every_kernel_path); ``slow`` runs the rest of range(24)
-DEFAULT_SEEDS = (0, 1, 3, 6, 7, 10)
+DEFAULT_SEEDS = (0, 1, 2, 3, 6, 7)
 SLOW_SEEDS = tuple(s for s in range(24) if s not in DEFAULT_SEEDS)
-# Weight scale kinds the DSP kernels (Cortex-M builds) get wrong today: negative per-channel
-# multipliers come out as the output zero point (issue 12 item 2, being fixed on its own
-# branch).  The Cortex-M runs leave them out of their models, and
-# test_pending_kinds_still_fail_on_the_dsp_kernels shows that they still fail there (it
-# fails once they pass): then empty this set, and every board runs the full matrix.
-PENDING_ON_DSP = frozenset({"negative"})
 N_INPUTS = 100
 GRIDS = ("2x2", "3x1", "2x3")
 QEMU_BOARDS = ("stm32f746", "stm32f411")
@@ -65,6 +59,7 @@ REQUIRED_PATHS = frozenset(
        "dw_dsp:depth_multiplier_2_portable",
        "conv_dsp:first_layer_3ch", "conv_dsp:per_tensor",
        "fc_dsp:per_channel", "fc_dsp:per_tensor",
+       "dsp:negative_scale_folded", "dsp:negative_multiplier_kept",
        "rq:fast", "rq:fast+post_offset", "rq:generic", "rq:full_range", "rq:clamped",
        "fusion", "patch:rows", "patch:tiles", "compact_params", "fold_pad",
        "const_channel:zero_weights", "const_channel:saturated",
@@ -171,6 +166,12 @@ def kernel_paths(c, loaded) -> set:
             out.add("dw_dsp:fast_requant" if full else "dw_dsp:clamped_requant")
             if not (full and p["in_c"] >= 4 and int(p.get("scratch_bytes", 0) or 0) > 0):
                 out.add("dw_dsp:int8_weights")
+        cp = ops.get(n.op).channel_params(n)
+        if cp is not None and np.any(g.tensors[n.inputs[1]].quant.scale < 0):
+            # negative weight scales: channels negated at compile time, or (a weight -128)
+            # a negative multiplier the kernel takes as it is
+            out.add("dsp:negative_multiplier_kept" if np.any(np.asarray(cp.mult) < 0)
+                    else "dsp:negative_scale_folded")
         if n.op == "DEPTHWISE_CONV_2D" and c.board.has_dsp and p["depth_multiplier"] > 1:
             out.add("dw_dsp:depth_multiplier_2_portable")
     if any(f"kernel:{DW_DSP}" == x for x in out):
@@ -210,10 +211,6 @@ def differences(names, got, expected) -> list:
     return lines
 
 
-def board_features(board: str) -> frozenset:
-    return ALL_FEATURES if board == "host" else ALL_FEATURES - PENDING_ON_DSP
-
-
 def run_seed(seed: int, board: str, out_dir: Path, features=ALL_FEATURES, probe=False):
     """(compiled model, its paths, difference lines) for one seed on one board."""
     path = model_path(seed, frozenset(features), probe)
@@ -228,8 +225,7 @@ def run_seed(seed: int, board: str, out_dir: Path, features=ALL_FEATURES, probe=
     return c, kernel_paths(c, load_model(path)), differences(names, result.outputs, expected)
 
 
-def _check(seed, board, tmp_path, features=None):
-    features = board_features(board) if features is None else features
+def _check(seed, board, tmp_path, features=ALL_FEATURES):
     c, paths, diff = run_seed(seed, board, tmp_path / board, features)
     assert not diff, (f"seed {seed} on {board} ({c.options.describe()}; scale kinds "
                       f"{sorted(features)}), paths "
@@ -257,20 +253,12 @@ def test_synthetic_model_sweep_is_bit_exact(seed, board, tmp_path):
     _check(seed, board, tmp_path)
 
 
-@pytest.mark.qemu
-@pytest.mark.skipif(not PENDING_ON_DSP, reason="no scale kind is pending")
-@pytest.mark.xfail(strict=True, reason=f"{sorted(PENDING_ON_DSP)} weight scales on the DSP "
-                                       "kernels (issue 12 item 2): empty PENDING_ON_DSP once fixed")
-def test_pending_kinds_still_fail_on_the_dsp_kernels(tmp_path):
-    _check(DEFAULT_SEEDS[0], "stm32f746", tmp_path, ALL_FEATURES)
-
-
 def test_synthetic_models_cover_every_kernel_path():
     covered = set()
     for seed in DEFAULT_SEEDS:
-        for board in ("host", "stm32f746"):     # the models each board runs
-            path = model_path(seed, board_features(board))
-            loaded = load_model(path)
+        path = model_path(seed)
+        loaded = load_model(path)
+        for board in ("host", "stm32f746"):
             c = compile_model(path, options_for(seed, board))
             covered |= kernel_paths(c, loaded)
             if board == "host":
