@@ -73,7 +73,8 @@ def options_for(seed: int, board: str) -> CompileOptions:
     return CompileOptions(board=board, patch=patch)
 
 
-_DIR = Path(tempfile.mkdtemp(prefix="te_synth_"))
+_TMP = tempfile.TemporaryDirectory(prefix="te_synth_")   # removed when the session ends
+_DIR = Path(_TMP.name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -276,19 +277,23 @@ def test_generator_is_seeded_and_varies():
 
 
 def main(argv) -> int:
-    """python -m tests.test_synth_models SEED BOARD [--probe] [--without KIND,..]"""
+    """python -m tests.test_synth_models SEED BOARD [--probe] [--without KIND,..] [-o DIR]:
+    the model, its project and the differences from TFLM (DIR keeps the model and project)."""
     import argparse
 
     ap = argparse.ArgumentParser()
     ap.add_argument("seed", type=int)
     ap.add_argument("board")
     ap.add_argument("--probe", action="store_true")
-    ap.add_argument("--without", default="")
+    ap.add_argument("--without", default="", help="scale kinds left out, comma-separated")
+    ap.add_argument("-o", "--out", default=None, help="default build/synth_SEED_BOARD")
     a = ap.parse_args(argv)
     feats = ALL_FEATURES - set(filter(None, a.without.split(",")))
-    out = _DIR / f"proj_{a.seed}_{a.board}"
+    out = Path(a.out or f"build/synth_{a.seed}_{a.board}")
     c, paths, diff = run_seed(a.seed, a.board, out, feats, a.probe)
-    print(f"seed {a.seed} on {a.board} ({c.options.describe()}): {model_path(a.seed, feats, a.probe)}")
+    model = out / model_path(a.seed, feats, a.probe).name
+    model.write_bytes(model_path(a.seed, feats, a.probe).read_bytes())
+    print(f"seed {a.seed} on {a.board} ({c.options.describe()}): {model}, project in {out}")
     print("paths:", " ".join(sorted(p for p in paths if not p.startswith("op:"))))
     producer = {t: n for n in c.graph.nodes for t in n.outputs}
     for line in diff:
