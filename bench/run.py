@@ -33,9 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tinyengine import __version__  # noqa: E402
+from tinyengine import __version__, load_model  # noqa: E402
 from tinyengine.cli import build_parser, main as cli_main  # noqa: E402
-from tinyengine.compiler import load_model  # noqa: E402
 
 # (label, model file under --models, extra compile options)
 ROWS = [

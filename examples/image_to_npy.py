@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from tinyengine.compiler import load_model
+from tinyengine import load_model
 
 
 def load_image(path):

@@ -34,9 +34,13 @@ tensors must stay whole), to find the first op that differs.
 """
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 from tests.tflite_builder import ModelBuilder
+from tinyengine import load_model, random_records, run_tflm_many
 
 # per-channel weight scale kinds and how often each is drawn (ordinary channels the rest)
 SCALE_KINDS = {"negative": 0.12, "tiny": 0.04, "pow2": 0.10, "large": 0.03, "small": 0.04,
@@ -392,11 +396,10 @@ class Synth:
 def _spreads(data: bytes, seed: int) -> dict:
     """Every activation tensor's spread over 8 random inputs (std, averaged over its elements,
     at least 1 LSB), from TFLM on ``data`` (a probe model: every activation an output)."""
-    from tinyengine.frontends.tflite import load
-    from tinyengine.golden import run_tflm_many
-    from tinyengine.cli import random_records
-
-    g = load(data)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "probe.tflite"
+        path.write_bytes(data)
+        g = load_model(path)
     outs = run_tflm_many(data, random_records(g, 8, seed))
     return {name: max(1.0, float(np.mean(np.std(np.stack([np.asarray(o[i], np.float64)
                                                              for o in outs]), axis=0))))

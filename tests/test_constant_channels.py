@@ -16,7 +16,7 @@ import pytest
 from tests.golden import run_tflm_many
 from tests.tflite_builder import ModelBuilder
 from tinyengine import ops, runner
-from tinyengine.cli import _output_specs
+from tinyengine import output_specs
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 from tinyengine.hostio import host_io_of
 from tinyengine.ops import chanpack
@@ -218,7 +218,7 @@ def test_constant_channels_fold_is_bit_exact(board, tmp_path):
     out = tmp_path / board
     write_project(c, out)
     hio = host_io_of(c.graph)
-    result = runner.run(out, [hio.to_device(r) for r in records], _output_specs(c.graph))
+    result = runner.run(out, [hio.to_device(r) for r in records], output_specs(c.graph))
     for r, (got, gold) in enumerate(zip(result.outputs, golden)):
         for i, (y, g) in enumerate(zip(hio.from_device(got), gold)):
             g = np.asarray(g).reshape(y.shape)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.tflite_builder import ModelBuilder
+import tinyengine
 from tinyengine import cli, golden
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 from tinyengine.ops import float_edge
@@ -70,10 +71,10 @@ def _outputs(path, board, device_float_io, out, n=60, seed=3):
     """(ours, TFLM's) float outputs of n seeded random inputs."""
     c = compile_model(path, CompileOptions(board=board, device_float_io=device_float_io))
     write_project(c, out)
-    records = cli.random_records(c.graph, n, seed)
+    records = tinyengine.random_records(c.graph, n, seed)
     # inputs beyond the QUANTIZE range too: the float ops see values the int8 body clamps
     records = [[r[0] * np.float32(1.5)] for r in records]
-    result = cli._build_and_run(c, out, records)
+    result = tinyengine.build_and_run(c, out, records)
     expected = golden.run_tflm_many(path, records)
     ours = np.stack([o[0] for o in result.outputs])
     gold = np.stack([np.asarray(g[0]).reshape(ours.shape[1:]) for g in expected])

@@ -21,7 +21,9 @@ import pytest
 from tests.golden import run_tflm_many
 from tests.test_memory import _chain_model, _write
 from tinyengine import fusion, overlap, planner
-from tinyengine.cli import _build_and_run, main, random_records
+from tinyengine import build_and_run, random_records
+from tinyengine.cli import main
+from tinyengine.codegen import fused_pair
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 
 # each 1x1 expand conv is followed by the depthwise conv it feeds (a fusion candidate)
@@ -63,7 +65,7 @@ def _check_forced(path, board, tmp_path, n=2):
     write_project(c, out)
     records = random_records(c.graph, n, 0)
     expected = run_tflm_many(path, records)
-    result = _build_and_run(c, out, records)
+    result = build_and_run(c, out, records)
     for got, gold in zip(result.outputs, expected):
         for y, g in zip(got, gold):
             np.testing.assert_array_equal(y, np.asarray(g).reshape(y.shape))
@@ -150,7 +152,7 @@ def test_mcunet_fused_peak_sram_measured_on_qemu(models_dir, tmp_path, capsys):
 
 
 def _loop_values(bodies, tmp_path):
-    """Run the loop fusion.render makes of ``bodies`` (C calls ``f(<literals>);``) on the
+    """Run the loop fused_pair.render_pair makes of ``bodies`` (C calls ``f(<literals>);``) on the
     host: the literals each row passes, as the C computes them."""
     import subprocess
 
@@ -158,7 +160,7 @@ def _loop_values(bodies, tmp_path):
 
     n = len(bodies)
     loop = environment().get_template("fused_expand_dw.c.j2").render(
-        part="pair", runs=[dict(loop=True, first=0, n=n, **fusion._affine_loop(bodies))],
+        part="pair", runs=[dict(loop=True, first=0, n=n, **fused_pair._affine_loop(bodies))],
         rows=n, ring_rows=3, prime=None, unpack=[], tensor="t", expand_name="e")
     k = bodies[0].count(",") + 1
     args = ", ".join(f"long v{i}" for i in range(k))
@@ -191,12 +193,12 @@ def test_loop_keeps_only_distinct_rows_of_literals(tmp_path):
         bodies = ["f(" + ", ".join(map(str, r)) + ");" for r in case]
         got, loop = _loop_values(bodies, tmp_path)
         assert got == case
-        assert len(fusion._affine_loop(bodies)["table"]) == stored, loop
+        assert len(fused_pair._affine_loop(bodies)["table"]) == stored, loop
 
 
 def _pack_pair_tables(c, fs) -> list:
     """Store every fused pair's per-channel tables bit-packed whether or not the arena grows
-    (the compiler does it only where it does not: compiler.grant_compact_params); replan."""
+    (the compiler does it only where it does not: memory.grant_compact_params); replan."""
     from tinyengine.ops import chanpack
 
     packed = []
@@ -240,7 +242,7 @@ def test_fused_pair_tables_bit_packed_on_qemu(tmp_path):
         assert not any(f"te_n{k}_{n}" in text.replace("_rq_packed", "") for n in names)
     records = random_records(c.graph, 2, 0)
     expected = run_tflm_many(path, records)
-    result = _build_and_run(c, out, records)
+    result = build_and_run(c, out, records)
     for got, gold in zip(result.outputs, expected):
         for y, gd in zip(got, gold):
             np.testing.assert_array_equal(y, np.asarray(gd).reshape(y.shape))

@@ -25,7 +25,7 @@ from tests.ckernels import CFLAGS, KERNELS, ptr
 from tests.golden import run_tflm_many
 from tests.tflite_builder import ModelBuilder
 from tinyengine import quant, runner
-from tinyengine.cli import _output_specs
+from tinyengine import output_specs
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 from tinyengine.hostio import host_io_of
 from tinyengine.ops.elementwise import add_params
@@ -333,7 +333,7 @@ def test_add_dsp_on_qemu_all_pairs(tmp_path):
         write_project(c, out)
         assert not (out / "kernels" / "te_add_s8.c").exists()
         hio = host_io_of(c.graph)
-        result = runner.run(out, [hio.to_device(r) for r in records], _output_specs(c.graph))
+        result = runner.run(out, [hio.to_device(r) for r in records], output_specs(c.graph))
         for r, (g_rec, o_rec) in enumerate(zip(golden, result.outputs)):
             for k, (g, y) in enumerate(zip(g_rec, hio.from_device(o_rec))):
                 g = np.asarray(g).reshape(y.shape)

@@ -33,7 +33,8 @@ from tests.golden import run_tflm, run_tflm_many
 from tests.test_ops_a import _conv_model, _parse_call, _rand_i8, _rng
 from tests.tflite_builder import ModelBuilder
 from tinyengine import codegen, ops, planner, runner
-from tinyengine.cli import _output_specs, main
+from tinyengine import output_specs
+from tinyengine.cli import main
 from tinyengine.compiler import run_passes
 from tinyengine.frontends.tflite import load
 from tinyengine.hostio import host_io_of
@@ -501,7 +502,7 @@ def _run_with_switches(c, out, records, golden, off=None):
                              mk.read_text(), flags=re.M))
         shutil.rmtree(out / "build", ignore_errors=True)
     hio = host_io_of(c.graph)
-    res = runner.run(out, [hio.to_device(r) for r in records], _output_specs(c.graph))
+    res = runner.run(out, [hio.to_device(r) for r in records], output_specs(c.graph))
     for r, (g_rec, y_rec) in enumerate(zip(golden, res.outputs)):
         for i, (g, y) in enumerate(zip(g_rec, hio.from_device(y_rec))):
             assert np.array_equal(y, np.asarray(g).reshape(y.shape)), \

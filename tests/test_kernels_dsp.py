@@ -31,7 +31,7 @@ from tests.ckernels import CFLAGS, load_kernels, ptr
 from tests.golden import run_tflm_many
 from tests.tflite_builder import ModelBuilder
 from tinyengine import ops, runner
-from tinyengine.cli import _output_specs
+from tinyengine import output_specs
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 from tinyengine.hostio import host_io_of
 from tinyengine.ops.conv import RQ_FAST, RQ_POST_OFFSET, acc_bound, pack_weights_dsp, requant_dsp
@@ -431,7 +431,7 @@ def _run_board(path, board: str, tmp_path, records):
     out = tmp_path / f"proj_{board}"
     write_project(c, out)
     hio = host_io_of(c.graph)
-    result = runner.run(out, [hio.to_device(r) for r in records], _output_specs(c.graph))
+    result = runner.run(out, [hio.to_device(r) for r in records], output_specs(c.graph))
     return c, [hio.from_device(o) for o in result.outputs]
 
 

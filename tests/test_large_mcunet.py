@@ -52,7 +52,7 @@ from tests.golden import run_tflm_many
 from tests.tflite_builder import ModelBuilder
 from tinyengine import runner
 from tinyengine.boards import get_board
-from tinyengine.cli import _build_and_run, random_records
+from tinyengine import build_and_run, random_records
 from tinyengine.compiler import CompileOptions, compile_model, load_model, write_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -409,7 +409,7 @@ def test_larger_mcunet_on_the_board_is_bit_exact_and_smaller_than_tflm(large, tm
             ["te_fully_connected_s8_dsp"]
         out = tmp_path / f"{arch.board}_{patch}"
         write_project(c, out)
-        result = _build_and_run(c, out, records if patch is None else records[:1])
+        result = build_and_run(c, out, records if patch is None else records[:1])
         for got, gold in zip(result.outputs, golden):
             for y, g in zip(got, gold):
                 np.testing.assert_array_equal(y, np.asarray(g).reshape(y.shape))

@@ -25,6 +25,7 @@ from tests.test_firmware import libc_memory_functions
 from tests.tflite_builder import ModelBuilder
 from tinyengine import overlap, patching, planner, reference
 from tinyengine.cli import main
+from tinyengine.codegen import patch_stage
 from tinyengine.compiler import CompileOptions, compile_model, load_model, run_passes
 from tinyengine.ir import Graph, Node, QuantParams, Tensor
 
@@ -283,7 +284,7 @@ def test_patch_loop_tables_share_columns_and_are_narrow():
     rows = [(13, 1, 300, 70000), (11, 0, 345, 70100), (11, 0, 1000, 70200), (12, 1, 2, 70300)]
     bodies = [f"f(te_arena + {o}, {h}, {h}, 2, {p}, -128);\ng(te_arena + {w}, {h}, {p});"
               for h, p, o, w in rows]
-    body, tables = patching.literal_loop(bodies)
+    body, tables = patch_stage.literal_loop(bodies)
     assert [(t["ctype"], t["name"], t["k"]) for t in tables] == [
         ("uint8_t", "te_patch_args_u8", 2), ("uint16_t", "te_patch_args_u16", 1),
         ("int32_t", "te_patch_args_s32", 1)]
@@ -295,14 +296,14 @@ def test_patch_loop_tables_share_columns_and_are_narrow():
         got = re.sub(r"\b(a_\w+)\[(\d+)\]", lambda m: str(by_ptr[m[1]][i][int(m[2])]), body)
         assert got == want
     # one type: one table named as before; calls that differ in more than literals: no loop
-    body, tables = patching.literal_loop(["f(1, 7);", "f(2, 7);", "f(3, 7);"])
+    body, tables = patch_stage.literal_loop(["f(1, 7);", "f(2, 7);", "f(3, 7);"])
     assert body == "f(a[0], 7);" and tables == [dict(ctype="uint8_t", name="te_patch_args",
                                                       ptr="a", k=1, rows=[[1], [2], [3]])]
-    assert patching.literal_loop(["f(1);", "g(2);"]) is None
-    assert [patching.table_ctype(v) for v in ([0, 255], [-1, 127], [0, 256], [-1, 128],
+    assert patch_stage.literal_loop(["f(1);", "g(2);"]) is None
+    assert [patch_stage.table_ctype(v) for v in ([0, 255], [-1, 127], [0, 256], [-1, 128],
                                               [0, 65536], [-2 ** 31])] == [
         "uint8_t", "int8_t", "uint16_t", "int16_t", "int32_t", "int32_t"]
-    assert patching.table_ctype([2 ** 63]) is None
+    assert patch_stage.table_ctype([2 ** 63]) is None
 
 
 @pytest.mark.qemu

@@ -18,7 +18,8 @@ import pytest
 from tests.golden import run_tflm_many
 from tests.test_all_ops_model import build_all_ops_model
 from tinyengine import runner
-from tinyengine.cli import _output_specs, main, random_records
+from tinyengine import output_specs, random_records
+from tinyengine.cli import main
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 from tinyengine.hostio import host_io_of
 
@@ -67,7 +68,7 @@ def _run_on(model, board: str, profile: bool, out, records):
     c = compile_model(model, CompileOptions(board=board, profile=profile))
     write_project(c, out)
     hio = host_io_of(c.graph)
-    result = runner.run(out, [hio.to_device(r) for r in records], _output_specs(c.graph))
+    result = runner.run(out, [hio.to_device(r) for r in records], output_specs(c.graph))
     return c, result, [hio.from_device(o) for o in result.outputs]
 
 
@@ -178,7 +179,7 @@ def test_profile_with_patches_has_one_stage_row_and_adds_up(patch_model, tmp_pat
         c = compile_model(patch_model, CompileOptions(**opts, profile=prof_on))
         write_project(c, tmp_path / name)
         hio = host_io_of(c.graph)
-        r = runner.run(tmp_path / name, [hio.to_device(x) for x in records], _output_specs(c.graph))
+        r = runner.run(tmp_path / name, [hio.to_device(x) for x in records], output_specs(c.graph))
         for rec, gold in zip(r.outputs, golden):
             for y, g in zip(hio.from_device(rec), gold):
                 np.testing.assert_array_equal(y, np.asarray(g).reshape(y.shape))

@@ -11,7 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tinyengine import cli, golden, runner
+import tinyengine
+from tinyengine import golden, runner
 from tinyengine.compiler import CompileOptions, compile_model, write_project
 from tinyengine.hostio import host_io_of
 
@@ -36,9 +37,9 @@ def test_host_build_under_sanitizers(tmp_path, models_dir, model, patch):
     symbols = subprocess.run(["nm", str(out / "model")], capture_output=True, text=True).stdout
     assert "__asan_" in symbols and "__ubsan_" in symbols      # really instrumented
 
-    records = cli.random_records(c.graph, 4, seed=12)
+    records = tinyengine.random_records(c.graph, 4, seed=12)
     hio = host_io_of(c.graph)
-    result = runner.run(out, [hio.to_device(r) for r in records], cli._output_specs(c.graph))
+    result = runner.run(out, [hio.to_device(r) for r in records], tinyengine.output_specs(c.graph))
     assert "runtime error" not in result.stdout and "Sanitizer" not in result.stdout
     expected = golden.run_tflm_many(path, records)
     for k, (ours, gold) in enumerate(zip(result.outputs, expected)):

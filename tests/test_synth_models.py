@@ -20,6 +20,7 @@ an output, to find the first op that differs; no fusion or patches then).
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -29,10 +30,9 @@ import pytest
 
 from tests.golden import run_tflm_many
 from tests.synth_models import ALL_FEATURES, build
-from tinyengine import codegen, ops
-from tinyengine.cli import _build_and_run, random_records
-from tinyengine.compiler import CompileOptions, compile_model, load_model, stamp, write_project
-from tinyengine.hostio import host_io_of
+from tinyengine import (CompileOptions, build_and_run, compile_model, host_io_of, load_model,
+                        random_records, write_project)
+from tinyengine import ops
 from tinyengine.ops.chanpack import has_exceptions
 from tinyengine.ops.conv import RQ_FAST, RQ_FULL_RANGE, RQ_POST_OFFSET, constant_channels
 from tinyengine.ops.depthwise_conv import DSP as DW_DSP
@@ -132,8 +132,15 @@ def _channel_paths(node, graph) -> set:
     return out
 
 
-def kernel_paths(c, loaded) -> set:
-    """The REQUIRED_PATHS labels compiled model c takes (loaded: its graph before passes)."""
+def unused_switches(project: Path) -> set:
+    """The kernel switches the generated Makefile sets to 0 (no call takes that path)."""
+    line = re.search(r"^KERNEL_SWITCHES :=(.*)$", (project / "Makefile").read_text(), re.M)
+    return set(re.findall(r"-D(\w+)=0", line.group(1)))
+
+
+def kernel_paths(c, loaded, project: Path) -> set:
+    """The REQUIRED_PATHS labels compiled model c takes (loaded: its graph before passes;
+    project: where its C project was written)."""
     g = c.graph
     out = {f"op:{n.op}" for n in loaded.nodes}
     if any(g_t.dtype == "float32" for g_t in (loaded.tensors[t] for t in loaded.inputs)):
@@ -141,7 +148,6 @@ def kernel_paths(c, loaded) -> set:
     names = {n.name for n in g.nodes}
     if any(n.op == "PAD" and n.name not in names for n in loaded.nodes):
         out.add("fold_pad")
-    gen = codegen.generate(g, c.plan, stamp(c))
     for n in g.nodes:
         p = n.params
         k = p.get("kernel")
@@ -176,7 +182,7 @@ def kernel_paths(c, loaded) -> set:
         if n.op == "DEPTHWISE_CONV_2D" and c.board.has_dsp and p["depth_multiplier"] > 1:
             out.add("dw_dsp:depth_multiplier_2_portable")
     if any(f"kernel:{DW_DSP}" == x for x in out):
-        out |= {f"switch:{s}" for s in DW_SWITCHES if s not in gen.unused_switches}
+        out |= {f"switch:{s}" for s in DW_SWITCHES if s not in unused_switches(project)}
     if c.plan.fusions:
         out.add("fusion")
     if c.plan.patch is not None:
@@ -221,9 +227,10 @@ def run_seed(seed: int, board: str, out_dir: Path, features=ALL_FEATURES, probe=
         opts.patch = None
     c = compile_model(path, opts)
     write_project(c, out_dir)
-    result = _build_and_run(c, out_dir, records)
+    result = build_and_run(c, out_dir, records)
     names = [t.name for t in host_io_of(c.graph).model_outputs]
-    return c, kernel_paths(c, load_model(path)), differences(names, result.outputs, expected)
+    return c, kernel_paths(c, load_model(path), out_dir), differences(names, result.outputs,
+                                                                      expected)
 
 
 def _check(seed, board, tmp_path, features=ALL_FEATURES):
@@ -254,14 +261,16 @@ def test_synthetic_model_sweep_is_bit_exact(seed, board, tmp_path):
     _check(seed, board, tmp_path)
 
 
-def test_synthetic_models_cover_every_kernel_path():
+def test_synthetic_models_cover_every_kernel_path(tmp_path):
     covered = set()
     for seed in DEFAULT_SEEDS:
         path = model_path(seed)
         loaded = load_model(path)
         for board in ("host", "stm32f746"):
             c = compile_model(path, options_for(seed, board))
-            covered |= kernel_paths(c, loaded)
+            project = tmp_path / f"{seed}_{board}"
+            write_project(c, project)
+            covered |= kernel_paths(c, loaded, project)
             if board == "host":
                 covered |= channel_paths(c)
     missing = sorted(REQUIRED_PATHS - covered)

@@ -1,25 +1,22 @@
-"""The `tinyengine` command line: compile, run, verify, profile, boards."""
+"""The `tinyengine` command line: compile, run, verify, profile, boards.
+
+CLI layer: it calls the public API (``import tinyengine as te``, docs/API.md) and nothing else.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .compiler import CompileOptions, compile_model, write_project
-from .errors import ModelError, TinyEngineError
-from .hostio import host_io_of
-from .ir import IRError
-from .ops import UnsupportedError
-from .ops.float_edge import FLOAT_ATOL, FLOAT_RTOL
+import tinyengine as te
 
 
-class UsageError(TinyEngineError):
+class UsageError(te.TinyEngineError):
     pass
 
 
@@ -67,8 +64,8 @@ def _add_compile_args(p: argparse.ArgumentParser, out_required: bool) -> None:
                    help="use at most N calibration samples (default 1000)")
 
 
-def _options(args) -> CompileOptions:
-    return CompileOptions(board=args.board, planner=args.planner, device_float_io=args.device_float_io,
+def _options(args) -> te.CompileOptions:
+    return te.CompileOptions(board=args.board, planner=args.planner, device_float_io=args.device_float_io,
                           calibration=_calibration(args), **_memory_options(args))
 
 
@@ -102,9 +99,7 @@ def _calibration(args):
     """--calibration and its preprocessing options as a quantizer.Calibration (or None)."""
     if not getattr(args, "calibration", None):
         return None
-    from .quantizer import Calibration
-
-    return Calibration(args.calibration, size=tuple(args.calib_size) if args.calib_size else None,
+    return te.Calibration(args.calibration, size=tuple(args.calib_size) if args.calib_size else None,
                        mean=tuple(args.calib_mean) if args.calib_mean else None,
                        std=tuple(args.calib_std) if args.calib_std else None,
                        layout=args.calib_layout, limit=args.calib_limit)
@@ -119,7 +114,7 @@ def _out_dir(args, purpose: str) -> Path:
 # -- input / output conversion ------------------------------------------------------------
 def _records_from_files(graph, paths: list) -> list:
     """Load --input files into a list of records (each a list of one array per model input)."""
-    model_inputs = host_io_of(graph).model_inputs
+    model_inputs = te.host_io_of(graph).model_inputs
     if len(paths) != len(model_inputs):
         raise UsageError(f"the model has {len(model_inputs)} input(s); give one --input per input "
                          f"(got {len(paths)})")
@@ -147,73 +142,13 @@ def _records_from_files(graph, paths: list) -> list:
     return [list(rec) for rec in zip(*per_input)]
 
 
-def random_records(graph, n: int, seed: int) -> list:
-    """Seeded random model inputs over each input's full quantized range."""
-    rng = np.random.default_rng(seed)
-    hio = host_io_of(graph)
-    consumers = graph.consumers()
-    records = []
-    for _ in range(n):
-        rec = []
-        for i, t in enumerate(hio.model_inputs):
-            if t.dtype == "float32":
-                q = None
-                if i in hio.in_adapters and getattr(hio.in_adapters[i], "graph", None) is not None:
-                    a = hio.in_adapters[i].graph
-                    q = a.tensors[a.outputs[0]].quant
-                for node in consumers.get(t.name, []):
-                    if node.op == "QUANTIZE":
-                        q = graph.tensors[node.outputs[0]].quant
-                lo, hi = (-1.0, 1.0) if q is None else (q.s * (-128 - q.zp), q.s * (127 - q.zp))
-                rec.append(rng.uniform(lo, hi, t.shape).astype(np.float32))
-            else:
-                info = np.iinfo(t.np_dtype)
-                rec.append(rng.integers(info.min, info.max, t.shape, endpoint=True).astype(t.np_dtype))
-        records.append(rec)
-    return records
-
-
-def _output_specs(graph) -> list:
-    return [(graph.tensors[t].shape, graph.tensors[t].np_dtype) for t in graph.outputs]
-
-
-def _build_and_run(compiled, out: Path, records: list):
-    """Build and run the firmware on model-level records; outputs come back model-level too."""
-    from . import runner
-
-    hio = host_io_of(compiled.graph)
-    runner.build(out)
-    result = runner.run(out, [hio.to_device(r) for r in records], _output_specs(compiled.graph))
-    result.outputs = [hio.from_device(o) for o in result.outputs]
-    sizes = runner.size(out)
-    report = compiled.report
-    report["flash_bytes"] = sizes["flash_bytes"]
-    report["static_sram_bytes"] = sizes["sram_static_bytes"]
-    if result.instructions is not None:
-        report["instructions"] = result.instructions
-    if result.stack_bytes is not None:
-        report["stack_bytes"] = result.stack_bytes
-        # SRAM the inference touches: every static buffer (arena, model I/O, firmware state) plus
-        # the stack actually used
-        report["peak_sram_bytes"] = sizes["sram_static_bytes"] + result.stack_bytes
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return result
-
-
 # -- commands -----------------------------------------------------------------------------
 def cmd_compile(args) -> int:
-    c = compile_model(args.model, _options(args))
+    c = te.compile_model(args.model, _options(args))
     out = Path(args.out)
-    report = write_project(c, out)
-    if not args.no_build:
-        from . import runner
-
-        if runner.toolchain_available(c.board):
-            runner.build(out)
-            sizes = runner.size(out)
-            report["flash_bytes"] = sizes["flash_bytes"]
-            report["static_sram_bytes"] = sizes["sram_static_bytes"]
-            (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = te.write_project(c, out)
+    if not args.no_build and te.toolchain_available(c.board):
+        report = te.build_project(c, out)
     print(f"{Path(args.model).name} -> {out}/ for {c.board.name}: {len(c.graph.nodes)} ops, "
           f"{report['macs']:,} MACs, arena {report['arena_bytes']:,} B, "
           f"peak SRAM {report['peak_sram_bytes']:,} B, "
@@ -222,15 +157,15 @@ def cmd_compile(args) -> int:
 
 
 def cmd_run(args) -> int:
-    c = compile_model(args.model, _options(args))
+    c = te.compile_model(args.model, _options(args))
     out = _out_dir(args, "run")
-    write_project(c, out)
+    te.write_project(c, out)
     if args.input:
         records = _records_from_files(c.graph, args.input)
     else:
-        records = random_records(c.graph, 1, args.seed)
+        records = te.random_records(c.graph, 1, args.seed)
         print(f"no --input given: running on a seeded random input (seed {args.seed})")
-    result = _build_and_run(c, out, records)
+    result = te.build_and_run(c, out, records)
     if args.output:
         outs = [np.stack([r[i] for r in result.outputs]) if len(records) > 1 else result.outputs[0][i]
                 for i in range(len(result.outputs[-1]))]
@@ -240,7 +175,7 @@ def cmd_run(args) -> int:
             for i, o in enumerate(outs):
                 np.save(Path(args.output).with_suffix(f".{i}.npy"), o)
     last = result.outputs[-1]
-    names = [t.name for t in host_io_of(c.graph).model_outputs]
+    names = [t.name for t in te.host_io_of(c.graph).model_outputs]
     for i, y in enumerate(last):
         flat = y.ravel()
         print(f"output {i} '{names[i]}' {y.dtype}{list(y.shape)}: "
@@ -268,16 +203,14 @@ def largest_difference(y, g) -> float:
 
 
 def cmd_verify(args) -> int:
-    from . import golden, reference
-
-    c = compile_model(args.model, _options(args))
+    c = te.compile_model(args.model, _options(args))
     out = _out_dir(args, "verify")
-    write_project(c, out)
+    te.write_project(c, out)
     if c.graph.meta.get("format") == "onnx":
         return _verify_onnx(args, c, out)
-    records = random_records(c.graph, args.count, args.seed)
-    expected = golden.run_tflm_many(args.model, records)
-    result = _build_and_run(c, out, records)
+    records = te.random_records(c.graph, args.count, args.seed)
+    expected = te.run_tflm_many(args.model, records)
+    result = te.build_and_run(c, out, records)
     bad = 0
     worst = 0
     float_ops = c.graph.meta.get("float_edge_ops")     # float results: within a tolerance
@@ -293,9 +226,9 @@ def cmd_verify(args) -> int:
                 if args.verbose:
                     print(f"input {k} output {i}: differs from TFLite Micro")
     if args.reference:
-        hio = host_io_of(c.graph)
+        hio = te.host_io_of(c.graph)
         for k, rec in enumerate(records):
-            ref = hio.from_device(reference.run(c.graph, hio.to_device(rec)))
+            ref = hio.from_device(te.run_reference(c.graph, hio.to_device(rec)))
             for y, g in zip(ref, expected[k]):
                 g = np.asarray(g).reshape(y.shape)
                 if not _agrees(y, g, float_ops):
@@ -305,14 +238,14 @@ def cmd_verify(args) -> int:
     if bad:
         print(f"FAIL: {Path(args.model).name} on {where}: {bad} output(s) of {args.count} inputs differ "
               f"from TensorFlow Lite Micro (largest difference {worst:g}"
-              + (f"; float outputs may differ by {FLOAT_RTOL:g} x |value| + {FLOAT_ATOL:g}"
+              + (f"; float outputs may differ by {te.FLOAT_RTOL:g} x |value| + {te.FLOAT_ATOL:g}"
                  if float_ops else "") + ")")
         return 1
     extra = f", {c.report['instructions']:,} instructions" if "instructions" in c.report else ""
     names = ", ".join(o.removesuffix("_F32") for o in float_ops or ())
     agree = "bit-exact with TensorFlow Lite Micro" if not float_ops else (
-        f"equal to TensorFlow Lite Micro (float outputs of {names} within {FLOAT_RTOL:g} x "
-        f"|value| + {FLOAT_ATOL:g}, largest difference {float_worst:.3g})")
+        f"equal to TensorFlow Lite Micro (float outputs of {names} within {te.FLOAT_RTOL:g} x "
+        f"|value| + {te.FLOAT_ATOL:g}, largest difference {float_worst:.3g})")
     print(f"OK: {Path(args.model).name} on {where}: {agree} on "
           f"{args.count} random inputs (seed {args.seed}){extra}")
     return 0
@@ -324,27 +257,23 @@ def _agrees(y, g, float_ops) -> bool:
     if y.dtype != g.dtype:
         return False
     if y.dtype.kind == "f" and float_ops:
-        return bool(np.allclose(y, g, rtol=FLOAT_RTOL, atol=FLOAT_ATOL))
+        return bool(np.allclose(y, g, rtol=te.FLOAT_RTOL, atol=te.FLOAT_ATOL))
     return bool(np.array_equal(y, g))
 
 
 def cmd_profile(args) -> int:
-    from dataclasses import replace
-
-    from . import profile
-
-    c = compile_model(args.model, replace(_options(args), profile=True))
+    c = te.compile_model(args.model, replace(_options(args), profile=True))
     if c.board.kind == "host":
         raise UsageError(f"board {c.board.name} cannot count instructions: profile on a Cortex-M board "
                          "(it runs under QEMU with -icount)")
     out = _out_dir(args, "profile")
-    write_project(c, out)
+    te.write_project(c, out)
     if args.input:
         records = _records_from_files(c.graph, args.input)[:1]
     else:
-        records = random_records(c.graph, 1, args.seed)
-    result = _build_and_run(c, out, records)
-    _, table, picture, note = profile.write_profile(c, result, c.report, out)
+        records = te.random_records(c.graph, 1, args.seed)
+    result = te.build_and_run(c, out, records)
+    _, table, picture, note = te.write_profile(c, result, c.report, out)
     print(table)
     if note:
         print(f"tinyengine profile: {note}", file=sys.stderr)
@@ -360,21 +289,19 @@ def _verify_onnx(args, c, out: Path) -> int:
     agreement (and, for QDQ files, how many outputs are exactly equal), not bit-exactness.
     With --reference our NumPy reference must equal our firmware exactly.
     """
-    from . import golden, reference
-
     if args.input:
         records = _records_from_files(c.graph, args.input)
         what = f"{len(records)} inputs from {', '.join(Path(p).name for p in args.input)}"
     else:
-        records = random_records(c.graph, args.count, args.seed)
+        records = te.random_records(c.graph, args.count, args.seed)
         what = f"{args.count} random inputs (seed {args.seed})"
-    expected = golden.run_onnxruntime_many(args.model, records)
-    result = _build_and_run(c, out, records)
+    expected = te.run_onnxruntime_many(args.model, records)
+    result = te.build_and_run(c, out, records)
     n = len(records)
     agree = equal = 0
     steps = 0.0
     ours, theirs = [], []
-    adapter = host_io_of(c.graph).out_adapters.get(0)
+    adapter = te.host_io_of(c.graph).out_adapters.get(0)
     dq = getattr(adapter, "graph", None)
     out_scale = dq.tensors[dq.inputs[0]].quant.s if dq is not None else 1.0
     for k, (rec_out, gold) in enumerate(zip(result.outputs, expected)):
@@ -390,9 +317,9 @@ def _verify_onnx(args, c, out: Path) -> int:
             print(f"input {k}: class {a}, onnxruntime says {b}")
     ref_bad = 0
     if args.reference:
-        hio = host_io_of(c.graph)
+        hio = te.host_io_of(c.graph)
         for rec, rec_out in zip(records, result.outputs):
-            ref = hio.from_device(reference.run(c.graph, hio.to_device(rec)))
+            ref = hio.from_device(te.run_reference(c.graph, hio.to_device(rec)))
             ref_bad += sum(not np.array_equal(r, y) for r, y in zip(ref, rec_out))
     qdq = bool(c.graph.meta.get("onnx_qdq"))
     need = args.min_agreement if args.min_agreement is not None else (99.0 if qdq else 97.0)
@@ -424,16 +351,14 @@ def _verify_onnx(args, c, out: Path) -> int:
 
 
 def cmd_boards(args) -> int:
-    from .boards import BOARDS
-
-    for b in BOARDS.values():
+    for b in te.BOARDS.values():
         print(f"{b.name:12s} {b.description}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tinyengine", description="Deep learning compiler for microcontrollers.")
-    ap.add_argument("--version", action="version", version=f"tinyengine {__version__}")
+    ap.add_argument("--version", action="version", version=f"tinyengine {te.__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="compile a model into a C project for a board")
@@ -480,9 +405,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (TinyEngineError, UnsupportedError, IRError) as e:
+    except (te.TinyEngineError, te.UnsupportedError, te.IRError) as e:
         msg, model = str(e), getattr(args, "model", None)
-        if isinstance(e, (UnsupportedError, IRError, ModelError)):
+        if isinstance(e, (te.UnsupportedError, te.IRError, te.ModelError)):
             msg = " ".join(msg.split())     # one line, whatever names the model holds
             if model and not msg.startswith(str(model)):
                 msg = f"{model}: {msg}"     # a pass's message names the node: say which file too

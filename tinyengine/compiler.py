@@ -1,22 +1,31 @@
-"""The compiler, top-down: load -> passes -> memory plan -> codegen -> project.
+"""The compiler, top-down: load -> passes -> memory plan -> codegen -> project -> build.
 
-    graph = load_model(path)                 # frontend: file -> validated IR
-    graph = run_passes(graph)                # PASSES, in order, IR validated after each
-    plan = planner.plan_graph(graph)         # one static arena
-    gen = codegen.generate(graph, plan, ..)  # C from jinja2 templates
-    project.emit_project(out_dir, ...)       # self-contained C project for the board
+    graph = load_model(path)                      # frontend: file -> validated IR
+    graph = set_target(graph, board)              # the kernels are chosen for the board's core
+    graph = run_passes(graph, options)            # PASSES, in order, IR validated after each
+    plan = memory.plan_memory(graph, ..)          # one static arena (schedule, fusion, tables)
+    gen = codegen.generate(graph, plan, ..)       # C from jinja2 templates
+    project.emit_project(out_dir, ...)            # self-contained C project for the board
+    runner.build(out_dir); runner.run(...)        # firmware on the host or the board (QEMU)
+
+Pipeline layer: this module orchestrates those steps (compile_model / compile_graph ->
+write_project -> build_project / build_and_run) and decides nothing itself.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import __version__, codegen, hostio, ops, passes, planner
+from . import codegen, hostio, ops, passes, runner
 from .boards import Board, get_board
 from .errors import FitError, ModelError, TinyEngineError
 from .ir import Graph
+from .memory import PlanOptions, plan_memory
+from .planner import MemoryPlan
+from .project import emit_project
+from .report import build_report, stamp
 
 PASSES = [
     passes.check_ops,
@@ -33,6 +42,8 @@ OPTIONAL_PASSES = {"fold_pad": passes.fold_pad, "reorder": passes.reorder_for_me
 
 @dataclass
 class CompileOptions:
+    """Everything a compile may be asked: the board, the passes and memory techniques to use
+    (plan_options() gives the memory plan's part), the firmware's extras."""
     board: str = "stm32f746"
     planner: str = "greedy"
     device_float_io: bool = False   # keep float edge QUANTIZE/DEQUANTIZE in the firmware
@@ -58,6 +69,12 @@ class CompileOptions:
         return ("".join(f" no_{k}" for k in off) + (f" patch={self.patch}" if self.patch else "")
                 + (f" sram_limit={self.sram_limit}" if self.sram_limit else ""))
 
+    def plan_options(self) -> PlanOptions:
+        """The memory-plan part of the options (memory.plan_memory)."""
+        return PlanOptions(planner=self.planner, overlap=self.overlap, fuse=self.fuse,
+                           compact_params=self.compact_params, patch=self.patch,
+                           sram_limit=self.sram_limit)
+
     def passes(self) -> list:
         skip = {p for k, p in OPTIONAL_PASSES.items() if not getattr(self, k)}
         return [p for p in PASSES if not (self.device_float_io and p is hostio.host_io)
@@ -66,8 +83,10 @@ class CompileOptions:
 
 @dataclass
 class Compiled:
+    """A compiled model: its IR after the passes, its memory plan, and (once written and run)
+    its report."""
     graph: Graph
-    plan: planner.MemoryPlan
+    plan: MemoryPlan
     board: Board
     options: CompileOptions
     source: str
@@ -76,6 +95,8 @@ class Compiled:
 
 
 def load_model(path, options: CompileOptions | None = None) -> Graph:
+    """A .tflite or .onnx file -> validated IR (a float ONNX model is quantized with
+    ``options.calibration``)."""
     suffix = Path(str(path)).suffix.lower()
     if suffix == ".tflite":
         from .frontends import tflite
@@ -86,7 +107,16 @@ def load_model(path, options: CompileOptions | None = None) -> Graph:
     raise ModelError(f"{path}: unknown model format '{suffix or '(none)'}' (supported: .tflite, .onnx)")
 
 
+def set_target(graph: Graph, board: Board | str) -> Graph:
+    """Have the passes pick kernels for the board's core (DSP or not); without it they pick the
+    host's portable ones."""
+    board = get_board(board) if isinstance(board, str) else board
+    graph.meta["target"] = ops.Target(board.name, board.cpu, board.has_dsp)
+    return graph
+
+
 def run_passes(graph: Graph, options: CompileOptions | None = None) -> Graph:
+    """The passes the options leave in (PASSES, in order), the IR validated after each."""
     for p in (options or CompileOptions()).passes():
         graph = p(graph)
         graph.validate()
@@ -94,241 +124,86 @@ def run_passes(graph: Graph, options: CompileOptions | None = None) -> Graph:
 
 
 def compile_model(path, options: CompileOptions) -> Compiled:
-    board = get_board(options.board)
+    """A model file compiled for ``options.board``: IR after the passes and its memory plan."""
+    get_board(options.board)      # an unknown board is reported before the model is read
     data = Path(path).read_bytes() if Path(str(path)).exists() else b""
     graph = load_model(path, options)
-    graph.meta["target"] = ops.Target(board.name, board.cpu, board.has_dsp)
+    return compile_graph(graph, options, str(path), hashlib.sha256(data).hexdigest())
+
+
+def compile_graph(graph: Graph, options: CompileOptions | None = None, source: str | None = None,
+                  sha256: str = "") -> Compiled:
+    """An IR graph (from load_model or built in memory) compiled for ``options.board``: the
+    target set, the passes run, the memory planned.  ``source`` names the model in the
+    project's stamp and report (default: the graph's name)."""
+    options = options or CompileOptions()
+    board = get_board(options.board)
+    graph = set_target(graph, board)
     graph = run_passes(graph, options)
-    plan = _plan(graph, options)
-    c = Compiled(graph, plan, board, options, str(path), hashlib.sha256(data).hexdigest())
-    return c
-
-
-def _plan(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
-    """The memory plan, with the patch schedule and the optional scratch that costs nothing."""
-    from . import fusion
-
-    plan = _plan_schedule(graph, options)
-    fusions = []
-    if options.fuse:       # after the patch stage, where it lowers the arena
-        fusions, plan = fusion.choose(
-            graph, lambda fs: planner.plan_graph(graph, options.planner, overlap=options.overlap,
-                                                 patch=plan.patch, fusions=fs),
-            plan, plan.patch.split if plan.patch is not None else -1)
-    def replan():
-        return planner.plan_graph(graph, options.planner, overlap=options.overlap,
-                                  patch=plan.patch, fusions=fusions)
-
-    pair = {k for f in fusions for k in (f.expand, f.dw)}
-    stage = set(range(plan.patch.split + 1)) if plan.patch is not None else set()
-    if options.compact_params:
-        plan = grant_compact_params(graph, plan, replan,
-                                    set(range(len(graph.nodes))) - pair - stage)
-    plan = grant_optional_scratch(graph, plan, replan)
-    if options.compact_params:
-        # a fused pair's tables after its kernels' optional scratch (which saves work on every
-        # row), and only where one expanded copy serves every row; a patch stage's last: each
-        # one is held over the whole stage
-        one_copy = {k for f in fusions for k in (f.expand, f.dw)
-                    if fusion.pair_channel_params(graph, f, k) is not None}
-        plan = grant_compact_params(graph, plan, replan, one_copy)
-        plan = grant_compact_params(graph, plan, replan, stage)
-        drop_unpaying_exceptions(graph, plan)
-    return plan
-
-
-def _channel_table(graph: Graph, plan: planner.MemoryPlan, i: int):
-    """The per-channel table (chanpack.ChannelParams) node i would store packed: a patch
-    stage node's where one copy serves every patch, any other node's own; None if none."""
-    from . import patching
-
-    if plan.patch is not None and i <= plan.patch.split:
-        return patching.stage_channel_params(graph, plan.patch, i)
-    node = graph.nodes[i]
-    return ops.get(node.op).channel_params(node)
-
-
-def drop_unpaying_exceptions(graph: Graph, plan: planner.MemoryPlan) -> None:
-    """Pack every table without exception lists where all of them together save less than
-    the decoder code that applies them (chanpack.EXCEPTION_CODE_BYTES, left out of a model
-    whose tables list none: codegen's TE_UNPACK_EXCEPTIONS switch).  The expanded tables,
-    hence the plan, stay the same."""
-    from .ops import chanpack
-
-    plain = {}
-    for i, node in enumerate(graph.nodes):
-        packed = node.params.get("rq_packed")
-        if packed is None or not chanpack.has_exceptions(packed):
-            continue
-        cp = _channel_table(graph, plan, i)
-        if not chanpack.packable(cp, exceptions=False):
-            return
-        plain[i] = chanpack.pack(cp, exceptions=False)
-        if plain[i].nbytes >= int(node.params["rq_table_bytes"]):
-            return
-    gain = sum(plain[i].nbytes - graph.nodes[i].params["rq_packed"].nbytes for i in plain)
-    if plain and gain < chanpack.EXCEPTION_CODE_BYTES:
-        for i, words in plain.items():
-            graph.nodes[i].params["rq_packed"] = words
-
-
-def grant_compact_params(graph: Graph, plan: planner.MemoryPlan, replan,
-                         among: set) -> planner.MemoryPlan:
-    """Store a layer's per-channel parameters bit-packed in Flash (ops/chanpack.py) wherever
-    the table they expand to fits in the arena as it is (the table lives in the layer's
-    scratch while it runs; for a layer of a fused pair, which runs row by row, the pair's
-    scratch holds it from before the first row to the last, see fusion.scratch_of; for a
-    layer of a patch stage, which runs once per patch, a buffer expanded before the first
-    patch and alive over the whole stage holds it, see patching.stage_channel_params).  Only
-    the ``among`` node indices are considered."""
-    from .ops import chanpack
-
-    for i in sorted(among):
-        node = graph.nodes[i]
-        cp = _channel_table(graph, plan, i)
-        if cp is None or not chanpack.packable(cp):
-            continue
-        packed = chanpack.pack(cp)
-        size = chanpack.table_bytes(cp.n, cp.group)
-        if packed.nbytes >= size:
-            continue
-        node.params["rq_table_bytes"] = size
-        trial = replan()
-        if trial.arena_bytes > plan.arena_bytes:
-            del node.params["rq_table_bytes"]
-            continue
-        plan = trial
-        node.params["rq_packed"] = packed
-    return plan
-
-
-def grant_optional_scratch(graph: Graph, plan: planner.MemoryPlan, replan) -> planner.MemoryPlan:
-    """Give kernels the optional scratch that speeds them up wherever the arena stays the same.
-
-    Nodes ask with ``params["optional_scratch_bytes"]`` (see tinyengine/ops/__init__.py);
-    nodes of a patch stage keep their per-patch plan and are left alone.
-    """
-    first = plan.patch.split + 1 if plan.patch is not None else 0  # after the patch stage
-    for node in graph.nodes[first:]:
-        want = int(node.params.get("optional_scratch_bytes", 0))
-        if not want or node.params.get("scratch_bytes"):
-            continue
-        node.params["scratch_bytes"] = want
-        trial = replan()
-        if trial.arena_bytes > plan.arena_bytes:
-            node.params["scratch_bytes"] = 0
-        else:
-            plan = trial
-    return plan
-
-
-def _plan_schedule(graph: Graph, options: CompileOptions) -> planner.MemoryPlan:
-    """The memory plan, with the patch schedule --patch / --sram-limit ask for."""
-    from . import patching
-
-    def plan_fn(schedule):
-        return planner.plan_graph(graph, options.planner, overlap=options.overlap, patch=schedule)
-
-    if not options.patch or options.patch == "none":
-        if options.sram_limit is None:
-            return plan_fn(None)
-        _, plan = patching.choose(graph, plan_fn, "limit", options.sram_limit)
-        return plan
-    if options.patch == "auto":
-        _, plan = patching.choose(graph, plan_fn, "auto", options.sram_limit)
-        return plan
-    split, grid = patching.parse_spec(options.patch, graph)
-    plan = plan_fn(patching.build(graph, split, grid))
-    need = patching.estimate_sram(plan.arena_bytes)
-    if options.sram_limit is not None and need > options.sram_limit:
-        raise FitError(f"--patch {options.patch} needs about {need} bytes of SRAM (arena "
-                       f"{plan.arena_bytes} + {patching.SRAM_ALLOWANCE} for stack and statics), "
-                       f"--sram-limit is {options.sram_limit}")
-    return plan
-
-
-def macs(graph: Graph) -> int:
-    return sum(ops.get(n.op).macs(n, graph) for n in graph.nodes)
-
-
-def stamp(c: Compiled) -> dict:
-    return {"version": __version__, "model": Path(c.source).name, "model_sha256": c.sha256,
-            "board": c.board.name, "options": c.options.describe()}
+    plan = plan_memory(graph, options.plan_options())
+    return Compiled(graph, plan, board, options, source or graph.name, sha256)
 
 
 def write_project(c: Compiled, out_dir) -> dict:
-    """Generate the C project for the board into out_dir; returns (and writes) report.json."""
-    from .project import emit_project
-
+    """Generate the C project for the board into out_dir; returns (and writes) report.json.
+    FitError where the model does not fit the board."""
     out_dir = Path(out_dir)
     gen = codegen.generate(c.graph, c.plan, stamp(c), profile=c.options.profile)
     emit_project(out_dir, c.board, gen.files, gen.kernel_files, stamp(c),
                  unused_switches=gen.unused_switches)
     report = build_report(c, gen)
     check_fit(c, report)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    _write_report(out_dir, report)
     c.report = report
     return report
 
 
-def build_report(c: Compiled, gen: codegen.GeneratedModel) -> dict:
-    g = c.graph
-    io_bytes = sum(g.tensors[t].nbytes for t in g.inputs + g.outputs)
-    hio = hostio.host_io_of(g)
-    layers = []
-    for i, (node, mem) in enumerate(zip(g.nodes, c.plan.per_layer)):
-        layers.append({"index": i, "node": node.name, "op": node.op,
-                       "macs": ops.get(node.op).macs(node, g),
-                       "inputs": [t for t in node.inputs if t is not None and not g.tensors[t].is_const],
-                       "outputs": list(node.outputs), **{k: v for k, v in mem.items() if k not in ("node", "op")}})
-    return {
-        "tinyengine_version": __version__,
-        "model": c.source,
-        "model_sha256": c.sha256,
-        "board": c.board.name,
-        "options": c.options.describe(),
-        "arena_bytes": c.plan.arena_bytes,
-        "io_bytes_in_arena": io_bytes,
-        "host_conversions": hio.describe(),
-        "stack_reserved_bytes": c.board.stack_bytes,
-        # the arena holds inputs, outputs, activations and scratch; the stack is reserved by the
-        # linker script.  After `tinyengine run` the measured stack use replaces the reservation.
-        "peak_sram_bytes": c.plan.arena_bytes + c.board.stack_bytes,
-        "const_bytes": gen.const_bytes,
-        "flash_bytes": None,
-        "macs": macs(g),
-        "macs_executed": c.plan.patch.macs if c.plan.patch is not None else macs(g),
-        "patch": c.plan.patch.describe(g) if c.plan.patch is not None else None,
-        "fusions": [f.describe(g) for f in c.plan.fusions],
-        "compact_params": compact_params_summary(g, c.plan.fusions, c.plan.patch),
-        "memory": {"overlap_pairs": len(c.plan.overlaps), "options": c.options.memory_options().strip()},
-        "ops": len(g.nodes),
-        "layers": layers,
-    }
+def build_project(c: Compiled, out_dir) -> dict:
+    """Build the project write_project wrote into out_dir and add its measured Flash and
+    static SRAM to the report (and report.json)."""
+    out_dir = Path(out_dir)
+    runner.build(out_dir)
+    _measure(c.report, out_dir)
+    _write_report(out_dir, c.report)
+    return c.report
 
 
-def compact_params_summary(graph: Graph, fusions=(), patch=None) -> dict:
-    """Layers whose per-channel parameters are bit-packed, the Flash that saves, and the most
-    expanded table bytes in the arena at once (a fused pair holds both its tables, a patch
-    stage all of its layers')."""
-    packed = [n for n in graph.nodes if "rq_packed" in n.params]
-    saved = sum(int(n.params["rq_table_bytes"]) - int(n.params["rq_packed"].nbytes)
-                for n in packed)
-    held = [int(n.params.get("rq_table_bytes", 0)) for n in graph.nodes]
-    for f in fusions:
-        held[f.expand] = held[f.dw] = held[f.expand] + held[f.dw]
-    if patch is not None:       # a patch stage holds all its tables
-        held.append(sum(held[:patch.split + 1]))
-    return {"layers": len(packed), "flash_saved_bytes": int(saved),
-            "table_scratch_bytes": max(held, default=0)}
+def build_and_run(c: Compiled, out_dir, records: list) -> runner.RunResult:
+    """Build and run the firmware in out_dir on model-level records (each a list of one array
+    per model input, as hostio.random_records makes them); the outputs come back model-level
+    too.  The measured Flash, instructions and stack go into the report (and report.json)."""
+    out_dir = Path(out_dir)
+    hio = hostio.host_io_of(c.graph)
+    runner.build(out_dir)
+    result = runner.run(out_dir, [hio.to_device(r) for r in records], runner.output_specs(c.graph))
+    result.outputs = [hio.from_device(o) for o in result.outputs]
+    sizes = _measure(c.report, out_dir)
+    if result.instructions is not None:
+        c.report["instructions"] = result.instructions
+    if result.stack_bytes is not None:
+        c.report["stack_bytes"] = result.stack_bytes
+        # SRAM the inference touches: every static buffer (arena, model I/O, firmware state) plus
+        # the stack actually used
+        c.report["peak_sram_bytes"] = sizes["sram_static_bytes"] + result.stack_bytes
+    _write_report(out_dir, c.report)
+    return result
+
+
+def _measure(report: dict, out_dir: Path) -> dict:
+    sizes = runner.size(out_dir)
+    report["flash_bytes"] = sizes["flash_bytes"]
+    report["static_sram_bytes"] = sizes["sram_static_bytes"]
+    return sizes
+
+
+def _write_report(out_dir: Path, report: dict) -> None:
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _patch_hint(c: Compiled) -> str:
     """What patch-based inference would need, for the message of a model that does not fit:
     the model compiled with --patch auto (everything the real compile does: fusion, packed
     tables, scratch), so that the figure is the one the user gets."""
-    from dataclasses import replace
-
     if c.plan.patch is not None or c.options.patch:
         return ""
     try:

@@ -1,6 +1,7 @@
-"""User-facing errors.  The CLI prints their message on one line and exits non-zero."""
-from .ir import IRError  # noqa: F401  (a broken graph is a user-facing error too)
-from .ops import UnsupportedError  # noqa: F401
+"""User-facing errors (core layer: imports nothing, so that every layer can raise them).
+
+The CLI prints their message on one line and exits with code 2.
+"""
 
 
 class TinyEngineError(Exception):
@@ -13,3 +14,15 @@ class ModelError(TinyEngineError, ValueError):
 
 class FitError(TinyEngineError):
     """The compiled model does not fit the board's SRAM or Flash."""
+
+
+class PatchError(TinyEngineError):
+    """A patch schedule that cannot be built for this model."""
+
+
+class IRError(ValueError):
+    """A graph that breaks an IR invariant (bad shape, dangling tensor, cycle...)."""
+
+
+class UnsupportedError(ValueError):
+    """A model feature TinyEngine does not support; the message names node, op and what is."""

@@ -187,6 +187,33 @@ def host_io_of(graph: Graph) -> HostIO:
     return graph.meta.get("host_io") or HostIO.identity(graph)
 
 
+def random_records(graph, n: int, seed: int) -> list:
+    """``n`` seeded random model-level records (each a list of one array per model input) over
+    each input's full quantized range."""
+    rng = np.random.default_rng(seed)
+    hio = host_io_of(graph)
+    consumers = graph.consumers()
+    records = []
+    for _ in range(n):
+        rec = []
+        for i, t in enumerate(hio.model_inputs):
+            if t.dtype == "float32":
+                q = None
+                if i in hio.in_adapters and getattr(hio.in_adapters[i], "graph", None) is not None:
+                    a = hio.in_adapters[i].graph
+                    q = a.tensors[a.outputs[0]].quant
+                for node in consumers.get(t.name, []):
+                    if node.op == "QUANTIZE":
+                        q = graph.tensors[node.outputs[0]].quant
+                lo, hi = (-1.0, 1.0) if q is None else (q.s * (-128 - q.zp), q.s * (127 - q.zp))
+                rec.append(rng.uniform(lo, hi, t.shape).astype(np.float32))
+            else:
+                info = np.iinfo(t.np_dtype)
+                rec.append(rng.integers(info.min, info.max, t.shape, endpoint=True).astype(t.np_dtype))
+        records.append(rec)
+    return records
+
+
 def edge_layout(graph: Graph) -> Graph:
     """Pass: layout changes at the model's edges run on the host.
 

@@ -17,6 +17,8 @@ from typing import Optional
 
 import numpy as np
 
+from .errors import IRError  # noqa: F401  (defined with the other user-facing errors)
+
 DTYPES = {
     "int8": np.int8,
     "uint8": np.uint8,
@@ -34,10 +36,6 @@ C_TYPES = {
     "int64": "int64_t",
     "float32": "float",
 }
-
-
-class IRError(ValueError):
-    """A graph that breaks an IR invariant (bad shape, dangling tensor, cycle...)."""
 
 
 # the most elements one tensor may hold: far more than any board's memory, small enough that

@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
+from .regions import WINDOW_OPS
 
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
 _CONTRACT = re.compile(r"TE_OVERLAP:\s*(window|elementwise|no-activations)(?:\s+group=(\d+))?")
-WINDOW_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
 
 
 @lru_cache(maxsize=None)

@@ -4,6 +4,13 @@ These are the integer helpers of TensorFlow Lite (``quantization_util.cc`` and
 ``common.h``) with the double rounding TensorFlow Lite Micro uses by default.  All
 functions accept scalars or arrays and work in int64 internally, wrapping to
 int32 where the C code would.
+
+The reference is the pinned ``tflite-micro`` package (0.dev20261023182759, built from
+tflite-micro commit 8f6596d); where its source is not at hand, the float/double arithmetic
+of its ``_runtime.so`` was read from the machine code, and the tests in
+``tests/test_multipliers.py`` compare every op's multiplier with what that build computes.
+Every op's real multiplier is formed from the scales as TFLite holds them: a C ``float``
+(:func:`tflite_scale`), widened to ``double`` before any product or quotient.
 """
 from __future__ import annotations
 
@@ -21,8 +28,24 @@ def tflite_round(x):
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
+def tflite_scale(scale) -> float:
+    """A quantization scale as TFLite computes with it: ``TfLiteQuantizationParams.scale`` is a
+    C float, and the kernels' ``static_cast<double>(params.scale)`` widens that float."""
+    return float(np.float32(scale))
+
+
 def quantize_multiplier(real: float) -> tuple:
-    """QuantizeMultiplier: real ~= multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)."""
+    """QuantizeMultiplier (quantization_util.cc, double-rounding build, no TFLITE_EMULATE_FLOAT):
+    real ~= multiplier * 2^(shift - 31).
+
+    ``q = frexp(real, &shift)`` in double, ``q_fixed = round(q * 2^31)`` (halves away from
+    zero); a q_fixed of exactly 2^31 becomes 2^30 with shift + 1; a shift below -31 flushes
+    to (0, 0).  A positive real gives a multiplier in [2^30, 2^31); a negative one (negative
+    per-channel weight scales) one in [-2^31, -2^30], where -2^31 is kept as it is (only +2^31
+    is halved, as in the C).  The shift is not clamped above (the single-rounding build's
+    shift <= 30 saturation is not what the pinned build does).
+    """
+    real = float(real)
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)

@@ -2,7 +2,7 @@
 
     build(out_dir)  -> BuildResult      `make` (QEMU build for Cortex-M boards, ./model for host)
     size(out_dir)   -> dict             Flash / SRAM use from (arm-none-eabi-)size
-    run(out_dir, records, output_specs) -> RunResult
+    run(out_dir, records, output_specs(graph)) -> RunResult
                                          writes input.bin (all records), one `make run` (one QEMU
                                          boot for all records), reads output.bin
 
@@ -194,6 +194,11 @@ def parse_layer_counts(stdout: str) -> list | None:
         missing = sorted(set(range(max(counts) + 1)) - set(counts))
         raise RunError(f"firmware profile is incomplete: no TE_LAYER line for layer(s) {missing[:10]}", stdout)
     return [counts[i] for i in range(len(counts))]
+
+
+def output_specs(graph) -> list:
+    """(shape, NumPy dtype) of each of the graph's outputs, as run() expects them."""
+    return [(graph.tensors[t].shape, graph.tensors[t].np_dtype) for t in graph.outputs]
 
 
 def run(out_dir, records, output_specs, timeout_s: int = DEFAULT_TIMEOUT_S) -> RunResult:

@@ -17,7 +17,7 @@ An OpDef is the single place that knows an operator:
                               A kernel that runs faster with scratch it can do without puts
                               ``optional_scratch_bytes`` in the params; the compiler sets
                               ``params["scratch_bytes"]`` to it where that does not raise the arena
-                              (compiler.grant_optional_scratch).
+                              (memory.grant_optional_scratch).
 * ``channel_params(node)``   the per-channel table (accumulator starts, multipliers, shift bytes)
                               of a DSP conv / depthwise / fully connected kernel, which the
                               compiler may store bit-packed (ops/chanpack.py); see scratch_total.
@@ -44,9 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-class UnsupportedError(ValueError):
-    """A model feature TinyEngine does not support; the message names node, op and what is."""
+from ..errors import UnsupportedError  # noqa: F401  (defined with the other user-facing errors)
 
 
 class OpDef:
@@ -82,7 +80,7 @@ class OpDef:
     def channel_params(self, node):
         """The per-output-channel table the node's kernel reads, as a chanpack.ChannelParams,
         or None.  The compiler may store it bit-packed and have it expanded into the node's
-        scratch before the call (compiler.grant_compact_params; codegen binds the pointers)."""
+        scratch before the call (memory.grant_compact_params; codegen binds the pointers)."""
         return None
 
 

@@ -8,7 +8,7 @@ bits, so the compiler can store them bit-packed (each field as ``value - base`` 
 bits as the layer's range needs) and let the layer expand its table into scratch memory
 right before it runs (``te_unpack_channels``): about 25 instructions per channel, and the
 table's bytes in the arena for the duration of one layer.  The compiler packs a layer only
-where that table does not raise the arena (compiler.grant_compact_params).  Where the
+where that table does not raise the arena (memory.grant_compact_params).  Where the
 multipliers are TFLite's of float32 weight scales (``ChannelParams.scales``), the layer stores
 each one's 23-24-bit code instead of its 30-31 bits (``mult_codes``, checked exactly for every
 channel; about 17 more instructions per channel to expand).  A few outlier channels (a large

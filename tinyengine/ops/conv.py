@@ -26,7 +26,7 @@ from tinyengine.ops.common import (act_bounds, c_i32, fold_input_offset, is_padd
                                     require_int8, window_geometry)
 from tinyengine.quant import (multiply_by_quantized_multiplier,
                               multiply_by_quantized_multiplier_int as mbqm, quantize_multiplier_array,
-                              wrap_int32)
+                              tflite_scale, wrap_int32)
 
 
 def int_pair(v, default=(1, 1)) -> tuple:
@@ -38,15 +38,18 @@ def int_pair(v, default=(1, 1)) -> tuple:
 
 
 def per_channel_multipliers(in_scale: float, w_scales, out_scale: float, n: int) -> tuple:
-    """PopulateConvolutionQuantizationParams: per-channel (multiplier, shift) int32 arrays.
-
-    The scales are float32 in the model; TFLite widens each to double before the product.
+    """(multiplier, shift) int32 arrays of n output channels, as TFLite Micro computes them for
+    CONV_2D and DEPTHWISE_CONV_2D (kernel_util.cc PopulateConvolutionQuantizationParams, one
+    weight scale broadcast to every channel) and per-channel FULLY_CONNECTED
+    (fully_connected_common.cc CalculateOpDataFullyConnected):
+    ``QuantizeMultiplier((double)in_scale * (double)w_scale[c] / (double)out_scale)``,
+    left to right, each scale the model's float32 widened to double.  A negative weight scale
+    gives a negative multiplier, as in TFLite Micro.
     """
     w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float32)).astype(np.float64)
     if w_scales.size == 1:
         w_scales = np.full(n, w_scales[0])
-    real = [float(np.float32(in_scale)) * float(s) / float(np.float32(out_scale))
-            for s in w_scales]
+    real = [tflite_scale(in_scale) * float(s) / tflite_scale(out_scale) for s in w_scales]
     return quantize_multiplier_array(real)
 
 

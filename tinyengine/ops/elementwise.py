@@ -26,7 +26,7 @@ from tinyengine.ops import gemmlowp as g
 from tinyengine.ops.common import act_bounds, require_int8_to_int8, unary_io
 from tinyengine.quant import (multiply_by_quantized_multiplier,
                               multiply_by_quantized_multiplier_smaller_than_one_exp,
-                              quantize_multiplier, tflite_round)
+                              quantize_multiplier, tflite_round, tflite_scale)
 
 MAX_BROADCAST_DIMS = 6
 ADD_LEFT_SHIFT = 20
@@ -141,6 +141,11 @@ class _BinaryOp(OpDef):
 
 # -- ADD ------------------------------------------------------------------------------------
 def add_params(s1: float, s2: float, s_out: float) -> dict:
+    """add_common.cc CalculateOpDataAdd (int8): ``twice_max = 2 * (double)max(float s1, float s2)``,
+    input multipliers ``(double)s_i / twice_max``, output multiplier
+    ``twice_max / ((1 << 20) * (double)s_out)``, each through QuantizeMultiplierSmallerThanOneExp
+    (QuantizeMultiplier with a shift <= 0; :meth:`Add.check` refuses what TFLM would abort on)."""
+    s1, s2, s_out = tflite_scale(s1), tflite_scale(s2), tflite_scale(s_out)
     twice_max = 2.0 * max(s1, s2)
     m1, sh1 = quantize_multiplier(s1 / twice_max)
     m2, sh2 = quantize_multiplier(s2 / twice_max)
@@ -157,8 +162,13 @@ class Add(_BinaryOp):
 
     def check(self, node, graph):
         a, b, y = _check_binary(node, graph)
-        real_out = 2.0 * max(a.quant.s, b.quant.s) / (float(1 << ADD_LEFT_SHIFT) * y.quant.s)
-        if not real_out < 1.0:
+        if not min(a.quant.s, b.quant.s, y.quant.s) > 0:
+            raise unsupported(node, f"scales {a.quant.s:g}, {b.quant.s:g} -> {y.quant.s:g} must be "
+                              "positive")
+        # QuantizeMultiplierSmallerThanOneExp aborts unless its shift is <= 0, i.e. for a real
+        # output multiplier of 1 or more (or within 2^-32 below 1, which float32 scales never give)
+        if add_params(a.quant.s, b.quant.s, y.quant.s)["out_shift"] > 0:
+            real_out = 2.0 * max(a.quant.s, b.quant.s) / (float(1 << ADD_LEFT_SHIFT) * y.quant.s)
             raise unsupported(node, "output scale too small for the input scales "
                               f"(2*max(in scales)/(2^20*out scale) = {real_out:g} must be < 1)")
 
@@ -199,7 +209,9 @@ class Mul(_BinaryOp):
     kernels = ("te_mul_s8.c", "te_mul_bcast_s8.c")
 
     def _scales(self, a, b, y) -> dict:
-        mult, shift = quantize_multiplier(a.quant.s * b.quant.s / y.quant.s)
+        # mul_common.cc CalculateOpDataMul: (double)s1 * (double)s2 / (double)s_out
+        mult, shift = quantize_multiplier(tflite_scale(a.quant.s) * tflite_scale(b.quant.s)
+                                          / tflite_scale(y.quant.s))
         return dict(out_mult=mult, out_shift=shift)
 
     def _raw(self, a, b, p):
@@ -212,10 +224,13 @@ LOGISTIC_INPUT_INTEGER_BITS = 4
 
 
 def logistic_params(input_scale: float) -> dict:
-    """CalculateArithmeticOpDataLogistic (int8): frexp-based multiplier and input radius."""
+    """logistic_common.cc CalculateArithmeticOpDataLogistic (int8): ``frexp((double)input_scale
+    * (1 << 27))``, the multiplier ``static_cast<int32_t>(round(q * 2^31))`` (not
+    QuantizeMultiplier: no halving of 2^31) and CalculateInputRadius(4, left_shift, 31)."""
     import math
 
-    q, left_shift = math.frexp(input_scale * float(1 << (31 - LOGISTIC_INPUT_INTEGER_BITS)))
+    q, left_shift = math.frexp(tflite_scale(input_scale)
+                               * float(1 << (31 - LOGISTIC_INPUT_INTEGER_BITS)))
     mult = int(tflite_round(q * float(1 << 31)))
     if mult == (1 << 31):          # static_cast<int32_t> of 2^31 wraps on the reference build
         mult = -(1 << 31)

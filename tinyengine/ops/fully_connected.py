@@ -8,11 +8,9 @@ TFLite Micro's reference kernels (``reference_integer_ops::FullyConnected`` and
     y   = clamp(MultiplyByQuantizedMultiplier(acc, M, S) + output_zero_point)
 
 MultiplyByQuantizedMultiplier rounds twice (SRDHM, then RoundingDivideByPOT).  The
-multipliers are computed differently for the two cases, exactly as TFLM does:
-
-* per-tensor: ``double(float(in_scale * w_scale)) / double(out_scale)`` (the product of
-  the two scales is taken in float32, GetQuantizedConvolutionMultipler);
-* per-channel: ``double(in_scale) * double(w_scale[o]) / double(out_scale)``.
+multiplier is ``QuantizeMultiplier(double(in_scale) * double(w_scale[o]) / double(out_scale))``
+in both cases (:func:`per_tensor_multiplier`, :func:`tinyengine.ops.conv.per_channel_multipliers`).
+Per-tensor weights with a negative scale product are refused: TFLite Micro refuses them too.
 
 The input may have any rank; it is read as [batches, in_features] with batches taken
 from the output (all output dims but the last).  Weights must be symmetric (zero point
@@ -29,8 +27,7 @@ from tinyengine.ops.common import act_bounds, c_i32, fold_input_offset, require_
 from tinyengine.ops.conv import (acc_bound, fold_constant_channels, fold_negative_multipliers,
                                   interleave_rows, per_channel_multipliers, requant_dsp,
                                   srdhm_may_saturate)
-from tinyengine.quant import (multiply_by_quantized_multiplier, quantize_multiplier,
-                              wrap_int32)
+from tinyengine.quant import multiply_by_quantized_multiplier, tflite_scale, wrap_int32
 
 
 def pack_weights_fc_dsp(w2d) -> np.ndarray:
@@ -44,9 +41,22 @@ def pack_weights_fc_dsp(w2d) -> np.ndarray:
 
 
 def per_tensor_multiplier(in_scale: float, w_scale: float, out_scale: float) -> tuple:
-    """GetQuantizedConvolutionMultipler + QuantizeMultiplier (float32 scale product)."""
-    product = np.float32(in_scale) * np.float32(w_scale)      # float32 * float32 in C++
-    return quantize_multiplier(float(product) / float(np.float32(out_scale)))
+    """(multiplier, shift) of per-tensor weights: CalculateOpDataFullyConnected ->
+    GetQuantizedConvolutionMultipler (kernel_util.cc) -> QuantizeMultiplier.
+
+    The pinned tflite-micro multiplies the two scales in double (``_runtime.so``: both floats
+    widened with cvtss2sd, then mulsd and divsd), the same arithmetic as the per-channel case:
+    ``(double)in_scale * (double)w_scale / (double)out_scale``.  (The August 2026 source of
+    kernel_util.cc still read ``static_cast<double>(in_scale * w_scale)``, a float32 product;
+    on ad01's last layer that gives 1462485078 instead of 1462485049.)
+    """
+    mult, shift = per_channel_multipliers(in_scale, [w_scale], out_scale, 1)
+    return int(mult[0]), int(shift[0])
+
+
+def scale_product(in_scale: float, w_scale: float) -> float:
+    """GetQuantizedConvolutionMultipler's ``input_product_scale``, which must be >= 0."""
+    return tflite_scale(in_scale) * tflite_scale(w_scale)
 
 
 @register
@@ -100,7 +110,7 @@ class FullyConnected(OpDef):
                 raise unsupported(node, f"{w.quant.scale.size} weight scales for {out_f} outputs")
             if w.quant.axis not in (None, 0):
                 raise unsupported(node, f"per-channel weights along axis {w.quant.axis} (need 0)")
-        elif np.float32(x.quant.scale[0]) * np.float32(w.quant.scale[0]) < 0:
+        elif not scale_product(x.quant.scale[0], w.quant.scale[0]) >= 0:
             raise unsupported(node, f"negative per-tensor weight scale {float(w.quant.scale[0]):g}: "
                                     "TFLite Micro requires input scale * weight scale >= 0 "
                                     "(negative scales are supported per channel)")

@@ -184,7 +184,9 @@ def log_x_for_x_greater_than_or_equal_to_1(input_raw, input_bits: int, output_bi
 
 # -- compile-time helpers (quantization_util.cc) -------------------------------------------
 def preprocess_softmax_scaling(beta: float, input_scale: float, input_integer_bits: int) -> tuple:
-    """PreprocessSoftmaxScaling (double rounding build): (multiplier, left_shift)."""
+    """PreprocessSoftmaxScaling (double rounding build): (multiplier, left_shift) of
+    ``min(beta * input_scale * (1 << (31 - input_integer_bits)), 2^31 - 1)`` in double, left
+    to right, through QuantizeMultiplierGreaterThanOne (the callers require a real > 1)."""
     from tinyengine.quant import quantize_multiplier
 
     real = min(beta * input_scale * float(1 << (31 - input_integer_bits)), float((1 << 31) - 1))

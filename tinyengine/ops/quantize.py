@@ -15,7 +15,7 @@ import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
 from tinyengine.ops.common import unary_io
-from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier
+from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier, tflite_scale
 
 _INT_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
 _SUFFIX = {"int8": "s8", "int16": "s16"}
@@ -77,7 +77,9 @@ class Quantize(OpDef):
             p["scale"] = float(np.float32(y.quant.s))
             p["scale_c"] = float.hex(p["scale"]) + "f"      # exact float32 literal
         else:
-            mult, shift = quantize_multiplier(x.quant.s / y.quant.s)
+            # quantize_common.cc PrepareQuantizeReference (int8/int16 -> int8/int16):
+            # QuantizeMultiplier((double)input_scale / (double)output_scale)
+            mult, shift = quantize_multiplier(tflite_scale(x.quant.s) / tflite_scale(y.quant.s))
             p.update(in_zp=x.quant.zp, mult=mult, shift=shift)
         return p
 

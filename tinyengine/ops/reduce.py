@@ -17,19 +17,24 @@ import numpy as np
 
 from tinyengine.ops import OpDef, register, unsupported
 from tinyengine.ops.common import require_int8_to_int8
-from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier
+from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier, tflite_scale
 
 MAX_DIMS = 6
 
 
 def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tuple:
-    mult, shift = quantize_multiplier(input_scale / output_scale)
+    """reduce_common.cc PrepareSimple: QuantizeMultiplier((double)input_scale /
+    (double)output_scale); then reference_ops::QuantizedMeanOrSum folds 1/count in:
+    ``s = min(63 - clz(count), 32, 31 + shift)``, ``mult = (int64)mult << s / count``
+    (C division: toward zero), ``shift -= s``."""
+    mult, shift = quantize_multiplier(tflite_scale(input_scale) / tflite_scale(output_scale))
     if count <= 0:
         return mult, shift
     s = int(count).bit_length() - 1           # 63 - CountLeadingZeros(count)
     s = min(s, 32)
     s = min(s, 31 + shift)
-    mult = int((mult << s) // count)          # int64 division of non-negatives
+    scaled = mult << s
+    mult = int(abs(scaled) // count) * (1 if scaled >= 0 else -1)
     return mult, shift - s
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from tinyengine.ops import OpDef, register, unsupported
 from tinyengine.ops import gemmlowp as g
 from tinyengine.ops.common import unary_io
-from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier
+from tinyengine.quant import multiply_by_quantized_multiplier, quantize_multiplier, tflite_scale
 
 SCALED_DIFF_INTEGER_BITS = 5
 ACCUM_INTEGER_BITS = 12
@@ -51,8 +51,13 @@ def _exp_lut(multiplier: int, left_shift: int, diff_min: int) -> np.ndarray:
 
 
 def _exp_params(x, beta: float) -> dict:
-    """Row geometry, input rescaling (beta folded in), diff_min and exp LUT of input x."""
-    mult, shift = g.preprocess_softmax_scaling(beta, x.quant.s, SCALED_DIFF_INTEGER_BITS)
+    """Row geometry, input rescaling (beta folded in), diff_min and exp LUT of input x.
+
+    softmax_common.cc CalculateSoftmaxParams (int8 input) and log_softmax.cc CalculateOpData:
+    PreprocessSoftmaxScaling((double)beta, (double)input_scale, 5) with beta the float of
+    SoftmaxOptions (LOG_SOFTMAX: 1.0), diff_min = -CalculateInputRadius(5, left_shift)."""
+    mult, shift = g.preprocess_softmax_scaling(tflite_scale(beta), tflite_scale(x.quant.s),
+                                               SCALED_DIFF_INTEGER_BITS)
     diff_min = -g.calculate_input_radius(SCALED_DIFF_INTEGER_BITS, shift)
     outer, depth = _rows(x)
     return {
@@ -91,12 +96,16 @@ class Softmax(OpDef):
                 raise unsupported(node, f"int8 output quantization scale={y.quant.s} zp={y.quant.zp} "
                                   "(TFLite Micro requires scale 1/256, zero point -128)")
         elif y.dtype == "int16":
-            if y.quant.zp != -32768 or abs(y.quant.s - 1.0 / 65536) > 0.001 / 65536:
+            # TF_LITE_ENSURE_NEAR(scale, 1.f / 65536, 0.001f * 1.f / 65536), all in float
+            f32 = np.float32
+            if y.quant.zp != -32768 or \
+                    abs(f32(y.quant.s) - f32(1.0 / 65536)) > f32(0.001) * f32(1.0 / 65536):
                 raise unsupported(node, f"int16 output quantization scale={y.quant.s} zp={y.quant.zp} "
                                   "(TFLite Micro requires scale 1/65536, zero point -32768)")
         else:
             raise unsupported(node, f"output dtype {y.dtype} (supported: int8, int16)")
-        real = beta * x.quant.s * float(1 << (31 - SCALED_DIFF_INTEGER_BITS))
+        real = (tflite_scale(beta) * tflite_scale(x.quant.s)
+                * float(1 << (31 - SCALED_DIFF_INTEGER_BITS)))
         if not real > 1.0:
             raise unsupported(node, f"beta * input scale = {beta * x.quant.s:g} is too small "
                               "(TFLite Micro needs beta * scale * 2^26 > 1)")
@@ -141,15 +150,17 @@ class LogSoftmax(OpDef):
         if np.float32(y.quant.s) != np.float32(16.0 / 256) or y.quant.zp != 127:
             raise unsupported(node, f"output quantization scale={y.quant.s} zp={y.quant.zp} "
                               "(TFLite Micro requires scale 16/256, zero point 127)")
-        real = x.quant.s * float(1 << (31 - SCALED_DIFF_INTEGER_BITS))
+        real = tflite_scale(x.quant.s) * float(1 << (31 - SCALED_DIFF_INTEGER_BITS))
         if not real > 1.0:
             raise unsupported(node, f"input scale {x.quant.s:g} is too small")
 
     def prepare(self, node, graph):
         x, _ = unary_io(node, graph)
         p = _exp_params(x, 1.0)
+        # PreprocessLogSoftmaxScalingExp: (1 << (31 - left_shift)) / (double)multiplier through
+        # QuantizeMultiplierSmallerThanOneExp (shift <= 0: left_shift >= 1 and multiplier >= 2^30)
         real_reverse = float(1 << (31 - p["input_left_shift"])) / float(p["input_multiplier"])
-        rev_mult, rev_shift = quantize_multiplier(real_reverse)   # shift <= 0 (smaller than one)
+        rev_mult, rev_shift = quantize_multiplier(real_reverse)
         p.update(reverse_scaling_divisor=rev_mult, reverse_scaling_shift=rev_shift)
         return p
 

@@ -1,9 +1,10 @@
-"""C generation: a planned graph -> model.c, model.h, weights.c, weights.h.
+"""The model renderer: a planned graph -> model.c, model.h, weights.c, weights.h.
 
 All C text comes from jinja2 templates in codegen_templates/: the model skeleton
 (model.c.j2, model.h.j2, weights.*.j2) and one call template per op
 (codegen_templates/ops/).  Python decides everything (offsets, parameters, which kernel);
-the generated C holds no target #ifdefs.
+the generated C holds no target #ifdefs.  A patch stage's C comes from
+codegen/patch_stage.py, a fused pair's from codegen/fused_pair.py.
 """
 from __future__ import annotations
 
@@ -11,121 +12,19 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
 import numpy as np
 
-from . import ops
-from .ir import C_TYPES, Graph
-from .ops import chanpack
-from .planner import MemoryPlan
+from .. import ops
+from ..ir import Graph
+from ..ops import chanpack
+from ..planner import MemoryPlan
+from .emit import KERNEL_DIR, ConstArray, c_comment, c_string, ctype_of, environment
+from .fused_pair import render_pair
+from .patch_stage import render_stage
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "codegen_templates"
-KERNEL_DIR = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
 # the byte copy of RESHAPE and of a fused pair's ring shift (the firmware links no libc memcpy)
 TEMPLATE_HELPERS = ("te_move_s8.c",)
 DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "int32": 3, "float32": 4, "int64": 5}
-
-
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True)
-    # op templates: `args` (a te_conv_args call, see _conv_args) and `prelude` (expand a packed
-    # channel table first) are given by generate(); calls rendered elsewhere (patch stages,
-    # fused pairs) use the plain call
-    env.globals.update(args=None, prelude="")
-    # kernel switches: a template reports which optional paths of its kernel the call can take
-    env.globals.update(switches=KernelSwitches(), dw_dsp_paths=_dw_dsp_paths)
-    env.filters["c_comment"] = c_comment    # a model's names and file name reach C only so
-    return env
-
-
-class KernelSwitches:
-    """The preprocessor switches of the kernels' optional fast paths (``#ifndef X`` / ``#define
-    X 1`` in the kernel's .c; leaving one out costs speed, never correctness).  Templates
-    report, for every call they render, which switches the call can use
-    (``{{ switches.need({...}) }}``, which prints nothing); the generated Makefile sets to 0
-    those that no call uses."""
-
-    def __init__(self):
-        self.seen: set = set()
-        self.used: set = set()
-
-    def need(self, paths: dict) -> str:
-        for name, used in paths.items():
-            self.seen.add(name)
-            if used:
-                self.used.add(name)
-        return ""
-
-    def unused(self) -> list:
-        return sorted(self.seen - self.used)
-
-
-def _dw_dsp_paths(p) -> dict:
-    from .ops.depthwise_conv import dsp_paths
-
-    return dsp_paths(p)
-
-
-NAME_LIMIT = 400   # characters of a model's name kept in generated comments and strings
-
-
-def _printable(text: str, escape) -> str:
-    """text on one line (whitespace runs -> one space), at most NAME_LIMIT characters, every
-    character outside printable ASCII (and the backslash) replaced by escape(ch)."""
-    text = re.sub(r"\s+", " ", str(text))
-    if len(text) > NAME_LIMIT:
-        text = text[:NAME_LIMIT] + "..."
-    return "".join(ch if " " <= ch <= "~" and ch != "\\" else escape(ch) for ch in text)
-
-
-def c_comment(text: str) -> str:
-    """Make arbitrary text (a model's tensor or node name) safe inside a /* */ comment (or a
-    Makefile # comment), on one line: no comment delimiters, no trigraph (`??/` is a
-    backslash in C99), no backslash, only printable ASCII (others as <U+XXXX>)."""
-    text = _printable(text, lambda ch: "<backslash>" if ch == "\\" else f"<U+{ord(ch):04X}>")
-    return re.sub(r"\?(?=\?)", "?-", text.replace("*/", "* /").replace("/*", "/ *"))
-
-
-def c_string(text: str) -> str:
-    """Make arbitrary text safe inside a C string literal: printable ASCII, quotes and
-    backslashes as ' and /, no trigraphs."""
-    text = _printable(text, lambda ch: "/" if ch == "\\" else "?")
-    return text.replace('"', "'").replace("?", "\\?")
-
-
-@dataclass
-class ConstArray:
-    symbol: str
-    ctype: str
-    values: np.ndarray
-    comment: str
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.values.nbytes)
-
-    def body(self, per_line: int = 24) -> str:
-        flat = self.values.ravel()
-        if flat.dtype.kind == "f":
-            items = [("%.9g" % float(v)) + ("f" if self.ctype == "float" else "") for v in flat]
-            items = [i if any(c in i for c in ".en") else i.replace("f", ".0f") for i in items]
-        else:
-            items = [str(v) for v in flat.tolist()]
-            if flat.dtype == np.int32:
-                items = ["(-2147483647 - 1)" if v == "-2147483648" else v for v in items]
-            elif flat.dtype == np.uint32:
-                items = [v + "u" for v in items]
-        if not items:
-            items = ["0"]
-        return ",\n".join("    " + ", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
-
-
-def _ctype_of(arr: np.ndarray) -> str:
-    if arr.dtype == np.uint32:
-        return "uint32_t"
-    return C_TYPES[str(arr.dtype)] if str(arr.dtype) in C_TYPES else "int32_t"
 
 
 @dataclass
@@ -162,9 +61,7 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
     fused_dw = {f.dw for f in fused.values()}
     for idx, node in enumerate(graph.nodes):
         if idx in fused:
-            from . import fusion
-            call = fusion.render(env, graph, plan, fused[idx], consts, const_of_tensor,
-                                 kernel_files)
+            call = render_pair(env, graph, plan, fused[idx], consts, const_of_tensor, kernel_files)
             if profile:     # the pair's count goes to the expand layer, ~0 to the depthwise one
                 call["body"] += f"\nte_profile_mark({idx}u);"
             calls.append(call)
@@ -173,16 +70,15 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
             continue
         if stage is not None and idx <= stage.split:
             if idx == stage.split:
-                from . import patching
-                calls.append(patching.render_stage(env, graph, plan, consts, const_of_tensor,
-                                                   kernel_files, profile=profile))
+                calls.append(render_stage(env, graph, plan, consts, const_of_tensor,
+                                          kernel_files, profile=profile))
             continue
         opdef = ops.get(node.op)
         p = {}
         for key, value in node.params.items():
             if isinstance(value, np.ndarray):
                 sym = f"te_n{idx}_{key}"
-                consts[sym] = ConstArray(sym, _ctype_of(value), np.ascontiguousarray(value),
+                consts[sym] = ConstArray(sym, ctype_of(value), np.ascontiguousarray(value),
                                          c_comment(f"{node.name}: {key}"))
                 p[key] = sym
             else:
