@@ -13,7 +13,6 @@ import json
 import re
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from .cost import CostModel, board_of
