@@ -46,17 +46,18 @@ def plan_memory(graph: Graph, options: PlanOptions | None = None) -> MemoryPlan:
     optional scratch the options allow (module docstring).  FitError / PatchError where
     ``patch`` or ``sram_limit`` cannot be met."""
     options = options or PlanOptions()
-    plan = plan_schedule(graph, options)
+    deltas: dict = {}      # the overlap analysis, the same for every replan (planner.plan_graph)
+    plan = plan_schedule(graph, options, deltas)
     fusions = []
     if options.fuse:       # after the patch stage, where it lowers the arena
         fusions, plan = fusion.choose(
             graph, lambda fs: planner.plan_graph(graph, options.planner, overlap=options.overlap,
-                                                 patch=plan.patch, fusions=fs),
+                                                 patch=plan.patch, fusions=fs, deltas=deltas),
             plan, plan.patch.split if plan.patch is not None else -1)
 
     def replan():
         return planner.plan_graph(graph, options.planner, overlap=options.overlap,
-                                  patch=plan.patch, fusions=fusions)
+                                  patch=plan.patch, fusions=fusions, deltas=deltas)
 
     pair = {k for f in fusions for k in (f.expand, f.dw)}
     stage = set(range(plan.patch.split + 1)) if plan.patch is not None else set()
@@ -76,10 +77,14 @@ def plan_memory(graph: Graph, options: PlanOptions | None = None) -> MemoryPlan:
     return plan
 
 
-def plan_schedule(graph: Graph, options: PlanOptions) -> MemoryPlan:
-    """The memory plan, with the patch schedule ``patch`` / ``sram_limit`` ask for."""
+def plan_schedule(graph: Graph, options: PlanOptions, deltas: dict | None = None) -> MemoryPlan:
+    """The memory plan, with the patch schedule ``patch`` / ``sram_limit`` ask for (deltas:
+    see planner.plan_graph)."""
+    deltas = {} if deltas is None else deltas
+
     def plan_fn(schedule):
-        return planner.plan_graph(graph, options.planner, overlap=options.overlap, patch=schedule)
+        return planner.plan_graph(graph, options.planner, overlap=options.overlap, patch=schedule,
+                                  deltas=deltas)
 
     if not options.patch or options.patch == "none":
         if options.sram_limit is None:

@@ -170,10 +170,13 @@ def _aliases(graph: Graph, last_use: dict) -> dict:
     return aliases
 
 
-def _overlaps(graph: Graph, roots: dict, aliases: dict, patch=None) -> list:
-    """(out root, in root, max_delta) for every node whose output may overlap a dying input."""
+def _overlaps(graph: Graph, roots: dict, aliases: dict, patch=None, deltas=None) -> list:
+    """(out root, in root, max_delta) for every node whose output may overlap a dying input.
+    deltas: overlap.max_delta by (node index, input index), filled in as they are computed
+    (see plan_graph)."""
     from . import overlap
 
+    deltas = {} if deltas is None else deltas
     found = []
     for i, node in enumerate(graph.nodes):
         if len(node.outputs) != 1:
@@ -189,15 +192,17 @@ def _overlaps(graph: Graph, roots: dict, aliases: dict, patch=None) -> list:
                 continue  # read again later (or an output): must survive this node
             if patch is not None and i <= patch.split:
                 d = patch.overlaps.get((i, idx))       # the worst patch's delta
+            elif (i, idx) in deltas:
+                d = deltas[(i, idx)]
             else:
-                d = overlap.max_delta(node, graph, idx)
+                d = deltas[(i, idx)] = overlap.max_delta(node, graph, idx)
             if d is not None:
                 found.append((out, src, d))
     return found
 
 
 def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
-               patch=None, fusions=()) -> MemoryPlan:
+               patch=None, fusions=(), deltas: dict | None = None) -> MemoryPlan:
     """Plan every buffer of a prepared graph.  overlap=False keeps each op's input and output
     apart (a plain layer-by-layer plan).  patch: a patching.PatchSchedule: the stage's
     tensors get patch-sized buffers, the model input and the split tensor stay whole and
@@ -205,7 +210,11 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
     expanded per-channel tables of the stage's bit-packed nodes (``table:NODE``).
     fusions: fusion.Fusion pairs run as one step: the expand conv's input alive until the
     depthwise conv, the depthwise output from the expand conv on, the expanded tensor only
-    its ring, the pair's scratch over both nodes, no overlap or alias for the pair."""
+    its ring, the pair's scratch over both nodes, no overlap or alias for the pair.
+    deltas: a dict kept by a caller that plans the same graph again and again, the overlap
+    analysis (overlap.max_delta by node and input index) cached in it: the deltas depend on
+    the nodes' ops, shapes and kernels only, not on the scratch sizes and packed tables
+    memory.plan_memory grants between replans."""
     n = len(graph.nodes)
     first: dict = {t: 0 for t in graph.inputs}
     last: dict = {}
@@ -252,7 +261,7 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
         size = ring.get(root, size)
         p.add_buffer(root, size, lo, hi)
         lifetimes[root] = (lo, hi, size)
-    overlaps = _overlaps(graph, roots, aliases, patch) if overlap else []
+    overlaps = _overlaps(graph, roots, aliases, patch, deltas) if overlap else []
     overlaps = [o for o in overlaps if o[0] not in fused]   # the pair writes t, y
     for out, src, d in overlaps:
         p.allow_overlap(out, src, d)
