@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import ops
 from .ir import Graph
 
@@ -78,30 +80,54 @@ class GreedyPlanner(MemoryPlanner):
     ORDERS = (lambda b: (-b.size, b.first, b.name), lambda b: (b.first, -b.size, b.name),
               lambda b: (-b.last, -b.size, b.name), lambda b: (-b.first, -b.size, b.name))
 
-    def _forbidden(self, b: Buffer, a: Buffer, a_off: int, mirror: bool) -> tuple:
-        """Open interval of offsets of b that collide with a (placed at a_off)."""
-        lo, hi = a_off - b.size, a_off + a.size
-        d = self.overlaps.get((b.name, a.name))
-        if d is not None:          # b = output, a = its input (real: b.off <= a.off + d)
-            if mirror:
-                hi = min(hi, a_off + a.size - b.size - d)
+    def _conflicts(self) -> list:
+        """Per buffer (by index): (index, size, d_out, d_in) of every other buffer alive at a
+        common step, with the overlap deltas of the pair (``overlaps[(b, a)]``,
+        ``overlaps[(a, b)]``, None where not allowed).  The same for every sweep."""
+        bufs = self.buffers
+        first = np.array([b.first for b in bufs])
+        last = np.array([b.last for b in bufs])
+        alive = (first[:, None] <= last[None, :]) & (first[None, :] <= last[:, None])
+        np.fill_diagonal(alive, False)
+        index = {b.name: i for i, b in enumerate(bufs)}
+        deltas = {(index[o], index[i]): d for (o, i), d in self.overlaps.items()
+                  if o in index and i in index}
+        out = []
+        for i, row in enumerate(alive):
+            js = np.flatnonzero(row).tolist()
+            if deltas:
+                out.append([(j, bufs[j].size, deltas.get((i, j)), deltas.get((j, i))) for j in js])
             else:
-                lo = max(lo, a_off + d)
-        d = self.overlaps.get((a.name, b.name))
-        if d is not None:          # a = output, b = its input (real: b.off >= a.off - d)
-            if mirror:
-                lo = max(lo, a_off + a.size - b.size + d)
-            else:
-                hi = min(hi, a_off - d)
-        return lo, hi
+                out.append([(j, bufs[j].size, None, None) for j in js])
+        return out
 
-    def _sweep(self, key, mirror: bool) -> tuple:
-        order = sorted(self.buffers, key=key)
-        placed: list = []  # (buffer, offset)
-        offsets, top = {}, 0
-        for b in order:
-            bad = sorted(self._forbidden(b, a, o, mirror) for a, o in placed
-                         if a.first <= b.last and b.first <= a.last)
+    def _sweep(self, key, mirror: bool, conflicts: list) -> tuple:
+        """One greedy pass: buffers in ``key`` order, each at the lowest offset inside no
+        interval forbidden by a placed buffer alive at the same time (open intervals of b's
+        offset; an overlap delta narrows the interval on the side it allows)."""
+        bufs = self.buffers
+        placed: list = [None] * len(bufs)     # offset by buffer index, None until placed
+        top = 0
+        for i in sorted(range(len(bufs)), key=lambda k: key(bufs[k])):
+            size = bufs[i].size
+            bad = []
+            for j, a_size, d_ba, d_ab in conflicts[i]:
+                a_off = placed[j]
+                if a_off is None:
+                    continue
+                lo, hi = a_off - size, a_off + a_size
+                if d_ba is not None:   # b = output, a = its input (real: b.off <= a.off + d)
+                    if mirror:
+                        hi = min(hi, a_off + a_size - size - d_ba)
+                    else:
+                        lo = max(lo, a_off + d_ba)
+                if d_ab is not None:   # a = output, b = its input (real: b.off >= a.off - d)
+                    if mirror:
+                        lo = max(lo, a_off + a_size - size + d_ab)
+                    else:
+                        hi = min(hi, a_off - d_ab)
+                bad.append((lo, hi))
+            bad.sort()
             offset = 0
             for lo, hi in bad:          # sweep: lowest offset inside no forbidden interval
                 if hi <= lo:
@@ -109,20 +135,20 @@ class GreedyPlanner(MemoryPlanner):
                 if offset <= lo:
                     break
                 offset = max(offset, hi)
-            offsets[b.name] = offset
-            placed.append((b, offset))
-            top = max(top, offset + b.size)
+            placed[i] = offset
+            top = max(top, offset + size)
         if mirror:
-            offsets = {b.name: top - offsets[b.name] - b.size for b in self.buffers}
-        return offsets, top
+            return {b.name: top - o - b.size for b, o in zip(bufs, placed)}, top
+        return {b.name: o for b, o in zip(bufs, placed)}, top
 
     def plan(self) -> tuple:
         variants = [(self.ORDERS[0], False)]
         if self.overlaps:
             variants += [(k, m) for k in self.ORDERS for m in (False, True)][1:]
+        conflicts = self._conflicts()
         best = None
         for key, mirror in variants:
-            offsets, top = self._sweep(key, mirror)
+            offsets, top = self._sweep(key, mirror, conflicts)
             if best is None or top < best[1]:
                 best = (offsets, top)
         return best
