@@ -330,15 +330,17 @@ def plan_graph(graph: Graph, planner: str = "greedy", overlap: bool = True,
 
     tensor_offsets = {t: offsets[aliases.get(t, t)] for t in first}
     scratch = {name: (offsets[f"scratch:{name}"], s) for name, s in scratch_sizes.items()}
-    per_layer = []
-    for i, node in enumerate(graph.nodes):
-        live = [(offsets[b], _align(size)) for b, (lo, hi, size) in lifetimes.items() if lo <= i <= hi]
-        per_layer.append({
-            "node": node.name, "op": node.op,
-            "live_bytes": sum(s for _, s in live),
-            "arena_high_water": max((o + s for o, s in live), default=0),
-            "scratch_bytes": scratch_sizes.get(node.name, 0),
-        })
+    # per node: the buffers alive at its step (nodes x buffers), their bytes and highest end
+    spans = np.array([(lo, hi, offsets[b], _align(size)) for b, (lo, hi, size) in lifetimes.items()],
+                     dtype=np.int64).reshape(-1, 4)
+    step = np.arange(n)[:, None]
+    live = (spans[:, 0] <= step) & (step <= spans[:, 1])
+    live_bytes = (live * spans[:, 3]).sum(axis=1)
+    high_water = (live * (spans[:, 2] + spans[:, 3])).max(axis=1, initial=0)
+    per_layer = [{"node": node.name, "op": node.op,
+                  "live_bytes": int(live_bytes[i]), "arena_high_water": int(high_water[i]),
+                  "scratch_bytes": scratch_sizes.get(node.name, 0)}
+                 for i, node in enumerate(graph.nodes)]
     return MemoryPlan(arena, tensor_offsets, scratch, lifetimes, aliases, per_layer,
                       {(o, i): d for o, i, d in overlaps},
                       {name: offsets[name] for name in extra}, patch, list(fusions))
