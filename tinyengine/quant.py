@@ -60,11 +60,24 @@ def quantize_multiplier(real: float) -> tuple:
 
 
 def quantize_multiplier_array(reals) -> tuple:
-    """Per-channel quantize_multiplier: returns (int32 multipliers, int32 shifts)."""
-    pairs = [quantize_multiplier(float(r)) for r in np.atleast_1d(reals)]
-    mult = np.array([p[0] for p in pairs], dtype=np.int32)
-    shift = np.array([p[1] for p in pairs], dtype=np.int32)
-    return mult, shift
+    """Per-channel quantize_multiplier: returns (int32 multipliers, int32 shifts).  The same
+    steps on arrays (np.frexp is math.frexp elementwise; a zero gives (0, 0) either way);
+    non-finite reals go through quantize_multiplier, which rejects them."""
+    reals = np.atleast_1d(np.asarray(reals, dtype=np.float64))
+    if not np.all(np.isfinite(reals)):
+        pairs = [quantize_multiplier(float(r)) for r in reals]
+        return (np.array([p[0] for p in pairs], dtype=np.int32),
+                np.array([p[1] for p in pairs], dtype=np.int32))
+    q, shift = np.frexp(reals)
+    q_fixed = tflite_round(q * (1 << 31)).astype(np.int64)
+    shift = shift.astype(np.int64)
+    top = q_fixed == (1 << 31)
+    q_fixed[top] //= 2
+    shift[top] += 1
+    flush = shift < -31
+    q_fixed[flush] = 0
+    shift[flush] = 0
+    return q_fixed.astype(np.int32), shift.astype(np.int32)
 
 
 def wrap_int32(x):

@@ -49,7 +49,7 @@ def per_channel_multipliers(in_scale: float, w_scales, out_scale: float, n: int)
     w_scales = np.atleast_1d(np.asarray(w_scales, dtype=np.float32)).astype(np.float64)
     if w_scales.size == 1:
         w_scales = np.full(n, w_scales[0])
-    real = [tflite_scale(in_scale) * float(s) / tflite_scale(out_scale) for s in w_scales]
+    real = tflite_scale(in_scale) * w_scales / tflite_scale(out_scale)   # double ops, per channel
     return quantize_multiplier_array(real)
 
 
