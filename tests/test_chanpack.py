@@ -181,6 +181,29 @@ def test_derived_multiplier_rounding_up_to_two_to_the_31():
     assert np.array_equal(_c_unpack(packed, 40, 4, want.nbytes), want)
 
 
+def test_codes_searched_at_once_are_the_scalar_search_codes():
+    """mult_codes searches every channel's code at once (_codes_of); it finds the code the
+    per-channel search (_code_of) finds, the lowest candidate in its order (packed tables,
+    hence generated C, depend on which), and None where any channel has none."""
+    rng = np.random.default_rng(11)
+    for i in range(300):
+        k = chanpack._ratio_constant((float(np.exp(rng.uniform(-8, 1))),
+                                      float(np.exp(rng.uniform(-8, 1)))))
+        n = int(rng.integers(1, 24))
+        mults = np.array([chanpack.derive_mult(int(f), k)
+                          for f in rng.integers(1 << 23, 1 << 24, n)], dtype=np.int64)
+        if i % 3 == 1:
+            mults[rng.integers(n)] = rng.choice([0, 1 << 30, (1 << 31) - 1, -(1 << 30), 1])
+        elif i % 3 == 2:
+            mults += rng.integers(-1, 2, n)
+        want = [chanpack._code_of(int(m), k) for m in mults]
+        got = chanpack._codes_of(mults, k)
+        if None in want:
+            assert got is None
+        else:
+            assert got is not None and got.tolist() == want
+
+
 def test_multipliers_without_codes_stay_stored():
     """Multipliers that are not TFLite's of the given scales (or no scales): plain fields."""
     rng = np.random.default_rng(5)

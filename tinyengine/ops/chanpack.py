@@ -137,10 +137,40 @@ def mult_codes(cp: ChannelParams):
     if cp.scales is None or not cp.n:
         return None
     k = _ratio_constant(cp.scales)
-    codes = [_code_of(m, k) for m in np.asarray(cp.mult, dtype=np.int64).tolist()]
-    if None in codes:
+    codes = _codes_of(np.asarray(cp.mult, dtype=np.int64).reshape(-1), k)
+    if codes is None:
         return None
-    return np.array(codes, dtype=np.int64), k
+    return codes, k
+
+
+def _derive_mults(codes, k: int):
+    """derive_mult on an int64 array of codes (0 <= code < 2^24: every product fits)."""
+    lo = codes * (k & 0xFFFFFFFF)
+    hi = codes * (k >> 32) + (lo >> 32)
+    t = hi >> 55
+    m = (hi + np.left_shift(1, 23 + t)) >> (24 + t)
+    return np.where(m >> 31 != 0, 1 << 30, m)
+
+
+def _codes_of(mults, k: int):
+    """_code_of of every multiplier (int64 array) as an int64 array, or None where one has
+    no code: the same candidates in the same order (t, target, f ascending), tried at once."""
+    ms = mults.tolist()
+    blocks = []       # (f0 per channel, whether the channel tries this block)
+    for t in (0, 1):
+        blocks.append((np.array([(m << (56 + t)) // k for m in ms], dtype=np.int64),
+                       np.ones(len(ms), dtype=bool)))
+        blocks.append((np.full(len(ms), ((1 << 31) << (56 + t)) // k, dtype=np.int64),
+                       mults == 1 << 30))
+    steps = np.arange(-2, 3)
+    cand = np.concatenate([f0[:, None] + steps for f0, _ in blocks], axis=1)
+    tried = np.repeat(np.stack([on for _, on in blocks], axis=1), steps.size, axis=1)
+    tried &= (cand >= 1 << 23) & (cand < 1 << 24)
+    hit = tried & (_derive_mults(np.where(tried, cand, 0), k) == mults[:, None])
+    zero = mults == 0
+    if not np.all(hit.any(axis=1) | zero):
+        return None
+    return np.where(zero, 0, cand[np.arange(len(ms)), np.argmax(hit, axis=1)])
 
 
 def _code_of(m: int, k: int):
