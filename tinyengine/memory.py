@@ -124,9 +124,9 @@ def drop_unpaying_exceptions(graph: Graph, plan: MemoryPlan) -> None:
         if packed is None or not chanpack.has_exceptions(packed):
             continue
         cp = _channel_table(graph, plan, i)
-        if not chanpack.packable(cp, exceptions=False):
+        plain[i] = chanpack.pack_if_packable(cp, exceptions=False)
+        if plain[i] is None:
             return
-        plain[i] = chanpack.pack(cp, exceptions=False)
         if plain[i].nbytes >= int(node.params["rq_table_bytes"]):
             return
     gain = sum(plain[i].nbytes - graph.nodes[i].params["rq_packed"].nbytes for i in plain)
@@ -147,9 +147,9 @@ def grant_compact_params(graph: Graph, plan: MemoryPlan, replan,
     for i in sorted(among):
         node = graph.nodes[i]
         cp = _channel_table(graph, plan, i)
-        if cp is None or not chanpack.packable(cp):
+        packed = chanpack.pack_if_packable(cp) if cp is not None else None
+        if packed is None:
             continue
-        packed = chanpack.pack(cp)
         size = chanpack.table_bytes(cp.n, cp.group)
         if packed.nbytes >= size:
             continue

@@ -313,9 +313,17 @@ def _stride(w: int) -> int:
 def pack(cp: ChannelParams, exceptions: bool = True) -> np.ndarray:
     """The uint32 words of te_unpack_channels' packed form (header, stream, exception lists
     where the layer has any, zero padding to at least PAD_WORDS words after the stream)."""
+    packed = pack_if_packable(cp, exceptions)
+    if packed is None:
+        raise ValueError("per-channel values do not fit te_unpack_channels' fields")
+    return packed
+
+
+def pack_if_packable(cp: ChannelParams, exceptions: bool = True):
+    """pack(cp) where packable(cp), else None (one layout search for both)."""
     lay = _layout(cp, exceptions)
     if not lay.fits:
-        raise ValueError("per-channel values do not fit te_unpack_channels' fields")
+        return None
     ((acc_base, wa, fa), (mult_base, wm, fm), (byte_base, wb, fb)), k = lay.fields, lay.k
     stride = _stride(wa + wm + wb)
     bits = np.zeros(-(-(cp.n * stride) // 32) * 32, dtype=np.uint8)
