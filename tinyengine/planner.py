@@ -80,38 +80,50 @@ class GreedyPlanner(MemoryPlanner):
     ORDERS = (lambda b: (-b.size, b.first, b.name), lambda b: (b.first, -b.size, b.name),
               lambda b: (-b.last, -b.size, b.name), lambda b: (-b.first, -b.size, b.name))
 
-    def _conflicts(self) -> list:
-        """Per buffer (by index): (index, size, d_out, d_in) of every other buffer alive at a
-        common step, with the overlap deltas of the pair (``overlaps[(b, a)]``,
-        ``overlaps[(a, b)]``, None where not allowed).  The same for every sweep."""
+    def _conflicts(self) -> tuple:
+        """Per buffer (by index), the other buffers alive at a common step: (plain, paired),
+        plain ones as (index, size), those with an overlap permission as (index, size, d_out,
+        d_in) (``overlaps[(b, a)]``, ``overlaps[(a, b)]``, None where not allowed).  The same
+        for every sweep."""
         bufs = self.buffers
-        first = np.array([b.first for b in bufs])
-        last = np.array([b.last for b in bufs])
+        first = np.array([b.first for b in bufs], dtype=np.int64)
+        last = np.array([b.last for b in bufs], dtype=np.int64)
         alive = (first[:, None] <= last[None, :]) & (first[None, :] <= last[:, None])
         np.fill_diagonal(alive, False)
         index = {b.name: i for i, b in enumerate(bufs)}
         deltas = {(index[o], index[i]): d for (o, i), d in self.overlaps.items()
                   if o in index and i in index}
-        out = []
-        for i, row in enumerate(alive):
-            js = np.flatnonzero(row).tolist()
-            if deltas:
-                out.append([(j, bufs[j].size, deltas.get((i, j)), deltas.get((j, i))) for j in js])
-            else:
-                out.append([(j, bufs[j].size, None, None) for j in js])
-        return out
+        sizes = [b.size for b in bufs]
+        plain = [[] for _ in bufs]
+        for i, j in zip(*(a.tolist() for a in np.nonzero(alive))):
+            plain[i].append((j, sizes[j]))
+        paired = [[] for _ in bufs]
+        for i, j in {(min(o, i), max(o, i)) for o, i in deltas if o != i}:
+            for b, a in ((i, j), (j, i)):
+                if alive[b, a]:
+                    paired[b].append((a, sizes[a], deltas.get((b, a)), deltas.get((a, b))))
+        for b in range(len(bufs)):
+            if paired[b]:
+                mine = {a for a, *_ in paired[b]}
+                plain[b] = [e for e in plain[b] if e[0] not in mine]
+        return plain, paired
 
-    def _sweep(self, key, mirror: bool, conflicts: list) -> tuple:
-        """One greedy pass: buffers in ``key`` order, each at the lowest offset inside no
+    def _sweep(self, order: list, mirror: bool, conflicts: tuple) -> tuple:
+        """One greedy pass: buffers in ``order`` (indices), each at the lowest offset inside no
         interval forbidden by a placed buffer alive at the same time (open intervals of b's
         offset; an overlap delta narrows the interval on the side it allows)."""
         bufs = self.buffers
+        plain, paired = conflicts
         placed: list = [None] * len(bufs)     # offset by buffer index, None until placed
         top = 0
-        for i in sorted(range(len(bufs)), key=lambda k: key(bufs[k])):
+        for i in order:
             size = bufs[i].size
             bad = []
-            for j, a_size, d_ba, d_ab in conflicts[i]:
+            for j, a_size in plain[i]:
+                a_off = placed[j]
+                if a_off is not None:
+                    bad.append((a_off - size, a_off + a_size))
+            for j, a_size, d_ba, d_ab in paired[i]:
                 a_off = placed[j]
                 if a_off is None:
                     continue
@@ -134,9 +146,11 @@ class GreedyPlanner(MemoryPlanner):
                     continue
                 if offset <= lo:
                     break
-                offset = max(offset, hi)
+                if hi > offset:
+                    offset = hi
             placed[i] = offset
-            top = max(top, offset + size)
+            if offset + size > top:
+                top = offset + size
         if mirror:
             return {b.name: top - o - b.size for b, o in zip(bufs, placed)}, top
         return {b.name: o for b, o in zip(bufs, placed)}, top
@@ -146,9 +160,13 @@ class GreedyPlanner(MemoryPlanner):
         if self.overlaps:
             variants += [(k, m) for k in self.ORDERS for m in (False, True)][1:]
         conflicts = self._conflicts()
+        orders: dict = {}        # buffer indices by each key, shared by both directions
         best = None
         for key, mirror in variants:
-            offsets, top = self._sweep(key, mirror, conflicts)
+            if key not in orders:
+                keys = [key(b) for b in self.buffers]
+                orders[key] = sorted(range(len(keys)), key=keys.__getitem__)
+            offsets, top = self._sweep(orders[key], mirror, conflicts)
             if best is None or top < best[1]:
                 best = (offsets, top)
         return best
