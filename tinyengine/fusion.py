@@ -92,6 +92,11 @@ def _is_expand(node, graph) -> bool:
 def candidates(graph: Graph, after: int = -1) -> list:
     """Every pair nodes[i], nodes[i+1] (i > after) that can run fused: a 1x1 stride-1 conv
     whose output only the next node, a depthwise conv, reads."""
+    return [build(graph, i) for i in _pair_indices(graph, after)]
+
+
+def _pair_indices(graph: Graph, after: int) -> list:
+    """The i of candidates(graph, after), before their row schedules are built."""
     consumers = graph.consumers()
     found = []
     for i in range(max(after + 1, 0), len(graph.nodes) - 1):
@@ -103,7 +108,7 @@ def candidates(graph: Graph, after: int = -1) -> list:
             continue
         if a.inputs[0] is None or graph.tensors[a.inputs[0]].is_const:
             continue
-        found.append(build(graph, i))
+        found.append(i)
     return found
 
 
@@ -159,8 +164,10 @@ def choose(graph: Graph, plan_fn, base, after: int = -1) -> tuple:
     # only where the depthwise output is smaller than the expanded tensor (stride > 1, ...):
     # otherwise a tensor as large stays whole and any gain is placement noise, paid for
     # with the per-row calls and moves
-    chosen = [f for f in candidates(graph, after)
-              if graph.tensors[graph.nodes[f.dw].outputs[0]].nbytes < graph.tensors[f.tensor].nbytes]
+    # (checked before the pairs' row schedules are built: most depthwise convs have stride 1)
+    chosen = [build(graph, i) for i in _pair_indices(graph, after)
+              if graph.tensors[graph.nodes[i + 1].outputs[0]].nbytes
+              < graph.tensors[graph.nodes[i].outputs[0]].nbytes]
     if not chosen:
         return [], base
     plan = plan_fn(chosen)
