@@ -138,6 +138,10 @@ def test_pruning(forward):
                                                      "te_fully_connected_grad_weight")):
             assert sparse.graph.nodes[i + 1].attrs["kernel"] == "te_sgd_update_s8"
             assert sparse.graph.nodes[i + 1].inputs[1] == node.outputs[0]
+    # momentum: one float32 buffer per trained gradient, counted as optimizer state
+    mom = tgm.build(forward, sc.Scheme(weights=((1, 0.5),)), momentum=0.9)
+    assert mom.state_bytes() == sum(4 * mom.graph.tensors[g].size for g in mom.grads.values())
+    assert sparse.state_bytes() == 0
     # the residual's gradient is a sum of two contributions
     full = tgm.build(forward, sc.Scheme(full=True))
     assert any(n.op == "TE_GRAD_ACCUMULATE_F32" for n in full.graph.nodes)
@@ -172,3 +176,83 @@ def test_scheme_errors(forward, tmp_path):
     wt = forward.tensors[lay.weights]
     norms = np.sqrt((wt.data.reshape(lay.channels, -1).astype(float) ** 2).sum(1)) * wt.quant.scale
     assert sc.top_channels(forward, lay, 0.5) == tuple(sorted(np.argsort(-norms)[:2]))
+
+
+# -- memory plan and the CLI ----------------------------------------------------------------------
+MCUNET_SPARSE = ["--bias-last", "12", "--weights=-2:0.5,-5:0.25"]
+
+
+def test_mcunet_plan_sparse_fits_full_does_not(models_dir, capsys):
+    """mcunet-vww1 on stm32f746: the sparse scheme's peak SRAM (arena + trained parameters +
+    stack) under 256 KB; full backprop of the same network, planned the same way, several
+    times larger and refused with the bytes needed and the board's."""
+    from tinytrain import cli, memory
+
+    model = models_dir / "mcunet" / "mcunet-vww1.tflite"
+    fwd = tgm.forward_graph(str(model), "stm32f746", 10)
+    sparse = memory.plan(tgm.build(fwd, sc.from_flags(12, "-2:0.5,-5:0.25")), "stm32f746")
+    full = memory.plan(tgm.build(fwd, sc.Scheme(full=True)), "stm32f746")
+    forward_only = te.plan_memory(fwd, te.PlanOptions()).arena_bytes
+    with capsys.disabled():
+        print(f"\nmcunet-vww1 training plan on stm32f746: sparse {sparse.breakdown()}; "
+              f"full backprop {full.breakdown()}; inference arena {forward_only}")
+    assert sparse.peak_sram_bytes <= 256 * 1024
+    assert sparse.arena_bytes > forward_only          # saved activations and gradients
+    assert full.peak_sram_bytes > 3 * sparse.peak_sram_bytes and not full.fits
+
+    assert cli.main(["plan", str(model), "--classes", "10", *MCUNET_SPARSE]) == 0
+    out = capsys.readouterr().out
+    assert f"peak SRAM    {sparse.peak_sram_bytes} bytes" in out
+    assert f"full backprop {full.peak_sram_bytes} bytes" in out
+    assert cli.main(["plan", str(model), "--classes", "10", "--full"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"needs {full.peak_sram_bytes} bytes" in err[0] \
+        and "stm32f746 has 327680" in err[0], err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--weights", "conv_9:0.5"], "layer 'conv_9' does not exist (trainable layers: 0:"),
+    (["--weights", "1:1.5"], "the ratio of layer 1 must be in (0, 1], got 1.5"),
+    (["--bias-last", "2", "--scheme", "s.json"], "exclude each other"),
+    (["--board", "nosuch"], "nosuch"),
+    (["--classes", "1"], "--classes must be an integer >= 2"),
+])
+def test_cli_errors_one_line_exit_2(tmp_path, capsys, argv, message):
+    from tinytrain import cli
+
+    model = small_model(tmp_path / "small.tflite")
+    args = ["plan", str(model), "--classes", "3", "--board", "host", *argv]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tinytrain: error:") and message in err[0], err
+
+
+def test_op_without_gradient_rule_is_named(tmp_path, capsys):
+    """A MAX_POOL_2D between the loss and the trained layer: one line naming the node and op."""
+    from tinytrain import cli
+
+    mb = ModelBuilder()
+    x = mb.tensor("x", (1, 6, 6, 2), scale=0.05, zero_point=0)
+    c = mb.tensor("c", (1, 6, 6, 3), scale=0.05, zero_point=0)
+    mb.op("CONV_2D", [x, mb.const("w", np.ones((3, 1, 1, 2)), "int8", scale=np.full(3, 0.01),
+                                  zero_point=np.zeros(3, np.int64)), -1], [c],
+          padding="SAME", stride_w=1, stride_h=1)
+    m = mb.tensor("m", (1, 3, 3, 3), scale=0.05, zero_point=0)
+    mb.op("MAX_POOL_2D", [c], [m], padding="VALID", stride_w=2, stride_h=2, filter_width=2,
+          filter_height=2)
+    f = mb.tensor("f", (1, 27), scale=0.05, zero_point=0)
+    mb.op("RESHAPE", [m, mb.const("s", np.array([1, 27], np.int32))], [f])
+    y = mb.tensor("y", (1, 4), scale=0.1, zero_point=0)
+    mb.op("FULLY_CONNECTED", [f, mb.const("w2", np.ones((4, 27)), "int8", scale=np.full(4, 0.01),
+                                          zero_point=np.zeros(4, np.int64)), -1], [y])
+    mb.inputs([x])
+    mb.outputs([y])
+    path = tmp_path / "maxpool.tflite"
+    path.write_bytes(mb.build())
+    assert cli.main(["plan", str(path), "--classes", "3", "--board", "host"]) == 0
+    capsys.readouterr()
+    assert cli.main(["plan", str(path), "--classes", "3", "--board", "host",
+                     "--weights", "0:1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'max_pool_2d_1' (MAX_POOL_2D)" in err[0] \
+        and "no gradient rule" in err[0], err

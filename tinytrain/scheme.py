@@ -187,4 +187,4 @@ def resolve(scheme: Scheme, graph, head: str) -> dict:
             continue
         prev = out.get(lay.name, Targets())
         out[lay.name] = Targets(bias=prev.bias, channels=top_channels(graph, lay, ratio))
-    return out
+    return {lay.name: out[lay.name] for lay in layers if lay.name in out}   # forward order

@@ -161,6 +161,13 @@ def _straight_through(y, actual_real, mask=None):
     return (d if mask is None else d * mask) + actual_real
 
 
+def _pad_before(x, k_hw, attrs) -> tuple:
+    """(top, left) padding of a window op from its rule attributes."""
+    from .grad_rules import window_padding
+    return tuple(window_padding(x.shape[1 + i], k_hw[i], attrs[f"stride_{'hw'[i]}"],
+                                attrs["padding"], i)[0] for i in range(2))
+
+
 def graph_gradients(fwd, values: dict, specs: dict, labels, trained: dict) -> dict:
     """torch.autograd's gradients of softmax cross-entropy on the dequantized logits of a
     prepared forward graph (a tinyengine IR graph, as tinytrain.graph.forward_graph gives it).
@@ -193,11 +200,8 @@ def graph_gradients(fwd, values: dict, specs: dict, labels, trained: dict) -> di
         out_shape = T[out].shape
         a = spec.attrs
         if node.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            from .grad_rules import window_padding
-            k = spec.shape("weights")[1:3]
-            pad = tuple(window_padding(x.shape[1 + i], k[i], a[f"stride_{'hw'[i]}"], a["padding"],
-                                       i)[0] for i in range(2))
-            kw = dict(stride=(a["stride_h"], a["stride_w"]), pad=pad, out_hw=out_shape[1:3])
+            kw = dict(stride=(a["stride_h"], a["stride_w"]), out_hw=out_shape[1:3],
+                      pad=_pad_before(x, spec.shape("weights")[1:3], a))
             w, s_w = param(node.inputs[1]), T[node.inputs[1]].quant.scale
             b = param(node.inputs[2] if len(node.inputs) > 2 else None)
             if node.op == "CONV_2D":
@@ -213,12 +217,9 @@ def graph_gradients(fwd, values: dict, specs: dict, labels, trained: dict) -> di
         elif node.op == "ADD":
             y = x + act(node.inputs[1])
         elif node.op == "AVERAGE_POOL_2D":
-            from .grad_rules import window_padding
             k = (a["filter_height"], a["filter_width"])
-            pad = tuple(window_padding(x.shape[1 + i], k[i], a[f"stride_{'hw'[i]}"], a["padding"],
-                                       i)[0] for i in range(2))
-            y = avg_pool_2d(x, filter_hw=k, stride=(a["stride_h"], a["stride_w"]), pad=pad,
-                            out_hw=out_shape[1:3])
+            y = avg_pool_2d(x, filter_hw=k, stride=(a["stride_h"], a["stride_w"]),
+                            pad=_pad_before(x, k, a), out_hw=out_shape[1:3])
         elif node.op == "MEAN":
             y = mean(x, a["axes"]).reshape(out_shape)
         elif node.op == "TRANSPOSE":
