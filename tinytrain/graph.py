@@ -256,9 +256,10 @@ def _value_shape(b, node, slots, targets_sel):
     return shapes
 
 
-def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: bool = True,
-          batch_labels: int | None = None) -> TrainingGraph:
-    """The training graph of a forward graph (from forward_graph) under a scheme."""
+def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: bool = True
+          ) -> TrainingGraph:
+    """The training graph of a forward graph (from forward_graph) under a scheme.  Its forward
+    nodes are copies (te.plan_memory writes a node's params: each graph is planned once)."""
     head = next(n for n in fwd.nodes if n.outputs[0] == fwd.outputs[0])
     targets = resolve(scheme, fwd, head.name)
     producers = fwd.producers()
@@ -307,7 +308,8 @@ def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: 
                           {"kernel": "te_softmax_cross_entropy_grad_f32", "scalars": [1, 2]})]
     nodes = []
     for node in fwd.nodes:
-        nodes.append(node)
+        nodes.append(te.Node(node.op, node.name, list(node.inputs), list(node.outputs),
+                             dict(node.attrs), dict(node.params)))
         if node.name in backwards:
             bw, want, slots = backwards[node.name]
             names = _Names(b, node, slots, None)
