@@ -263,6 +263,21 @@ def test_patch_build_on_host_is_bit_exact(stage, spec, tmp_path, capsys):
     assert report["patch"]["spec"] == spec and report["patch"]["code_form"] == "loop"
 
 
+def test_patch_row_strips_read_whole_input_rows(tmp_path, capsys):
+    """Full-width strips read the model input in place, so a strip's input region is whole
+    rows also where the windows never reach the last column (width 28, 3x3 stride 2 VALID:
+    columns 0-26); a 27-column region read with the 28-column pitch gave wrong values."""
+    layers = [("conv", 3, 2, "VALID", 8), ("dw", 3, 1, "SAME", 0), ("conv", 1, 1, "VALID", 12),
+              ("conv", 1, 1, "VALID", 4)]
+    path = _write(tmp_path, "even", _chain_model(layers, in_shape=(1, 29, 28, 3)))
+    g = _graph(path)
+    s = patching.build(g, 2, (3, 1))
+    assert all(p.regions[s.input].w == 28 for p in s.patches)
+    rc = main(["verify", path, "--board", "host", "-n", "3", "--patch", "3x1@2", "-o",
+               str(tmp_path / "o")])
+    assert rc == 0, capsys.readouterr().out
+
+
 def test_patch_loop_tables_share_columns_and_are_narrow():
     # patch bodies differing only in literals: a height used twice, a pad, an arena offset
     # beyond 255 and one beyond 65535; the stride 2 and the -128 are the same in every patch

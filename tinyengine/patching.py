@@ -192,6 +192,12 @@ def build(graph: Graph, split: int, grid: tuple) -> PatchSchedule:
                         raise PatchError(f"cannot run the first {split + 1} ops patch by patch: "
                                          f"tensor '{t}' is read over different regions")
                     regions[t] = need
+            if cols == 1:
+                # full-width strips read the model input in place (render_stage): whole rows,
+                # also where the windows never reach the last columns (VALID, stride > 1)
+                r_in = regions[graph.inputs[0]]
+                regions[graph.inputs[0]] = Region(r_in.y0, r_in.y1, 0,
+                                                  graph.tensors[graph.inputs[0]].shape[2])
             patches.append(Patch(r, regions, _patch_graph(graph, split, regions, r)))
     whole = {t for n in stage for t in n.outputs} - {out}
     sizes = {t: max(p.graph.tensors[t].nbytes for p in patches) for t in sorted(whole)}

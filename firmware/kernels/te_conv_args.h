@@ -12,7 +12,7 @@
  *   the start of `scratch` (TE_UNPACK_CHANNELS_BYTES bytes, 4-byte aligned); the kernel's own
  *   scratch follows it.  TE_CONV_ARGS_SCRATCH: the kernel has its (optional) scratch.
  * in_value: CONV_2D's pad_value, DEPTHWISE_CONV_2D's input_offset.
- * tinyengine/codegen.py uses it when every value fits its field (int16_t sizes and in_value,
+ * tinyengine/codegen/model.py uses it when every value fits its field (int16_t sizes and in_value,
  * int8_t for the rest; otherwise the plain call): 40 bytes.
  * Overlap contract (TE_OVERLAP: no-activations): reads only the struct and constants;
  * the kernel that calls it keeps its own contract.
