@@ -22,12 +22,13 @@ BATCH, CLASSES = 2, 3
 def small_model(path):
     """x[2,10,10,3] -> conv 3x3/2 SAME relu6 -> depthwise 3x3 (x2) relu -> 1x1 conv -> ADD
     with the conv's output (a residual: its gradient is a sum) -> avg pool 5x5 -> reshape ->
-    fully connected (the head)."""
+    fully connected (the head).  The 1x1 conv's weights are quantized per tensor, the others
+    per channel."""
     rng = np.random.default_rng(3)
     mb = ModelBuilder()
 
-    def w(name, shape, axis):
-        n = shape[axis]
+    def w(name, shape, axis, per_tensor=False):
+        n = 1 if per_tensor else shape[axis]
         return mb.const(name, rng.integers(-127, 128, shape), "int8",
                         scale=rng.uniform(0.004, 0.012, n), zero_point=np.zeros(n, np.int64),
                         quantized_dimension=axis)
@@ -45,7 +46,8 @@ def small_model(path):
           padding="SAME", stride_w=1, stride_h=1, depth_multiplier=2,
           fused_activation_function="RELU")
     p = mb.tensor("p", (BATCH, 5, 5, 4), scale=0.06, zero_point=3)
-    mb.op("CONV_2D", [d, w("w3", (4, 1, 1, 8), 0), b("b3", 4, 4e-4)], [p], padding="VALID",
+    mb.op("CONV_2D", [d, w("w3", (4, 1, 1, 8), 0, per_tensor=True), b("b3", 4, 4e-4)], [p],
+          padding="VALID",
           stride_w=1, stride_h=1)
     r = mb.tensor("r", (BATCH, 5, 5, 4), scale=0.07, zero_point=-2)
     mb.op("ADD", [p, c1], [r])

@@ -150,18 +150,18 @@ def op_spec(node, graph) -> gr.OpSpec:
     elif node.op == "PAD":
         attrs["pad_before"] = tuple(int(a) for a in
                                     np.asarray(graph.tensors[node.inputs[1]].data).reshape(-1, 2)[:, 0])
-    if node.op in gr.GRAD_RULES and gr.GRAD_RULES[node.op].clamps and "act_min" not in attrs:
-        out = graph.tensors[node.outputs[0]]
-        attrs.update(act_min=-128, act_max=127) if out.dtype == "int8" else None
+    rule = gr.GRAD_RULES.get(node.op)
+    if rule is not None and rule.clamps and "act_min" not in attrs:
+        attrs.update(act_min=-128, act_max=127)       # an int8 output without a fused activation
     return gr.OpSpec(node.op, attrs, shapes)
 
 
 # -- autodiff ----------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, fwd, lr, momentum, qas):
-        self.fwd, self.lr, self.momentum, self.qas = fwd, lr, momentum, qas
+    def __init__(self, fwd):
         self.tensors = dict(fwd.tensors)
         self.params, self.velocities, self.grads = {}, [], {}
+        self.count = 0                   # backward nodes so far (unique node names)
 
     def add(self, name, shape, dtype, data=None):
         if name not in self.tensors:
@@ -172,19 +172,22 @@ class _Builder:
         """<tensor>.scale / .zero_point / .qas as a constant tensor."""
         t = self.tensors[slot_tensor]
         name = f"{slot_tensor}.{what}"
+        if what == "scale" and slot == "weights":     # per channel, even where per tensor
+            s = _channel_scales(node, t)
+            return self.add(name, s.shape, "float32", s.astype(np.float32))
         if what == "scale":
-            return self.add(name, t.quant.scale.shape, "float32", t.quant.scale.astype(np.float32))
+            return self.add(name, (1,), "float32", np.array([t.quant.s], np.float32))
         if what == "zero_point":
             return self.add(name, (1,), "int32", np.array([t.quant.zp], np.int32))
         w = self.tensors[node.inputs[1]]
         x = self.tensors[node.inputs[0]]
-        f = gr.qas_factors(slot, w.quant.scale, x.quant.s)
+        f = gr.qas_factors(slot, _channel_scales(node, w), x.quant.s)
         return self.add(f"{slot_tensor}.qas", f.shape, "float32", f)
 
     def nodes_of(self, node, steps, names, shapes):
         """IR nodes of a rule's steps; names: local value -> tensor (extended as written)."""
         out = []
-        for k, step in enumerate(steps):
+        for step in steps:
             reads = [None if r is None else names(r) for r in step.reads]
             if step.kernel == gr.ALIAS:
                 names.alias(step.writes[0], reads[0])
@@ -200,10 +203,17 @@ class _Builder:
                 writes.append(self.add(names(w), shape, dtype))
             scalars = [i for i, r in enumerate(step.reads)
                        if r in ("input.scale", "input.zero_point")]
-            out.append(te.Node(bops.op_name(step.kernel), f"{node.name}/{step.kernel}_{k}",
+            self.count += 1
+            out.append(te.Node(bops.op_name(step.kernel), f"{node.name}/{step.kernel}_{self.count}",
                                reads, writes, {"kernel": step.kernel, "args": dict(step.args),
                                                "scalars": scalars, "updates": updates}))
         return out
+
+
+def _channel_scales(node, w) -> np.ndarray:
+    """A weight tensor's scale per output channel (a per-tensor scale repeated)."""
+    n = w.shape[-1] if node.op == "DEPTHWISE_CONV_2D" else w.shape[0]
+    return np.broadcast_to(np.asarray(w.quant.scale, np.float64), (n,)).copy()
 
 
 class _Names:
@@ -272,7 +282,7 @@ def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: 
             relevant.add(node.name)
             need.add(node.outputs[0])
     earliest = next((n for n in fwd.nodes if n.name in targets), head)
-    b = _Builder(fwd, lr, momentum, qas)
+    b = _Builder(fwd)
     backwards = {}
     for node in fwd.nodes:
         if node.name not in relevant:
