@@ -43,6 +43,11 @@ def scheme_of(args) -> sc.Scheme:
     return sc.from_flags(args.bias_last, args.weights, args.full)
 
 
+def _what(t) -> list:
+    return (["bias"] if t.bias else []) + \
+        ([f"{len(t.channels)} weight channels"] if t.channels else [])
+
+
 def _plan(args) -> int:
     te.get_board(args.board)
     scheme = scheme_of(args)
@@ -51,9 +56,7 @@ def _plan(args) -> int:
     tg = tgm.build(fwd, scheme, **opt)
     p = memory.plan(tg, args.board)
     print(f"model        {args.model} ({len(fwd.nodes)} forward nodes, {args.classes} classes)")
-    layers = ", ".join(f"{name}({'b' if t.bias else ''}{'w' if t.channels else ''}"
-                       f"{'' if not t.channels else len(t.channels)})"
-                       for name, t in tg.targets.items())
+    layers = ", ".join(f"{name} ({' + '.join(_what(t))})" for name, t in tg.targets.items())
     print(f"trained      {layers}")
     print(f"backward     {len(tg.graph.nodes) - len(fwd.nodes)} nodes")
     print(f"peak SRAM    {p.breakdown()} on {p.board} "
