@@ -256,3 +256,37 @@ def test_op_without_gradient_rule_is_named(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'max_pool_2d_1' (MAX_POOL_2D)" in err[0] \
         and "no gradient rule" in err[0], err
+
+
+def test_default_scheme_is_the_largest_that_fits(forward, monkeypatch):
+    """Without scheme options: the weights of the last two 1x1 convs before the head (half,
+    a quarter of their channels) and the biases of the most last layers that fit the budget;
+    one layer more does not fit; a budget too small for the weights drops them."""
+    from tinytrain import memory
+
+    def peak(s):
+        return memory.plan(tgm.build(forward, s), "host").peak_sram_bytes
+
+    with_w = sc.Scheme(bias_last=2, weights=(("conv_2d_2", 0.5),))     # the only 1x1 conv
+    monkeypatch.setattr(memory, "DEFAULT_BUDGET", peak(with_w))
+    s = memory.default_scheme(forward, "host")
+    assert s.weights == with_w.weights and s.bias_last >= 2
+    assert peak(s) <= memory.DEFAULT_BUDGET
+    assert peak(sc.Scheme(bias_last=s.bias_last + 1, weights=s.weights)) > memory.DEFAULT_BUDGET
+    monkeypatch.setattr(memory, "DEFAULT_BUDGET", peak(sc.Scheme(bias_last=1)))
+    s = memory.default_scheme(forward, "host")
+    assert s.weights == () and s.bias_last >= 1
+    assert peak(sc.Scheme(bias_last=s.bias_last + 1)) > memory.DEFAULT_BUDGET
+
+
+@pytest.mark.slow
+def test_mcunet_default_scheme_under_256kb(models_dir, capsys):
+    from tinytrain import cli
+
+    model = models_dir / "mcunet" / "mcunet-vww1.tflite"
+    assert cli.main(["plan", str(model), "--classes", "10"]) == 0
+    out = capsys.readouterr().out
+    peak = int(out.split("peak SRAM")[1].split()[0])
+    with capsys.disabled():
+        print("\n" + "\n".join(ln for ln in out.splitlines() if not ln.startswith("trained")))
+    assert "scheme       default: biases of the last" in out and peak <= 256 * 1024

@@ -21,7 +21,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, required=True, help="classes of the new head")
     p.add_argument("--board", default="stm32f746", help="target board (see `tinyengine boards`)")
     p.add_argument("--seed", type=int, default=0, help="seed of the new head's weights")
-    s = p.add_argument_group("training scheme (tinytrain/scheme.py; default: the new head only)")
+    s = p.add_argument_group("training scheme (tinytrain/scheme.py; default: a sparse scheme "
+                             "that fits the board, memory.default_scheme)")
     s.add_argument("--scheme", metavar="S.json", help="scheme file (bias_last, weights, full)")
     s.add_argument("--bias-last", type=int, metavar="K", help="train the biases of the last K layers")
     s.add_argument("--weights", metavar="LAYER:RATIO,...",
@@ -34,13 +35,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--no-qas", action="store_true", help="no quantization-aware scaling")
 
 
-def scheme_of(args) -> sc.Scheme:
+def scheme_option(args) -> sc.Scheme | None:
+    """The scheme of --scheme or of the flags (checked before the model is read); None for
+    neither (then memory.default_scheme)."""
     flags = args.bias_last is not None or args.weights or args.full
     if args.scheme and flags:
         raise sc.SchemeError("--scheme and --bias-last / --weights / --full exclude each other")
     if args.scheme:
         return sc.load(args.scheme)
-    return sc.from_flags(args.bias_last, args.weights, args.full)
+    return sc.from_flags(args.bias_last, args.weights, args.full) if flags else None
 
 
 def _what(t) -> list:
@@ -50,13 +53,17 @@ def _what(t) -> list:
 
 def _plan(args) -> int:
     te.get_board(args.board)
-    scheme = scheme_of(args)
+    scheme = scheme_option(args)
     fwd = tgm.forward_graph(args.model, args.board, args.classes, args.seed)
     opt = dict(lr=args.lr, momentum=args.momentum, qas=not args.no_qas)
+    scheme = scheme or memory.default_scheme(fwd, args.board, **opt)
     tg = tgm.build(fwd, scheme, **opt)
     p = memory.plan(tg, args.board)
     print(f"model        {args.model} ({len(fwd.nodes)} forward nodes, {args.classes} classes)")
     layers = ", ".join(f"{name} ({' + '.join(_what(t))})" for name, t in tg.targets.items())
+    if scheme.source == "default scheme":
+        print(f"scheme       default: biases of the last {scheme.bias_last} layers, weights "
+              f"{', '.join(f'{n}:{r}' for n, r in scheme.weights) or 'none'} (besides the head)")
     print(f"trained      {layers}")
     print(f"backward     {len(tg.graph.nodes) - len(fwd.nodes)} nodes")
     print(f"peak SRAM    {p.breakdown()} on {p.board} "
