@@ -240,3 +240,42 @@ class ModelBuilder:
                 raise ValueError(f"{table} has no field '{key}'")
             adder(b, value)
         return getattr(tflite.BuiltinOptions, table), getattr(mod, f"{table}End")(b)
+
+
+def from_graph(graph) -> bytes:
+    """A .tflite file of an in-memory tinyengine graph as its frontend reads one (before any pass):
+    CONV_2D, DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, FULLY_CONNECTED with their normalized attrs.
+    Lets a test run TFLM on a network that was never a file (tinynas' candidates)."""
+    mb = ModelBuilder(f"{graph.name} (from a tinyengine graph)")
+    index = {}
+    for name, t in graph.tensors.items():
+        q = t.quant
+        scale = None if q is None else q.scale
+        zp = None if q is None else q.zero_point
+        axis = 0 if q is None or q.axis is None else q.axis
+        if t.is_const:
+            index[name] = mb.const(name, t.data, t.dtype, scale, zp, axis)
+        else:
+            index[name] = mb.tensor(name, t.shape, t.dtype, scale, zp, axis)
+    for n in graph.nodes:
+        a = n.attrs
+        opts = {}
+        if "activation" in a:
+            opts["fused_activation_function"] = a["activation"]
+        if "padding" in a:
+            opts["padding"] = a["padding"]
+        if "stride" in a:
+            opts["stride_h"], opts["stride_w"] = a["stride"]
+        if "dilation" in a:
+            opts["dilation_h_factor"], opts["dilation_w_factor"] = a["dilation"]
+        if "filter" in a:
+            opts["filter_height"], opts["filter_width"] = a["filter"]
+        if "depth_multiplier" in a:
+            opts["depth_multiplier"] = a["depth_multiplier"]
+        if a.get("keep_num_dims"):
+            opts["keep_num_dims"] = True
+        mb.op(n.op, [index[t] if t is not None else -1 for t in n.inputs], [index[t] for t in n.outputs],
+              **opts)
+    mb.inputs([index[t] for t in graph.inputs])
+    mb.outputs([index[t] for t in graph.outputs])
+    return mb.build()

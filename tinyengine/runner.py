@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .boards import get_board
 from .errors import FitError, TinyEngineError
 from .project import MANIFEST
 
@@ -84,7 +85,10 @@ def _tools(kind: str) -> tuple:
 
 
 def toolchain_available(board, for_run: bool = False) -> bool:
-    """Whether the tools to build (and, with for_run, run) a project for ``board`` are installed."""
+    """Whether the tools to build (and, with for_run, run) a project for ``board`` (a name or a
+    Board) are installed."""
+    if isinstance(board, str):
+        board = get_board(board)
     tools = ["make", _tools(board.kind)[0]]
     if for_run and board.kind != "host":
         tools.append("qemu-system-arm")

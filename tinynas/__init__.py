@@ -14,10 +14,20 @@ What exists:
   from checkpoints, unchanged under `torchrun --nproc_per_node N` (DistributedDataParallel, gloo / nccl).
 - `tinynas.data`: image folders (DIR/<class>/<image>) and scikit-learn's digits, with clear errors.
 
-What comes next (needs tinyengine's public API): a candidate as a tinyengine IR graph and its exact peak
-SRAM / Flash / instructions from tinyengine's planner (with and without patches), the search-space
-optimisation over (width, resolution) by the CDF rule, the evolutionary search over subnets, and the
-`tinynas search` command (fine-tune, quantize, compile, run on the emulated board, report.json).
+- `tinynas.lower`: a candidate as an int8 tinyengine IR graph (per-channel weights, random seeded or
+  given), no file in between; it runs bit-exact with TFLM (tests/test_nas_lower.py).
+- `tinynas.cost`: `CostModel.get_efficiency(candidate)`: peak SRAM exactly as tinyengine's report states
+  it (te.plan_memory + the board's stack; with patches where layer by layer misses the budget), Flash
+  (constants from the planned nodes + a code model) and instructions (per-kernel fit on QEMU profiles),
+  both fitted by `python -m tinynas.fit_cost` into cost_fit.json; cached, evaluated over processes.
+- `tinynas.search`: evolutionary search over two interfaces (efficiency, batched accuracy), SRAM /
+  Flash / instruction limits, one-line NoFitError with the smallest network's needs.
+- `tinynas.space_opt`: MCUNet's stage 1 (CDF rule over a width x resolution grid, table and PNG).
+- `tinynas.cli` (`tinynas search`): stage 1 then the search, accuracy = MACs for now (MacsProxy).
+
+What comes next: the supernet's accuracy predictor in the search, fine-tuning and quantizing the winner
+(ONNX + calibration), the device run and report.json of `tinynas search`, `make nas-demo`; a faster cost
+model (planning a full-size candidate takes about 1 to 3 s on one core, below the 10 per second aimed at).
 
 The PyTorch parts need the optional extra `nas` (`pip install -e '.[nas]'`: torch==2.13.0, tqdm);
 `tinynas.space` needs nothing beyond the standard library.

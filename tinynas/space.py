@@ -71,7 +71,7 @@ class Candidate:
         unknown = sorted(set(d) - {"r", "ks", "e"})
         missing = sorted({"r", "ks", "e"} - set(d))
         if unknown or missing:
-            raise CandidateError(f"candidate: keys must be r, ks, e"
+            raise CandidateError("candidate: keys must be r, ks, e"
                                  + (f"; unknown {', '.join(unknown)}" if unknown else "")
                                  + (f"; missing {', '.join(missing)}" if missing else ""))
         if not _is_int(d["r"]):

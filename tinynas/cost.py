@@ -1,0 +1,207 @@
+"""What a candidate costs on a board, from tinyengine itself: `CostModel.get_efficiency(candidate)`.
+
+- Peak SRAM, exactly as tinyengine's report.json states it before a run: `te.plan_memory` of the
+  lowered graph (`tinynas.lower`) with the compiler's default techniques (in-place, overlap, fusion,
+  packed tables, optional scratch) and, with `patch=True`, the patch schedule `--patch auto` picks
+  where layer by layer misses the SRAM budget, plus the board's stack allowance
+  (`te.get_board(b).stack_bytes`): report.json's `peak_sram_bytes = arena_bytes + stack_bytes`.
+  (`CostModel` says which schedule; `CostModel.options(eff)` compiles with it.)
+- Flash: the constant data the planned graph stores (weights as the kernels store them, biases in
+  their accumulator tables, per-channel tables packed or not), counted from the nodes' params
+  without generating C, plus the code: a per-board model `code = base + per_layer x layers`, fitted
+  on real builds by `python -m tinynas.fit_cost` into `cost_fit.json`.
+- Instructions: per layer `a x MACs + b x output elements + c`, the coefficients fitted per kernel
+  (`node.params['kernel']`; fused pairs and patch stages apart) on QEMU `profile` counts of built
+  candidates (same script). A kernel the fit never saw uses the fit of its op (all its kernels
+  together); `Efficiency.instructions_from_op_fit` counts such layers.
+
+The planning is the costly part (about 1 to 3 s for a full-size MCUNet candidate on one core): results
+are cached per candidate, and `evaluate` spreads candidates over processes.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import tinyengine as te
+
+from .errors import TinyNasError
+from .lower import lower
+from .space import Candidate, SearchSpace
+
+FIT_PATH = Path(__file__).with_name("cost_fit.json")
+
+# params that hold constant tables in Flash when the weights / biases are folded into them
+_TABLE_PARAMS = ("acc_init", "out_mult", "out_shift", "rq_mult", "rq_shift", "bias")
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """A candidate's figures on one board (bytes, instructions)."""
+    peak_sram_bytes: int
+    arena_bytes: int
+    flash_bytes: int
+    const_bytes: int
+    instructions: int
+    macs: int
+    patch: str | None                 # the patch schedule (spec) the plan uses, None layer by layer
+    instructions_from_op_fit: int = 0  # layers whose kernel the fit never saw
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def board_of(name: str):
+    """The tinyengine board, or TinyNasError naming the supported ones."""
+    try:
+        return te.get_board(name)
+    except te.TinyEngineError as exc:
+        raise TinyNasError(f"board: {exc}") from None
+
+
+def load_fit(board: str, path: Path = FIT_PATH) -> dict:
+    try:
+        fits = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TinyNasError(f"cost fit {path}: unreadable ({exc}); regenerate it with python -m tinynas.fit_cost") \
+            from None
+    if board not in fits:
+        raise TinyNasError(f"cost fit {path}: no fit for board {board} (fitted: {', '.join(sorted(fits))}); "
+                           f"run python -m tinynas.fit_cost --board {board}")
+    return fits[board]
+
+
+def const_bytes(graph) -> int:
+    """Flash bytes of a planned graph's constants, from its nodes' params (codegen stores these)."""
+    total = 0
+    for node in graph.nodes:
+        p = node.params
+        for name in node.inputs[1:]:
+            t = graph.tensors.get(name) if name is not None else None
+            if t is None or not t.is_const or t.dtype == "int32":    # int32 biases live in the tables
+                continue
+            total += p["w_packed"].nbytes if (t.dtype == "int8" and "w_packed" in p) else t.nbytes
+        if "rq_packed" in p:
+            total += p["rq_packed"].nbytes
+        elif "rq_table_bytes" in p:
+            total += int(p["rq_table_bytes"])
+        else:
+            total += sum(v.nbytes for k, v in p.items() if k in _TABLE_PARAMS and isinstance(v, np.ndarray))
+    return total
+
+
+def layer_keys(graph, plan) -> list[str]:
+    """Per layer, the instruction fit's key: its kernel, marked when fused or in a patch stage."""
+    fused = {k for f in plan.fusions for k in (f.expand, f.dw)}
+    stage = plan.patch.split if plan.patch is not None else -1
+    keys = []
+    for i, node in enumerate(graph.nodes):
+        kernel = node.params.get("kernel", node.op)
+        keys.append(("patch:" if i <= stage else "fused:" if i in fused else "") + kernel)
+    return keys
+
+
+def layer_features(graph, node) -> list[float]:
+    """What a layer's instructions are fitted on: MACs, output elements, 1."""
+    out = graph.tensors[node.outputs[0]]
+    return [float(_macs(graph, node)), float(out.size), 1.0]
+
+
+def _macs(graph, node) -> int:
+    if node.op not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        return 0
+    w = graph.tensors[node.inputs[1]]
+    out = graph.tensors[node.outputs[0]]
+    per_out = w.shape[1] * w.shape[2] if node.op == "DEPTHWISE_CONV_2D" else w.size // w.shape[0]
+    return out.size * per_out
+
+
+class CostModel:
+    """get_efficiency(candidate) for one space and board (the search's efficiency predictor).
+
+    patch: the plan may use a patch-based first stage. Layer by layer first; where that misses
+    `sram_budget` (peak SRAM bytes, as the report counts them) or no budget is given, the schedule
+    `--patch auto` picks, if its arena is smaller than layer by layer's. The chosen schedule is `Efficiency.patch`, and
+    `options(eff)` are the compile options that reproduce the prediction (`--patch RxC@LAYER`).
+    """
+
+    def __init__(self, space: SearchSpace, board: str, patch: bool = False, sram_budget: int | None = None,
+                 fit: dict | None = None, seed: int = 0):
+        self.space = space
+        self.board = board_of(board)
+        self.patch = bool(patch)
+        self.sram_budget = sram_budget
+        self.fit = fit if fit is not None else load_fit(self.board.name)
+        self.seed = seed
+        self._cache: dict = {}
+
+    def options(self, eff: Efficiency | None = None) -> te.CompileOptions:
+        """The compile options whose report equals the prediction `eff` (without one: layer by layer)."""
+        return te.CompileOptions(board=self.board.name, patch=eff.patch if eff is not None else None)
+
+    def plan(self, c: Candidate):
+        """(graph, plan) of the candidate as `te.compile_graph` plans it (see the class docstring)."""
+        plain = te.CompileOptions(board=self.board.name)
+        graph = te.run_passes(te.set_target(lower(self.space, c, seed=self.seed), self.board), plain)
+        plan = te.plan_memory(graph, plain.plan_options())
+        if not self.patch or (self.sram_budget is not None
+                              and plan.arena_bytes + self.board.stack_bytes <= self.sram_budget):
+            return graph, plan
+        patched = te.CompileOptions(board=self.board.name, patch="auto")
+        pgraph = te.run_passes(te.set_target(lower(self.space, c, seed=self.seed), self.board), patched)
+        pplan = te.plan_memory(pgraph, patched.plan_options())
+        # auto compares arenas before fusion: after it, layer by layer can still be the smaller
+        return (pgraph, pplan) if pplan.arena_bytes < plan.arena_bytes else (graph, plan)
+
+    def get_efficiency(self, c: Candidate) -> Efficiency:
+        hit = self._cache.get(c)
+        if hit is None:
+            hit = self._cache[c] = self._evaluate(c)
+        return hit
+
+    def _evaluate(self, c: Candidate) -> Efficiency:
+        graph, plan = self.plan(c)
+        consts = const_bytes(graph)
+        code = self.fit["code"]
+        flash = consts + code["base"] + code["per_layer"] * len(graph.nodes)
+        instructions, from_op = self.instructions(graph, plan)
+        return Efficiency(int(plan.arena_bytes + self.board.stack_bytes), int(plan.arena_bytes),
+                          int(round(flash)), int(consts), instructions, self.space.macs(c),
+                          plan.patch.spec() if plan.patch is not None else None, from_op)
+
+    def instructions(self, graph, plan) -> tuple[int, int]:
+        coef, by_op = self.fit["instructions"], self.fit["instructions_by_op"]
+        total, from_op = self.fit.get("instructions_base", 0.0), 0
+        for key, node in zip(layer_keys(graph, plan), graph.nodes):
+            w = coef.get(key)
+            if w is None:
+                if node.op not in by_op:
+                    raise TinyNasError(f"cost fit: no instruction fit for op {node.op} (kernel {key}); "
+                                       "refit with python -m tinynas.fit_cost")
+                w, from_op = by_op[node.op], from_op + 1
+            total += float(np.dot(w, layer_features(graph, node)))
+        return int(round(total)), from_op
+
+    def evaluate(self, cands: list[Candidate], processes: int | None = None) -> list[Efficiency]:
+        """get_efficiency of each candidate, the uncached ones spread over `processes` (default: all cores)."""
+        todo = list(dict.fromkeys(c for c in cands if c not in self._cache))
+        processes = processes or os.cpu_count() or 1
+        if len(todo) > 1 and processes > 1:
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                              else "spawn")
+            with ctx.Pool(processes) as pool:
+                for c, eff in zip(todo, pool.map(self._evaluate, todo, chunksize=1)):
+                    self._cache[c] = eff
+        else:
+            for c in todo:
+                self.get_efficiency(c)
+        return [self._cache[c] for c in cands]
+
+    def __getstate__(self):       # workers get the model without the cache
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state

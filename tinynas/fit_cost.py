@@ -1,0 +1,118 @@
+"""Fit tinynas.cost's code-size and instruction models on real builds: `python -m tinynas.fit_cost`.
+
+For each board, a handful of seeded candidates of a small space are lowered, compiled, built and run
+under QEMU twice: plainly (measured Flash and total instructions, as `tinyengine run` reports them) and
+with `profile=True` (per-layer instruction counts). Then, by least squares:
+
+- code bytes = Flash - the report's constant bytes = base + per_layer x layers;
+- per kernel key (`cost.layer_keys`) and per op: layer instructions = [MACs, output elements, 1] . w;
+- instructions_base: the mean of (total - the sum of the layers), what te_invoke does around them.
+
+The result goes to tinynas/cost_fit.json (or --out), one entry per board, with the candidates it saw.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tinyengine as te
+
+from .cost import FIT_PATH, layer_features, layer_keys
+from .lower import lower
+from .space import SearchSpace
+
+# small enough to run quickly under QEMU, varied enough to see every kernel of the space
+FIT_SPACE = SearchSpace(width_mult=0.35, resolutions=(48, 64, 80))
+
+
+def measure(space: SearchSpace, c, board: str, work: Path, patch: bool = False) -> dict:
+    """One candidate built and run plainly and with profiling: the figures the fit needs."""
+    opts = dict(board=board, patch="auto" if patch else None)
+    graph = lower(space, c)
+    plain = te.compile_graph(graph, te.CompileOptions(**opts))
+    report = te.write_project(plain, work / "plain")
+    records = te.random_records(plain.graph, 1, seed=0)
+    result = te.build_and_run(plain, work / "plain", records)
+    prof = te.compile_graph(lower(space, c), te.CompileOptions(profile=True, **opts))
+    te.write_project(prof, work / "prof")
+    counts = te.build_and_run(prof, work / "prof", records).layer_counts
+    keys = layer_keys(prof.graph, prof.plan)
+    return {"candidate": c.to_dict(), "patch": patch, "layers": len(plain.graph.nodes),
+            "flash_bytes": report["flash_bytes"], "const_bytes": report["const_bytes"],
+            "instructions": result.instructions,
+            "per_layer": [{"key": k, "op": n.op, "features": layer_features(prof.graph, n), "count": int(n_)}
+                          for k, n, n_ in zip(keys, prof.graph.nodes, counts)]}
+
+
+def _lstsq(rows: list, targets: list) -> list[float]:
+    w, *_ = np.linalg.lstsq(np.asarray(rows, np.float64), np.asarray(targets, np.float64), rcond=None)
+    return [float(x) for x in w]
+
+
+def fit(samples: list[dict]) -> dict:
+    code = _lstsq([[1.0, s["layers"]] for s in samples], [s["flash_bytes"] - s["const_bytes"] for s in samples])
+    by_key: dict = {}
+    by_op: dict = {}
+    for s in samples:
+        for layer in s["per_layer"]:
+            by_key.setdefault(layer["key"], ([], []))
+            by_op.setdefault(layer["op"], ([], []))
+            for table in (by_key[layer["key"]], by_op[layer["op"]]):
+                table[0].append(layer["features"])
+                table[1].append(layer["count"])
+    base = float(np.mean([s["instructions"] - sum(layer["count"] for layer in s["per_layer"]) for s in samples]))
+    return {"code": {"base": code[0], "per_layer": code[1]},
+            "instructions": {k: _lstsq(*v) for k, v in sorted(by_key.items())},
+            "instructions_by_op": {k: _lstsq(*v) for k, v in sorted(by_op.items())},
+            "instructions_base": base,
+            "samples": [{k: s[k] for k in ("candidate", "patch", "flash_bytes", "const_bytes", "instructions")}
+                        for s in samples]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tinynas.fit_cost", description=__doc__.splitlines()[0])
+    ap.add_argument("--board", action="append", help="board(s) to fit (default: stm32f746 and stm32f411)")
+    ap.add_argument("--candidates", type=int, default=6)
+    ap.add_argument("--patched", type=int, default=2, help="of them, how many also with --patch auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=FIT_PATH)
+    args = ap.parse_args(argv)
+    boards = args.board or ["stm32f746", "stm32f411"]
+    fits = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for board in boards:
+        if not te.toolchain_available(te.get_board(board)):
+            print(f"fit_cost: no toolchain for {board}", file=sys.stderr)
+            return 2
+        rng = random.Random(args.seed)
+        # the largest and smallest networks first, then seeded samples; those that do not fit the
+        # board's Flash are left out (bounded: 4 draws per wanted candidate)
+        draws = [FIT_SPACE.largest(), FIT_SPACE.smallest()] + [FIT_SPACE.sample(rng) for _ in range(4 * args.candidates)]
+        samples, fitted = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, c in enumerate(draws):
+                if len(fitted) == args.candidates:
+                    break
+                try:
+                    samples.append(measure(FIT_SPACE, c, board, Path(tmp) / str(i)))
+                except te.FitError as exc:
+                    print(f"{board}: left out ({exc})", flush=True)
+                    continue
+                fitted.append(c)
+                print(f"{board} {len(samples)}: flash {samples[-1]['flash_bytes']} instructions "
+                      f"{samples[-1]['instructions']}", flush=True)
+            for c in fitted[:args.patched]:
+                samples.append(measure(FIT_SPACE, c, board, Path(tmp) / f"patch{len(samples)}", patch=True))
+                print(f"{board} {len(samples)} (patch): instructions {samples[-1]['instructions']}", flush=True)
+        fits[board] = {"space": FIT_SPACE.to_dict(), **fit(samples)}
+    args.out.write_text(json.dumps(fits, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
