@@ -181,6 +181,16 @@ def reshape_grad_input(grad_out, *, in_shape):
     return out
 
 
+def transpose_grad_input(grad_out, *, perm):
+    g = _f32(grad_out)
+    k = 5 - len(perm)
+    in_shape = tuple(g.shape[list(perm).index(a)] for a in range(len(perm)))
+    out = np.empty(in_shape, np.float32)
+    perm5 = _i32(list(range(k)) + [p + k for p in perm])
+    _lib().te_transpose_grad_input_f32(ptr(g), ptr(out), ptr(_dims5(in_shape)), ptr(perm5))
+    return out
+
+
 def clamp_grad_mask(output, *, act_min, act_max):
     q = _i8(output).reshape(-1)
     mask = np.empty((q.size + 7) // 8, np.uint8)
@@ -258,6 +268,7 @@ C_KERNELS = {
     "te_mean_grad_input_f32": mean_grad_input,
     "te_pad_grad_input_f32": pad_grad_input,
     "te_reshape_grad_input_f32": reshape_grad_input,
+    "te_transpose_grad_input_f32": transpose_grad_input,
     "te_clamp_grad_mask_s8": clamp_grad_mask,
     "te_clamp_grad_input_f32": clamp_grad_input,
     "te_softmax_cross_entropy_grad_f32": softmax_cross_entropy_grad,

@@ -484,6 +484,12 @@ def _rule_case(op, rng):
         y = ts.pad(x, (0, 1, 0, 0), (1, 5, 4, 2))
         shapes = {"input": x.shape, "output": y.shape}
         targets = {"input": None}
+    elif op == "TRANSPOSE":
+        x = act_input("input", (2, 3, 4, 5))
+        attrs = {"perm": (0, 3, 1, 2)}
+        y = x.permute(0, 3, 1, 2)
+        shapes = {"input": x.shape, "output": y.shape}
+        targets = {"input": None}
     else:  # RELU6
         y = act_input("input", (1, 4, 4, 3))
         shapes = {"input": y.shape, "output": y.shape}
@@ -492,7 +498,7 @@ def _rule_case(op, rng):
 
 
 RULE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MEAN",
-            "RESHAPE", "PAD", "RELU6")
+            "RESHAPE", "PAD", "TRANSPOSE", "RELU6")
 
 
 @pytest.mark.parametrize("op", RULE_OPS)
@@ -596,7 +602,8 @@ def test_every_rule_kernel_is_defined_three_times():
     shapes = {"input": (1, 5, 5, 2), "weights": (2, 3, 3, 2), "output": (1, 5, 5, 2),
               "input1": (1, 5, 5, 2), "input2": (1, 5, 5, 2)}
     attrs = {"act_min": -128, "act_max": 127, "stride_h": 1, "stride_w": 1, "padding": "SAME",
-             "filter_height": 3, "filter_width": 3, "axes": (1,), "pad_before": (0, 0, 0, 0)}
+             "filter_height": 3, "filter_width": 3, "axes": (1,), "pad_before": (0, 0, 0, 0),
+             "perm": (0, 3, 1, 2)}
     emitted = set()
     for op, rule in gr.GRAD_RULES.items():
         sh = dict(shapes, weights=(1, 3, 3, 2)) if op == "DEPTHWISE_CONV_2D" else shapes

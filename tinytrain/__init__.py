@@ -16,9 +16,20 @@ What exists (the foundation, independent of tinyengine's IR):
 Tests: tests/test_train_kernels.py (C == NumPy == torch.autograd within stated float32
 bounds; host == QEMU Cortex-M7 bit for bit).
 
-What comes next: the walk over tinyengine's IR (public API only) that builds the training
-graph (new head, loss, backward pruned to a sparse-update scheme, updates applied as soon as
-their gradient exists), planning it in one arena, codegen of te_train_step / te_predict, the
-`tinytrain` CLI (compile, fit --host, run) and the demo on mcunet-vww1.
+Built on tinyengine's IR (its public API only):
+  tinytrain.scheme    which parameters train: biases of the last K layers, a fraction of a
+                      layer's output channels by weight magnitude, or everything (JSON / flags)
+  tinytrain.graph     the training graph: the int8 forward as tinyengine runs it, a new head
+                      for N classes, softmax cross-entropy, the backward walked from the loss
+                      and pruned to the scheme, each SGD update right after its gradient
+  tinytrain.ops       the backward's OpDefs (te.register_op), one per training kernel
+  tinytrain.memory    peak SRAM: the arena (te.plan_memory) + trained parameters + momentum
+                      state + stack
+  tinytrain.cli       `tinytrain plan` (one-line errors, exit 2)
+Tests: tests/test_train_graph.py (gradients == torch.autograd of torch_sim.graph_gradients,
+pruning, schemes, mcunet-vww1's plan).
+
+What comes next: codegen of te_train_step / te_predict, `tinytrain compile / fit --host / run`,
+a default scheme that fits the board, and the demo on mcunet-vww1.
 """
 __version__ = "0.1.0"

@@ -281,6 +281,15 @@ def _pad(spec, targets, g):
                  {"in_shape": shape, "pad_before": before})]
 
 
+@grad_rule("TRANSPOSE", clamps=False)
+def _transpose(spec, targets, g):
+    perm = tuple(int(a) for a in spec.attr("perm"))
+    if sorted(perm) != list(range(len(spec.shape("input")))) or len(perm) > 5:
+        raise GradientError(f"TRANSPOSE: perm {perm} is not a permutation of the input's "
+                            f"{len(spec.shape('input'))} axes (at most 5)")
+    return [Step("te_transpose_grad_input_f32", (g,), ("grad:input",), {"perm": perm})]
+
+
 @grad_rule("RELU", "RELU6", "RELU_N1_TO_1")
 def _activation(spec, targets, g):
     """A standalone activation: its int8 output's clamp is the whole op (the requantization

@@ -210,6 +210,12 @@ def reshape_grad_input(grad_out, *, in_shape):
     return _f64(grad_out).reshape(in_shape)
 
 
+@kernel("te_transpose_grad_input_f32")
+def transpose_grad_input(grad_out, *, perm):
+    """The forward moves input axis perm[d] to output axis d; this moves it back."""
+    return np.transpose(_f64(grad_out), np.argsort(perm)).copy()
+
+
 # -- the clamp's mask -------------------------------------------------------------------------
 @kernel("te_clamp_grad_mask_s8")
 def clamp_grad_mask(output, *, act_min, act_max):

@@ -152,3 +152,94 @@ def requantize(y, scale: float, zero_point: int, act_min: int, act_max: int):
     with torch.no_grad():
         q = torch.clamp(torch.round(y / float(scale)) + float(zero_point), act_min, act_max)
     return out, q.numpy().astype(np.int8)
+
+
+def _straight_through(y, actual_real, mask=None):
+    """The op's output with the int8 forward's exact values and y's gradient (through the
+    clamp's mask where given)."""
+    d = y - y.detach()
+    return (d if mask is None else d * mask) + actual_real
+
+
+def _pad_before(x, k_hw, attrs) -> tuple:
+    """(top, left) padding of a window op from its rule attributes."""
+    from .grad_rules import window_padding
+    return tuple(window_padding(x.shape[1 + i], k_hw[i], attrs[f"stride_{'hw'[i]}"],
+                                attrs["padding"], i)[0] for i in range(2))
+
+
+def graph_gradients(fwd, values: dict, specs: dict, labels, trained: dict) -> dict:
+    """torch.autograd's gradients of softmax cross-entropy on the dequantized logits of a
+    prepared forward graph (a tinyengine IR graph, as tinytrain.graph.forward_graph gives it).
+
+    values: every tensor's int8 value from the int8 forward (te.run_reference(..., keep_all));
+    each op's output takes those exact values, its gradient flows through the op's math and
+    its clamp's mask (as the kernels' backward).  specs: node name -> grad_rules.OpSpec
+    (tinytrain.graph.op_spec); trained: weight or bias tensor name -> None.  Returns tensor
+    name -> dL/d(stored integers) of each trained parameter, as NumPy float32."""
+    T = fwd.tensors
+    real, leaves = {}, {}
+
+    def act(name):
+        if name not in real:
+            q = T[name].quant
+            real[name] = dequantize(values[name], q.zp, q.s)
+        return real[name]
+
+    def param(name):
+        if name is None:
+            return None
+        if name not in leaves:
+            leaves[name] = tensor(values[name], requires_grad=name in trained)
+        return leaves[name]
+
+    for node in fwd.nodes:
+        spec = specs[node.name]
+        out = node.outputs[0]
+        x = act(node.inputs[0])
+        out_shape = T[out].shape
+        a = spec.attrs
+        if node.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            kw = dict(stride=(a["stride_h"], a["stride_w"]), out_hw=out_shape[1:3],
+                      pad=_pad_before(x, spec.shape("weights")[1:3], a))
+            w, s_w = param(node.inputs[1]), T[node.inputs[1]].quant.scale
+            b = param(node.inputs[2] if len(node.inputs) > 2 else None)
+            if node.op == "CONV_2D":
+                y = conv_2d(x, w, s_w, b, T[node.inputs[0]].quant.s, **kw)
+            else:
+                y = depthwise_conv_2d(x, w, s_w, b, T[node.inputs[0]].quant.s,
+                                      depth_multiplier=out_shape[-1] // x.shape[-1], **kw)
+        elif node.op == "FULLY_CONNECTED":
+            w = param(node.inputs[1])
+            b = param(node.inputs[2] if len(node.inputs) > 2 else None)
+            y = fully_connected(x.reshape(-1, w.shape[1]), w, T[node.inputs[1]].quant.scale, b,
+                                T[node.inputs[0]].quant.s).reshape(out_shape)
+        elif node.op == "ADD":
+            y = x + act(node.inputs[1])
+        elif node.op == "AVERAGE_POOL_2D":
+            k = (a["filter_height"], a["filter_width"])
+            y = avg_pool_2d(x, filter_hw=k, stride=(a["stride_h"], a["stride_w"]),
+                            pad=_pad_before(x, k, a), out_hw=out_shape[1:3])
+        elif node.op == "MEAN":
+            y = mean(x, a["axes"]).reshape(out_shape)
+        elif node.op == "TRANSPOSE":
+            y = x.permute(*a["perm"])
+        elif node.op == "RESHAPE":
+            y = x.reshape(out_shape)
+        elif node.op == "PAD":
+            y = pad(x, a["pad_before"], out_shape)
+        elif node.op in ("RELU", "RELU6", "RELU_N1_TO_1"):
+            y = x
+        else:
+            raise ValueError(f"node '{node.name}' ({node.op}): no simulation")
+        q = T[out].quant
+        actual = dequantize(values[out], q.zp, q.s)
+        mask = None
+        if "act_min" in a:
+            v = np.asarray(values[out])
+            mask = tensor((v > a["act_min"]) & (v < a["act_max"]))
+        real[out] = _straight_through(y, actual, mask)
+    logits = real[fwd.outputs[0]]
+    loss = softmax_cross_entropy(logits.reshape(-1, logits.shape[-1]), labels)
+    loss.backward()
+    return {name: leaves[name].grad.numpy().astype(np.float32) for name in trained}
