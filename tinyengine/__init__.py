@@ -35,7 +35,8 @@ from .codegen import KERNEL_DIR, TEMPLATES, ConstArray, GeneratedModel, c_commen
     environment, generate
 from .compiler import PASSES, CompileOptions, Compiled, build_and_run, build_project, \
     compile_graph, compile_model, load_model, run_passes, set_target, write_project
-from .errors import FitError, IRError, ModelError, PatchError, TinyEngineError, UnsupportedError
+from .errors import FitError, IRError, ModelError, PatchError, TinyEngineError, UnsupportedError, \
+    run_command
 from .golden import run_onnxruntime_many, run_tflm_many
 from .hostio import host_io_of, random_records
 from .ir import Graph, Node, QuantParams, Tensor
@@ -56,7 +57,7 @@ __all__ = [
     # IR and errors
     "Graph", "Node", "Tensor", "QuantParams", "OpDef", "register_op", "Target",
     "TinyEngineError", "ModelError", "FitError", "PatchError", "IRError", "UnsupportedError",
-    "UnknownBoardError", "BuildError", "RunError",
+    "UnknownBoardError", "BuildError", "RunError", "run_command",
     # boards
     "BOARDS", "Board", "get_board",
     # load, passes, memory plan

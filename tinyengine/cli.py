@@ -5,7 +5,6 @@ CLI layer: it calls the public API (``import tinyengine as te``, docs/API.md) an
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -403,24 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (te.TinyEngineError, te.UnsupportedError, te.IRError) as e:
-        msg, model = str(e), getattr(args, "model", None)
+    model = getattr(args, "model", None)
+
+    def describe(e) -> str:
+        msg = str(e)
         if isinstance(e, (te.UnsupportedError, te.IRError, te.ModelError)):
             msg = " ".join(msg.split())     # one line, whatever names the model holds
             if model and not msg.startswith(str(model)):
                 msg = f"{model}: {msg}"     # a pass's message names the node: say which file too
-        print(f"tinyengine: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # a bug in TinyEngine, not in the user's input: still one line
-        if os.environ.get("TINYENGINE_DEBUG"):
-            raise
-        print(f"tinyengine: internal error: {type(e).__name__}: {e} "
-              "(please report it; TINYENGINE_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 3
+        return msg
+
+    return te.run_command("tinyengine", lambda: args.func(args), describe=describe)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import tinyengine as te
+
 from .cost import CostModel, board_of
 from .errors import TinyNasError
 from .search import Constraints, EvolutionSearch, MacsProxy
@@ -95,11 +97,7 @@ def main(argv=None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--out", default="tinynas_out")
     args = ap.parse_args(argv)
-    try:
-        return search(args)
-    except TinyNasError as exc:
-        print(f"tinynas: {exc}", file=sys.stderr)
-        return 2
+    return te.run_command("tinynas", lambda: search(args), user_errors=(TinyNasError,))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Built on tinyengine's public API; every error is one line on stderr with exit co
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import tinyengine as te
@@ -90,21 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (te.TinyEngineError, te.UnsupportedError, te.IRError, sc.SchemeError,
-            tgm.TrainGraphError, GradientError) as e:
-        msg = " ".join(str(e).split())
-        print(f"tinytrain: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # a bug, not the user's input: still one line
-        if os.environ.get("TINYENGINE_DEBUG"):
-            raise
-        print(f"tinytrain: internal error: {type(e).__name__}: {e} "
-              "(please report it; TINYENGINE_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 3
+    return te.run_command("tinytrain", lambda: args.func(args),
+                          user_errors=(sc.SchemeError, tgm.TrainGraphError, GradientError))
 
 
 if __name__ == "__main__":

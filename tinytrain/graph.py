@@ -272,7 +272,6 @@ def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: 
     nodes are copies (te.plan_memory writes a node's params: each graph is planned once)."""
     head = next(n for n in fwd.nodes if n.outputs[0] == fwd.outputs[0])
     targets = resolve(scheme, fwd, head.name)
-    producers = fwd.producers()
     # which forward nodes the backward visits: those with a target, and those whose input
     # carries a gradient to one
     relevant, need = set(), set()         # node names; tensors whose gradient is needed

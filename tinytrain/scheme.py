@@ -23,7 +23,7 @@ Flags: `--bias-last K`, `--weights LAYER:RATIO,...`, `--full`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
