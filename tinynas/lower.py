@@ -6,8 +6,14 @@ batch norm folded and ReLU6 fused, as TFLite's converter writes a MobileNetV2:
     stem       CONV_2D 3x3 stride 2, RELU6
     first      DEPTHWISE_CONV_2D 3x3, RELU6; CONV_2D 1x1; ADD when its widths are equal
     block      CONV_2D 1x1 expand, RELU6; DEPTHWISE_CONV_2D k x k (stride), RELU6; CONV_2D 1x1
-               projection; ADD of the block's input when the block is residual
-    head       AVERAGE_POOL_2D over the whole map (VALID), FULLY_CONNECTED to the classes
+               projection; ADD(projection, block input) when the block is residual
+    head       MEAN over H and W (keep_dims false), FULLY_CONNECTED to the classes
+
+This is the graph tinyengine's ONNX frontend makes of the PyTorch subnet exported with
+torch.onnx.export (tinynas.pipeline), node for node, so that the plan (hence the peak SRAM) the
+search predicts is the one the compiled winner gets: `h + x` is ADD(projection, input) (the
+in-place ADD reuses its first input's buffer), `mean((2, 3))` is ReduceMean, lowered to MEAN, and
+a convolution's padding is PyTorch's, k // 2 on every side.
 
 Quantization as TFLite's post-training int8 quantization writes it: weights int8 symmetric per output
 channel (conv OHWI along axis 0, depthwise 1HWC along axis 3), the classifier per tensor, biases int32
@@ -16,9 +22,10 @@ with scale input scale x weight scale, activations per tensor: after ReLU6 the r
 scale drawn from the seed. Weights are random (seeded) unless `weights` gives float ones by layer name
 (`layer_names`), BN already folded; they are then quantized per channel here.
 
-Padding is TFLite's SAME, which for odd kernels gives the PyTorch subnet's output sizes
-(`space.conv_out`); with stride 2 on an even map SAME pads one more row at the bottom than at the top,
-as any TFLite export of the subnet would.
+Padding: where TFLite's SAME is PyTorch's k // 2 on every side (stride 1, or stride 2 on an odd
+map), SAME; elsewhere (stride 2 on an even map, where SAME would pad one row less at the top) a PAD of
+k // 2 on every side before a VALID convolution, as the ONNX frontend writes it (the passes fold it
+into the convolution's explicit padding).
 """
 from __future__ import annotations
 
@@ -83,11 +90,23 @@ class _Builder:
         self.tensors[name] = te.Tensor(name, data.shape, dtype, quant, data)
         return name
 
+    def index(self, name: str, data: np.ndarray) -> str:
+        """An int32 constant that is not quantized (paddings, axes)."""
+        self.tensors[name] = te.Tensor(name, data.shape, "int32", None, data.astype(np.int32))
+        return name
+
     def layer(self, op: str, name: str, x: str, cout: int, k: int, stride: int, activation: str,
               out_range: tuple[float, int]) -> str:
         """CONV_2D (dense, 1x1 included) or DEPTHWISE_CONV_2D `name` reading `x`, output int8."""
         n, h, w, cin = self.tensors[x].shape
         in_scale = self.tensors[x].quant.s
+        oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
+        if k == 1:
+            padding = "VALID"
+        elif max((oh - 1) * stride + k - h, 0) // 2 == k // 2:
+            padding = "SAME"
+        else:                           # PyTorch's k // 2 on every side (see the module's docstring)
+            padding, x = "VALID", self.pad(name, x, k // 2)
         if op == "DEPTHWISE_CONV_2D":
             wshape, axis = (1, k, k, cout), 3
         else:
@@ -97,12 +116,20 @@ class _Builder:
         bias = np.round(self.rng.normal(0.0, 0.1, size=cout) / bscale).astype(np.int32)
         wname = self.const(f"{name}.weight", wq, wscale, axis)
         bname = self.const(f"{name}.bias", bias, bscale, 0)
-        oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
         y = self.act(f"{name}.out", (n, oh, ow, cout), *out_range)
-        attrs = {"padding": "SAME", "stride": (stride, stride), "dilation": (1, 1), "activation": activation}
+        attrs = {"padding": padding, "stride": (stride, stride), "dilation": (1, 1), "activation": activation}
         if op == "DEPTHWISE_CONV_2D":
             attrs["depth_multiplier"] = 1
         self.nodes.append(te.Node(op, name, [x, wname, bname], [y], attrs))
+        return y
+
+    def pad(self, name: str, x: str, p: int) -> str:
+        """`x` padded by p on every side of H and W with its zero point (a PAD node)."""
+        n, h, w, c = self.tensors[x].shape
+        q = self.tensors[x].quant
+        paddings = self.index(f"{name}.paddings", np.array([[0, 0], [p, p], [p, p], [0, 0]]))
+        y = self.act(f"{name}.padded", (n, h + 2 * p, w + 2 * p, c), q.s, q.zp)
+        self.nodes.append(te.Node("PAD", f"{name}.pad", [x, paddings], [y], {}))
         return y
 
     def add(self, name: str, a: str, b: str) -> str:
@@ -113,9 +140,9 @@ class _Builder:
     def head(self, x: str, classes: int) -> str:
         n, h, w, c = self.tensors[x].shape
         q = self.tensors[x].quant
-        pooled = self.act("pool.out", (n, 1, 1, c), q.s, q.zp)   # TFLite's average pool keeps the range
-        self.nodes.append(te.Node("AVERAGE_POOL_2D", "pool", [x], [pooled],
-                                  {"padding": "VALID", "stride": (1, 1), "filter": (h, w), "activation": "NONE"}))
+        pooled = self.act("pool.out", (n, c), q.s, q.zp)   # a mean stays within its input's range
+        axes = self.index("pool.axes", np.array([1, 2]))
+        self.nodes.append(te.Node("MEAN", "pool", [x, axes], [pooled], {"keep_dims": False}))
         # the pooled features are small (means): a classifier of larger weights and a finer output range
         wq, wscale = self.quantized_weights("fc", (classes, c), None, gain=8.0)
         bscale = q.s * wscale
@@ -159,7 +186,7 @@ def lower(space: SearchSpace, c: Candidate, seed: int = 0, weights: dict | None 
         x = b.layer("DEPTHWISE_CONV_2D", f"{prefix}.dw", x, blk.mid, blk.k, blk.stride, "RELU6", RELU6)
         x = b.layer("CONV_2D", f"{prefix}.project", x, blk.cout, 1, 1, "NONE", b.free_range())
         if blk.residual:
-            x = b.add(f"{prefix}.add", inp, x)
+            x = b.add(f"{prefix}.add", x, inp)
     y = b.head(x, space.num_classes)
     if weights is not None and set(weights) - b.used:
         extra = sorted(set(weights) - b.used)
