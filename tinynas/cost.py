@@ -10,7 +10,8 @@
   their accumulator tables, per-channel tables packed or not), counted from the nodes' params
   without generating C, plus the code: a per-board model `code = base + per_layer x layers`, fitted
   on real builds by `python -m tinynas.fit_cost` into `cost_fit.json`.
-- Instructions: per layer `a x MACs + b x output elements + c`, the coefficients fitted per kernel
+- Instructions: per layer a non-negative combination of MACs, output and input elements, output channels,
+  output rows and 1 (`layer_features`), the coefficients fitted per kernel
   (`node.params['kernel']`; fused pairs and patch stages apart) on QEMU `profile` counts of built
   candidates (same script). A kernel the fit never saw uses the fit of its op (all its kernels
   together); `Efficiency.instructions_from_op_fit` counts such layers.
@@ -106,9 +107,23 @@ def layer_keys(graph, plan) -> list[str]:
 
 
 def layer_features(graph, node) -> list[float]:
-    """What a layer's instructions are fitted on: MACs, output elements, 1."""
+    """What a layer's instructions are fitted on: the MACs it computes (window taps inside the input only:
+    the kernels skip the padding, which on small maps is most of a large kernel's window), output
+    elements, input elements, output channels (per-channel work: requantization set-up, weight rows),
+    output rows (per-row loop set-up), the MACs of an odd last pixel (the DSP kernels compute two pixels
+    at a time, a last one alone at about twice the cost per MAC), 1."""
     out = graph.tensors[node.outputs[0]]
-    return [float(_macs(graph, node)), float(out.size), 1.0]
+    inp = graph.tensors[node.inputs[0]]
+    rows = out.shape[1] if len(out.shape) == 4 else 1
+    pixels = out.size // out.shape[-1]
+    macs = _macs(graph, node)
+    return [float(macs), float(out.size), float(inp.size), float(out.shape[-1]), float(rows),
+            float(macs // pixels if pixels % 2 else 0), 1.0]
+
+
+def _taps(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> int:
+    """Over the `out` windows of one axis, the kernel taps that land inside the input."""
+    return sum(sum(0 <= o * stride - pad + t * dil < size for t in range(k)) for o in range(out))
 
 
 def _macs(graph, node) -> int:
@@ -116,8 +131,14 @@ def _macs(graph, node) -> int:
         return 0
     w = graph.tensors[node.inputs[1]]
     out = graph.tensors[node.outputs[0]]
-    per_out = w.shape[1] * w.shape[2] if node.op == "DEPTHWISE_CONV_2D" else w.size // w.shape[0]
-    return out.size * per_out
+    p = node.params
+    if node.op == "FULLY_CONNECTED" or "k_h" not in p:
+        per_out = w.shape[1] * w.shape[2] if node.op == "DEPTHWISE_CONV_2D" else w.size // w.shape[0]
+        return out.size * per_out
+    taps = (_taps(p["in_h"], p["out_h"], p["k_h"], p["stride_h"], p["pad_top"], p["dil_h"])
+            * _taps(p["in_w"], p["out_w"], p["k_w"], p["stride_w"], p["pad_left"], p["dil_w"]))
+    per_tap = out.shape[-1] if node.op == "DEPTHWISE_CONV_2D" else out.shape[-1] * w.shape[-1]
+    return out.shape[0] * taps * per_tap
 
 
 class CostModel:

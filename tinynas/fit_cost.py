@@ -17,6 +17,7 @@ import json
 import random
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from .lower import lower
 from .space import SearchSpace
 
 # small enough to run quickly under QEMU, varied enough to see every kernel of the space
-FIT_SPACE = SearchSpace(width_mult=0.35, resolutions=(48, 64, 80))
+FIT_SPACE = SearchSpace(width_mult=0.35, resolutions=(24, 32, 48, 64, 80))
 
 
 def measure(space: SearchSpace, c, board: str, work: Path, patch: bool = False) -> dict:
@@ -42,7 +43,8 @@ def measure(space: SearchSpace, c, board: str, work: Path, patch: bool = False) 
     te.write_project(prof, work / "prof")
     counts = te.build_and_run(prof, work / "prof", records).layer_counts
     keys = layer_keys(prof.graph, prof.plan)
-    return {"candidate": c.to_dict(), "patch": patch, "layers": len(plain.graph.nodes),
+    return {"candidate": c.to_dict(), "in_channels": space.in_channels, "patch": patch,
+            "layers": len(plain.graph.nodes),
             "flash_bytes": report["flash_bytes"], "const_bytes": report["const_bytes"],
             "instructions": result.instructions,
             "per_layer": [{"key": k, "op": n.op, "features": layer_features(prof.graph, n), "count": int(n_)}
@@ -50,8 +52,18 @@ def measure(space: SearchSpace, c, board: str, work: Path, patch: bool = False) 
 
 
 def _lstsq(rows: list, targets: list) -> list[float]:
-    w, *_ = np.linalg.lstsq(np.asarray(rows, np.float64), np.asarray(targets, np.float64), rcond=None)
-    return [float(x) for x in w]
+    """Non-negative least squares of the relative error: every feature costs instructions, none saves
+    any, and a layer of 10,000 instructions weighs as much as one of 1,000,000, so the fit also holds
+    outside the sizes it saw (an unconstrained fit of the absolute error went negative on small maps and
+    far too high on 1 x 1 maps)."""
+    from scipy.optimize import nnls
+    a = np.asarray(rows, np.float64)
+    b = np.asarray(targets, np.float64)
+    weight = 1.0 / np.maximum(np.abs(b), 1.0)
+    a, b = a * weight[:, None], b * weight
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)     # columns of very different magnitudes
+    w, _ = nnls(a / scale, b, maxiter=50 * a.shape[1])
+    return [float(x) for x in w / scale]
 
 
 def fit(samples: list[dict]) -> dict:
@@ -70,14 +82,15 @@ def fit(samples: list[dict]) -> dict:
             "instructions": {k: _lstsq(*v) for k, v in sorted(by_key.items())},
             "instructions_by_op": {k: _lstsq(*v) for k, v in sorted(by_op.items())},
             "instructions_base": base,
-            "samples": [{k: s[k] for k in ("candidate", "patch", "flash_bytes", "const_bytes", "instructions")}
+            "samples": [{k: s[k] for k in ("candidate", "in_channels", "patch", "flash_bytes", "const_bytes",
+                                                "instructions")}
                         for s in samples]}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tinynas.fit_cost", description=__doc__.splitlines()[0])
     ap.add_argument("--board", action="append", help="board(s) to fit (default: stm32f746 and stm32f411)")
-    ap.add_argument("--candidates", type=int, default=6)
+    ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--patched", type=int, default=2, help="of them, how many also with --patch auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=FIT_PATH)
@@ -91,22 +104,25 @@ def main(argv=None) -> int:
         rng = random.Random(args.seed)
         # the largest and smallest networks first, then seeded samples; those that do not fit the
         # board's Flash are left out (bounded: 4 draws per wanted candidate)
-        draws = [FIT_SPACE.largest(), FIT_SPACE.smallest()] + [FIT_SPACE.sample(rng) for _ in range(4 * args.candidates)]
+        # every other sampled candidate with one input channel (grey images: the stem's kernel differs)
+        grey = replace(FIT_SPACE, in_channels=1)
+        draws = [(FIT_SPACE, FIT_SPACE.largest()), (FIT_SPACE, FIT_SPACE.smallest())] + \
+            [(grey if i % 2 else FIT_SPACE, FIT_SPACE.sample(rng)) for i in range(4 * args.candidates)]
         samples, fitted = [], []
         with tempfile.TemporaryDirectory() as tmp:
-            for i, c in enumerate(draws):
+            for i, (space, c) in enumerate(draws):
                 if len(fitted) == args.candidates:
                     break
                 try:
-                    samples.append(measure(FIT_SPACE, c, board, Path(tmp) / str(i)))
+                    samples.append(measure(space, c, board, Path(tmp) / str(i)))
                 except te.FitError as exc:
                     print(f"{board}: left out ({exc})", flush=True)
                     continue
-                fitted.append(c)
+                fitted.append((space, c))
                 print(f"{board} {len(samples)}: flash {samples[-1]['flash_bytes']} instructions "
                       f"{samples[-1]['instructions']}", flush=True)
-            for c in fitted[:args.patched]:
-                samples.append(measure(FIT_SPACE, c, board, Path(tmp) / f"patch{len(samples)}", patch=True))
+            for space, c in fitted[:args.patched]:
+                samples.append(measure(space, c, board, Path(tmp) / f"patch{len(samples)}", patch=True))
                 print(f"{board} {len(samples)} (patch): instructions {samples[-1]['instructions']}", flush=True)
         fits[board] = {"space": FIT_SPACE.to_dict(), **fit(samples)}
     args.out.write_text(json.dumps(fits, indent=1) + "\n")
