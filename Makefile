@@ -7,7 +7,7 @@ DEMO_BOARD ?= stm32f746
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 
-.PHONY: all setup system-deps python-deps demo test bench clean
+.PHONY: all setup system-deps python-deps nas-deps demo nas-demo test bench bench-nas clean
 
 all: test
 
@@ -32,6 +32,17 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test,profile]'
 	@touch $@
 
+# tinynas' extra (torch==2.13.0, tqdm, scikit-learn, pillow), installed when missing
+nas-deps: $(VENV)/.installed-nas
+
+$(VENV)/.installed-nas: $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[nas]'
+	@touch $@
+
+# TinyNAS end to end on digits (32x32): one supernet, two budgets on two boards, each winner run under QEMU
+nas-demo: setup nas-deps
+	$(VENV)/bin/python examples/nas_demo.py -o build/nas-demo
+
 demo: setup
 	@mkdir -p build/demo
 	$(VENV)/bin/python examples/image_to_npy.py $(DEMO_MODEL) build/demo-input.npy
@@ -42,6 +53,10 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/python bench/run.py --models $(MODELS)
+
+# the TinyNAS section of BENCHMARKS.md: the searched network vs a hand-scaled MobileNetV2, int8 on the board
+bench-nas: setup nas-deps
+	$(VENV)/bin/python bench/nas.py
 
 clean:
 	rm -rf build .pytest_cache

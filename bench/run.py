@@ -161,6 +161,14 @@ def measure(label: str, model: Path, extra: list, board: str, count: int, work: 
 
 
 # -- BENCHMARKS.md -----------------------------------------------------------------------------
+def kept_sections(path: Path) -> str:
+    """Sections other benchmarks write into the file between <!-- NAME:begin --> and <!-- NAME:end -->
+    (bench/nas.py's): kept as they are, after the tables this script renders."""
+    if not path.exists():
+        return ""
+    found = re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", path.read_text(), re.S)
+    return "".join("\n" + m.group(0) + "\n" for m in found)
+
 def _n(v, spec=",") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -350,7 +358,7 @@ def main(argv=None) -> int:
                       flush=True)
 
     text = render(rows, skipped, readme_figures(models_dir), models_dir, args.count)
-    Path(args.output).write_text(text + "\n")
+    Path(args.output).write_text(text + "\n" + kept_sections(Path(args.output)))
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=2) + "\n")
     if not args.work:

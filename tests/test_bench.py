@@ -49,3 +49,18 @@ def test_bench_measures_a_model_and_writes_the_table(bench, models_dir, tmp_path
     text = md.read_text()
     assert f"| ad01_int8 | {row['macs']:,} | {row['instructions']:,} |" in text
     assert fig["TFLM + CMSIS-NN"] in text and "Issue 4 targets" in text
+
+
+def test_other_benchmarks_sections_survive_a_rewrite(bench, tmp_path):
+    """bench/nas.py writes its section between markers; bench/run.py keeps it when it rewrites the file."""
+    spec = importlib.util.spec_from_file_location("bench_nas", ROOT / "bench" / "nas.py")
+    nas = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nas)
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\n| old table |\n")
+    nas.write_section(md, f"{nas.BEGIN}\nfirst\n{nas.END}")
+    nas.write_section(md, f"{nas.BEGIN}\nsecond\n{nas.END}")       # replaced in place, not appended
+    text = md.read_text()
+    assert text.count(nas.BEGIN) == 1 and "second" in text and "first" not in text and "| old table |" in text
+    kept = bench.kept_sections(md)
+    assert kept.strip() == f"{nas.BEGIN}\nsecond\n{nas.END}"

@@ -23,11 +23,16 @@ What exists:
 - `tinynas.search`: evolutionary search over two interfaces (efficiency, batched accuracy), SRAM /
   Flash / instruction limits, one-line NoFitError with the smallest network's needs.
 - `tinynas.space_opt`: MCUNet's stage 1 (CDF rule over a width x resolution grid, table and PNG).
-- `tinynas.cli` (`tinynas search`): stage 1 then the search, accuracy = MACs for now (MacsProxy).
+- `tinynas.pipeline`: the winner fine-tuned from the supernet's weights, exported to ONNX, quantized through
+  tinyengine's ONNX + calibration path, compiled, run on the board (QEMU) on the held-out split; report.json
+  with predicted vs measured peak SRAM (equal), Flash, instructions and the int8 accuracy on the device.
+- `tinynas.cli` (`tinynas search`): stage 1 then the search, accuracy = MACs for now (MacsProxy); with
+  `--data` (and `--supernet`, or one trained on the chosen sub-space) the pipeline on the winner.
+- `make nas-demo` (examples/nas_demo.py): digits at 32x32, one supernet, two budgets on two boards;
+  `bench/nas.py`: the searched network vs a hand-scaled MobileNetV2 in BENCHMARKS.md.
 
-What comes next: the supernet's accuracy predictor in the search, fine-tuning and quantizing the winner
-(ONNX + calibration), the device run and report.json of `tinynas search`, `make nas-demo`; a faster cost
-model (planning a full-size candidate takes about 1 to 3 s on one core, below the 10 per second aimed at).
+What comes next: the supernet's accuracy predictor in the search; a faster cost model (planning a
+full-size candidate takes about 1 to 3 s on one core, below the 10 per second aimed at).
 
 The PyTorch parts need the optional extra `nas` (`pip install -e '.[nas]'`: torch==2.13.0, tqdm);
 `tinynas.space` needs nothing beyond the standard library.

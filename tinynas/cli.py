@@ -4,6 +4,9 @@ What exists of the end-to-end search (issue 14): the search-space optimization o
 `--resolutions` grid (MCUNet stage 1: table and CDF plot), then the evolutionary search in the chosen
 sub-space with tinyengine's cost model; the accuracy is MACs for now (tinynas.search.MacsProxy) until
 the supernet's accuracy predictor is plugged in. Writes out/search.json, out/space.md, out/space_cdf.png.
+With `--data` (digits or DIR/<class>/<image>), the winner is fine-tuned from a supernet (`--supernet DIR`,
+or one trained into out/supernet), quantized, compiled and run on the board (tinynas.pipeline):
+out/report.json, out/model.onnx, out/candidate.json, out/project/.
 Bad input: one line on stderr, exit code 2.
 """
 from __future__ import annotations
@@ -50,17 +53,25 @@ def _numbers(text: str, option: str, kind):
 def search(args) -> int:
     board = board_of(args.board)
     cons = Constraints(parse_bytes(args.sram, "--sram"), parse_bytes(args.flash, "--flash"), args.max_instructions)
-    widths = _numbers(args.widths, "--widths", float)
-    resolutions = _numbers(args.resolutions, "--resolutions", int)
+    deploy = None
+    if args.data:                     # the data and the supernet are checked before the search
+        from .pipeline import Deployment
+        deploy = Deployment.from_args(args)
+    base = deploy.base_space if deploy else SearchSpace(num_classes=args.classes)
+    widths = _numbers(args.widths, "--widths", float) if args.widths else (base.width_mult if deploy else (0.35, 0.5))
+    widths = widths if isinstance(widths, tuple) else (widths,)
+    resolutions = _numbers(args.resolutions, "--resolutions", int) if args.resolutions else \
+        (base.resolutions if deploy else (96, 128))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = SearchSpace(num_classes=args.classes)
     t0 = time.time()
     choice = optimize_space(base, widths, resolutions, board.name, cons, samples=args.samples, patch=args.patch,
                             seed=args.seed)
     (out / "space.md").write_text(choice.table() + "\n")
     choice.plot(out / "space_cdf.png")
     space = choice.space(base)
+    if deploy:
+        deploy.prepare(space, out)
     model = CostModel(space, board.name, patch=args.patch, sram_budget=cons.sram_bytes)
     res = EvolutionSearch(space, model, MacsProxy(space), cons, population=args.population,
                           seed=args.seed).run(args.generations)
@@ -76,6 +87,8 @@ def search(args) -> int:
           f"peak SRAM {e.peak_sram_bytes:,} B, Flash {e.flash_bytes:,} B, {e.instructions:,} instructions"
           f"{', patches ' + e.patch if e.patch else ''} ({evaluated} candidates in {result['seconds']} s); "
           f"wrote {out / 'search.json'}")
+    if deploy:
+        deploy.run(res.candidate, model, cons, out)
     return 0
 
 
@@ -88,8 +101,14 @@ def main(argv=None) -> int:
     s.add_argument("--flash", required=True, help="Flash budget, e.g. 512KB")
     s.add_argument("--max-instructions", type=int, default=None, help="latency limit in instructions")
     s.add_argument("--patch", action="store_true", help="allow patch-based inference of the first stage")
-    s.add_argument("--widths", default="0.35,0.5")
-    s.add_argument("--resolutions", default="96,128")
+    s.add_argument("--widths", help="width multipliers of stage 1 (default 0.35,0.5; with --data the supernet's)")
+    s.add_argument("--resolutions", help="resolutions of stage 1 (default 96,128; with --data the supernet's)")
+    s.add_argument("--data", help="'digits' or DIR/<class>/<image>: fine-tune, quantize, compile and run the winner "
+                                  "on the board, out/report.json")
+    s.add_argument("--supernet", help="a trained supernet folder (python -m tinynas.supernet train; default: one is "
+                                      "trained into out/supernet on the chosen width)")
+    s.add_argument("--supernet-epochs", type=int, default=10)
+    s.add_argument("--finetune-epochs", type=int, default=3)
     s.add_argument("--samples", type=int, default=20, help="networks sampled per (width, resolution)")
     s.add_argument("--population", type=int, default=16)
     s.add_argument("--generations", type=int, default=5)

@@ -93,7 +93,10 @@ def optimize_space(base: SearchSpace, widths, resolutions, board: str, constrain
             subs.append(SubSpace(w, r, samples, macs))
     feasible = [s for s in subs if s.feasible_macs]
     if not feasible:
+        tiny = replace(base, width_mult=min(widths), resolutions=(min(resolutions),))
+        need = CostModel(tiny, board, patch=patch, sram_budget=constraints.sram_bytes).get_efficiency(tiny.smallest())
         raise NoFitError(f"no network of any (width, resolution) sampled fits peak SRAM {constraints.sram_bytes} B "
-                         f"and Flash {constraints.flash_bytes} B on {board} ({samples} per pair); try smaller "
-                         f"widths or resolutions")
+                         f"and Flash {constraints.flash_bytes} B on {board} ({samples} per pair); the smallest "
+                         f"network (width {tiny.width_mult:g}, resolution {tiny.resolutions[0]}) needs "
+                         f"{constraints.describe(need)}; try smaller widths or resolutions, or larger budgets")
     return SpaceChoice(max(feasible, key=lambda s: s.mean_macs), subs)

@@ -1,0 +1,303 @@
+"""The end of `tinynas search`: the winner fine-tuned, quantized, compiled and measured on the board.
+
+`deploy(...)` takes the search's winner (a candidate of the supernet's space) and its predicted
+figures (tinynas.cost.Efficiency), and:
+
+1. fine-tunes the subnet with the weights it inherits from the supernet (`get_active_subnet`) for a
+   few epochs on the training split (SGD, cosine learning rate, batch norm in training mode);
+2. exports it to a float ONNX file (torch.onnx.export, batch norm folded by the exporter);
+3. quantizes it through tinyengine's ONNX + calibration path (`te.load_model` with calibration
+   images of the training split) and compiles it for the board with the schedule the prediction
+   used (`CostModel.options`: layer by layer, or the same patch schedule);
+4. builds it and runs it on the board (QEMU, or the host) on the held-out split: the int8 accuracy
+   is the device's argmax against the held-out labels;
+5. compares what tinyengine measured with what the search predicted, and writes `report.json`.
+
+What is compared (`Agreement`):
+- peak SRAM, exactly: the compile's report (`peak_sram_bytes` = arena + the board's stack
+  allowance, what `tinyengine compile` states) against the prediction. tinynas.lower builds the graph
+  the ONNX frontend makes of the exported subnet node for node (padding, ADD operand order, MEAN
+  head), and the planner's decisions that see weight values (packed per-channel tables, optional
+  kernel scratch) are granted only where the arena stays the same, so real weights cannot change the
+  arena. The run's own figure (static SRAM + the stack the inference used) is reported beside it.
+- Flash, within 3%: the built firmware's size against constants + the fitted code model;
+- instructions, within 10%: QEMU's count of one inference against the per-kernel fit (boards under
+  QEMU only; the host has no count).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import tinyengine as te
+import torch
+import torch.nn.functional as F
+
+from .cost import CostModel, Efficiency
+from .data import Dataset, load
+from .errors import TinyNasError
+from .space import Candidate, SearchSpace
+from .supernet import SubNet, SuperNet
+from .training import CHECKPOINT, TrainConfig, accuracy, read_checkpoint, resize, train
+
+SRAM_TOLERANCE = 0.0          # peak SRAM: exact
+FLASH_TOLERANCE = 0.03
+INSTRUCTION_TOLERANCE = 0.10
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    calib_samples: int = 200      # calibration images from the training split
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.calib_samples < 1 or self.lr <= 0:
+            raise TinyNasError(f"fine-tuning: epochs >= 0, batch size >= 1, calibration samples >= 1 and "
+                               f"a positive learning rate expected, got {self.epochs}, {self.batch_size}, "
+                               f"{self.calib_samples}, {self.lr}")
+
+
+def load_supernet(path) -> SuperNet:
+    """A trained supernet from `python -m tinynas.supernet train`'s folder (or its checkpoint.pt)."""
+    path = Path(path)
+    file = path / CHECKPOINT if path.is_dir() else path
+    if not file.is_file():
+        raise TinyNasError(f"--supernet {path}: no {CHECKPOINT} (train one with python -m tinynas.supernet train)")
+    ckpt = read_checkpoint(file, "--supernet")
+    net = SuperNet(SearchSpace.from_dict(ckpt["space"]))
+    net.load_state_dict(ckpt["model"])
+    net.train_config = ckpt.get("config", {})     # its data split: seed, val_fraction
+    return net.eval()
+
+
+def finetune(subnet: SubNet, data: Dataset, cfg: FinetuneConfig) -> list[float]:
+    """`cfg.epochs` epochs of SGD with cross-entropy on the training split at the candidate's resolution;
+    the mean loss of each epoch."""
+    r = subnet.candidate.r
+    x, y = resize(data.train_x, r), data.train_y
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.SGD(subnet.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    steps = max(1, len(x) // cfg.batch_size)
+    total, step, losses = steps * cfg.epochs, 0, []
+    for _ in range(cfg.epochs):
+        subnet.train()
+        order = torch.randperm(len(x), generator=g)
+        run = 0.0
+        for i in range(steps):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            for group in opt.param_groups:
+                group["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * step / total))
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(subnet(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            run += loss.item()
+            step += 1
+        losses.append(run / steps)
+    subnet.eval()
+    return losses
+
+
+def export_onnx(subnet: SubNet, path) -> Path:
+    """The subnet (eval mode) as a float ONNX file with input `input` (1 x C x r x r) and output `logits`."""
+    path = Path(path)
+    c = subnet.candidate
+    subnet.eval()
+    dummy = torch.zeros(1, subnet.space.in_channels, c.r, c.r)
+    with warnings.catch_warnings():
+        # the TorchScript exporter folds batch norm into the convolutions: the graph tinynas.lower builds
+        warnings.simplefilter("ignore")
+        torch.onnx.export(subnet, (dummy,), str(path), input_names=["input"], output_names=["logits"],
+                          dynamo=False)
+    return path
+
+
+def compile_onnx(onnx_path, calibration: np.ndarray, options: te.CompileOptions) -> te.Compiled:
+    """The float ONNX model quantized with `calibration` (N x C x r x r) and compiled with `options`."""
+    opts = replace(options, calibration=te.Calibration(calibration))
+    return te.compile_model(str(onnx_path), opts)
+
+
+def device_accuracy(compiled: te.Compiled, out_dir, x: torch.Tensor, y: torch.Tensor) -> tuple[float, object]:
+    """Build and run the compiled model on the board on images `x` (N x C x r x r, the model's own input):
+    the fraction whose argmax equals `y`, and the run (te.RunResult)."""
+    if len(x) == 0:
+        raise TinyNasError("device accuracy: no held-out images")
+    records = [[x[i:i + 1].numpy().astype(np.float32)] for i in range(len(x))]
+    result = te.build_and_run(compiled, out_dir, records)
+    result.predictions = [int(np.argmax(out[0])) for out in result.outputs]
+    return float(np.mean(np.array(result.predictions) == y.numpy())), result
+
+
+@dataclass
+class Agreement:
+    sram_equal: bool
+    flash_rel_err: float
+    instructions_rel_err: float | None     # None where the board has no instruction count (host)
+
+    @property
+    def ok(self) -> bool:
+        return (self.sram_equal and abs(self.flash_rel_err) <= FLASH_TOLERANCE
+                and (self.instructions_rel_err is None or abs(self.instructions_rel_err) <= INSTRUCTION_TOLERANCE))
+
+
+def agreement(predicted: dict, measured: dict) -> Agreement:
+    def rel(key):
+        if measured.get(key) is None or predicted.get(key) is None:
+            return None
+        return round((measured[key] - predicted[key]) / predicted[key], 5)
+    return Agreement(measured["peak_sram_bytes"] == predicted["peak_sram_bytes"], rel("flash_bytes"),
+                     rel("instructions"))
+
+
+def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cfg: FinetuneConfig | None = None,
+           constraints=None, log=print) -> dict:
+    """Fine-tune, export, quantize, compile, run and compare (module docstring); writes OUT/report.json,
+    OUT/candidate.json, OUT/model.onnx and the C project under OUT/project. Returns the report."""
+    cfg = cfg or FinetuneConfig()
+    cfg.check()
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    space = model.space
+    _check_data(net.space, data)
+    net.space.validate(c)
+    predicted: Efficiency = model.get_efficiency(c)
+
+    torch.manual_seed(cfg.seed)
+    subnet = net.get_active_subnet(c)
+    val_x = resize(data.val_x, c.r)
+    inherited = accuracy(subnet, val_x, data.val_y, 256)
+    losses = finetune(subnet, data, cfg)
+    float_acc = accuracy(subnet, val_x, data.val_y, 256)
+    log(f"fine-tuned {cfg.epochs} epoch(s): float accuracy {100 * inherited:.1f}% inherited -> "
+        f"{100 * float_acc:.1f}% on {len(val_x)} held-out images")
+
+    onnx_path = export_onnx(subnet, out / "model.onnx")
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    pick = torch.randperm(len(data.train_x), generator=g)[:cfg.calib_samples]
+    calib = resize(data.train_x[pick], c.r).numpy().astype(np.float32)
+    compiled = compile_onnx(onnx_path, calib, model.options(predicted))
+    project = out / "project"
+    compiled_report = te.write_project(compiled, project)
+    compile_sram = int(compiled_report["peak_sram_bytes"])
+    int8_acc, run = device_accuracy(compiled, project, val_x, data.val_y)
+    rep = compiled.report
+    measured = {"peak_sram_bytes": compile_sram, "arena_bytes": int(rep["arena_bytes"]),
+                "flash_bytes": int(rep["flash_bytes"]), "const_bytes": int(rep["const_bytes"]),
+                "instructions": run.instructions, "run_peak_sram_bytes": rep.get("peak_sram_bytes"),
+                "stack_bytes_used": run.stack_bytes,
+                "patch": compiled.plan.patch.spec() if compiled.plan.patch is not None else None}
+    pred = predicted.to_dict()
+    agree = agreement(pred, measured)
+    (out / "predictions.json").write_text(json.dumps({"labels": data.val_y.tolist(), "device": run.predictions,
+                                                       "float": _argmax(subnet, val_x)}) + "\n")
+    candidate_path = out / "candidate.json"
+    candidate_path.write_text(json.dumps({"space": space.to_dict(), "candidate": c.to_dict()}, indent=1) + "\n")
+    report = {
+        "board": model.board.name,
+        "budgets": ({"sram_bytes": constraints.sram_bytes, "flash_bytes": constraints.flash_bytes,
+                     "max_instructions": constraints.max_instructions} if constraints is not None else None),
+        "candidate": c.to_dict(), "candidate_file": str(candidate_path), "onnx": str(onnx_path),
+        "project": str(project), "predictions": str(out / "predictions.json"),
+        "macs": space.macs(c), "params": space.params(c),
+        "predicted": pred, "measured": measured, "agreement": {**asdict(agree), "ok": agree.ok},
+        "accuracy": {"float": float_acc, "float_inherited": inherited, "int8_device": int8_acc,
+                     "held_out_images": len(val_x), "split": "validation split (never trained on)"},
+        "finetune": {**asdict(cfg), "losses": losses},
+        "seconds": round(time.time() - t0, 1),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    log(summary(report))
+    return report
+
+
+def summary(report: dict) -> str:
+    p, m, a = report["predicted"], report["measured"], report["agreement"]
+    instr = (f"instructions {m['instructions']:,} (predicted {p['instructions']:,}, "
+             f"{100 * a['instructions_rel_err']:+.1f}%)" if m["instructions"] is not None
+             else "instructions: not counted on this board")
+    return (f"{report['board']}: peak SRAM {m['peak_sram_bytes']:,} B (predicted {p['peak_sram_bytes']:,}, "
+            f"{'equal' if a['sram_equal'] else 'DIFFERENT'}), Flash {m['flash_bytes']:,} B (predicted "
+            f"{p['flash_bytes']:,}, {100 * a['flash_rel_err']:+.1f}%), {instr}; int8 accuracy on the device "
+            f"{100 * report['accuracy']['int8_device']:.1f}% (float {100 * report['accuracy']['float']:.1f}%) on "
+            f"{report['accuracy']['held_out_images']} held-out images")
+
+
+@torch.no_grad()
+def _argmax(subnet: SubNet, x: torch.Tensor) -> list[int]:
+    subnet.eval()
+    return [int(v) for i in range(0, len(x), 256) for v in subnet(x[i:i + 256]).argmax(1)]
+
+
+def _check_data(space: SearchSpace, data: Dataset) -> None:
+    if data.in_channels != space.in_channels or len(data.classes) != space.num_classes:
+        raise TinyNasError(f"data: {data.in_channels} channel(s) and {len(data.classes)} classes, the supernet was "
+                           f"trained for {space.in_channels} and {space.num_classes}")
+
+
+class Deployment:
+    """What `tinynas search --data` adds to the search: the data, the supernet the winner inherits its
+    weights from (given, or trained on the chosen sub-space), and `deploy` of the winner."""
+
+    def __init__(self, data_spec: str, supernet: SuperNet | None, data: Dataset, base_space: SearchSpace,
+                 supernet_epochs: int = 10, finetune: FinetuneConfig | None = None, seed: int = 0):
+        self.data_spec, self.net, self.data, self.base_space = data_spec, supernet, data, base_space
+        self.supernet_epochs, self.finetune, self.seed = supernet_epochs, finetune or FinetuneConfig(), seed
+        self.finetune.check()
+        if supernet_epochs < 1:
+            raise TinyNasError(f"--supernet-epochs must be at least 1, got {supernet_epochs}")
+
+    @classmethod
+    def from_args(cls, args) -> "Deployment":
+        ft = FinetuneConfig(epochs=args.finetune_epochs, seed=args.seed)
+        if args.supernet:
+            net = load_supernet(args.supernet)
+            data = supernet_data(net, args.data)
+            return cls(args.data, net, data, net.space, args.supernet_epochs, ft, args.seed)
+        res = tuple(int(r) for r in args.resolutions.split(",")) if args.resolutions else (96, 128)
+        data = load(args.data, max(res), None, VAL_FRACTION, args.seed)
+        base = SearchSpace(in_channels=data.in_channels, num_classes=len(data.classes))
+        return cls(args.data, None, data, base, args.supernet_epochs, ft, args.seed)
+
+    def prepare(self, space: SearchSpace, out) -> None:
+        """Without a supernet: train one on `space` (the sub-space stage 1 chose) into OUT/supernet."""
+        if self.net is not None:
+            if (replace(self.net.space, resolutions=space.resolutions) != space
+                    or not set(space.resolutions) <= set(self.net.space.resolutions)):
+                raise TinyNasError(f"--supernet: its space (width {self.net.space.width_mult:g}, resolutions "
+                                   f"{list(self.net.space.resolutions)}) does not hold the chosen sub-space (width "
+                                   f"{space.width_mult:g}, resolutions {list(space.resolutions)}); leave --widths "
+                                   "and --resolutions out, or train a supernet for them")
+            return
+        folder = Path(out) / "supernet"
+        train(TrainConfig(data=self.data_spec, out=folder, space=space, epochs=self.supernet_epochs,
+                          seed=self.seed, val_fraction=VAL_FRACTION, channels=self.base_space.in_channels))
+        self.net = load_supernet(folder)
+        self.data = supernet_data(self.net, self.data_spec)
+
+    def run(self, c: Candidate, model: CostModel, constraints, out) -> dict:
+        return deploy(self.net, c, model, self.data, out, self.finetune, constraints)
+
+
+VAL_FRACTION = 0.2
+
+
+def supernet_data(net: SuperNet, spec: str) -> Dataset:
+    """The data split exactly as the supernet's training split it (its seed and validation fraction), at its
+    largest resolution: the held-out images are images it never trained on."""
+    cfg = getattr(net, "train_config", None) or {}
+    data = load(spec, max(net.space.resolutions), net.space.in_channels, cfg.get("val_fraction", VAL_FRACTION),
+                cfg.get("seed", 0))
+    _check_data(net.space, data)
+    return data
