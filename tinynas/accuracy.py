@@ -47,19 +47,12 @@ from .space import Candidate, SearchSpace
 
 def load_supernet(path: Path):
     """(SuperNet with the checkpoint's weights, the checkpoint dict) from a `tinynas.training` checkpoint."""
-    import torch
-
     from .supernet import SuperNet
-    from .training import FORMAT
+    from .training import read_checkpoint
     path = Path(path)
     if not path.is_file():
         raise TinyNasError(f"--supernet {path}: file not found (a checkpoint.pt written by supernet training)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint file
-        raise TinyNasError(f"--supernet {path}: not a tinynas checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise TinyNasError(f"--supernet {path}: not a tinynas checkpoint (format {FORMAT} expected)")
+    ckpt = read_checkpoint(path, "--supernet")
     space = SearchSpace.from_dict(ckpt["space"])
     net = SuperNet(space)
     net.load_state_dict(ckpt["model"])

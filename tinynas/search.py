@@ -5,8 +5,8 @@ The search knows two interfaces and nothing else (as once-for-all's evolution fi
 - an efficiency predictor: `get_efficiency(candidate)` -> an object with `peak_sram_bytes`,
   `flash_bytes`, `instructions` (tinynas.cost.CostModel); where it also has `evaluate(candidates)`
   (batched, over processes) the search hands it each new population at once;
-- an accuracy predictor: `predict_acc(candidates)` -> one score per candidate, batched (the
-  supernet's validation accuracy, or `MacsProxy` until that is plugged in).
+- an accuracy predictor: `predict_acc(candidates)` -> one score per candidate, batched
+  (tinynas.accuracy: the supernet's validation accuracy, or a predictor fitted on it; or `MacsProxy`).
 
 Evolution: a population of random candidates that fit; each generation keeps the best `parents`
 fraction, and fills the rest with mutants of random parents and crossovers of two, each redrawn at most
@@ -59,7 +59,7 @@ class Constraints:
 
 class MacsProxy:
     """An accuracy predictor that scores a candidate by log10 of its MACs (more compute, more accuracy):
-    what MCUNet's stage 1 assumes. It stands in until the supernet's predictor is plugged in."""
+    what MCUNet's stage 1 assumes. No supernet needed: fast runs (`tinynas search --accuracy macs`)."""
 
     def __init__(self, space: SearchSpace):
         self.space = space
@@ -129,11 +129,15 @@ class EvolutionSearch:
                                  f"{self.constraints.describe(small)} ({tries} random candidates tried)")
         return pop
 
-    def run(self, generations: int) -> Result:
+    def run(self, generations: int, progress=None) -> Result:
+        """The search; `progress(generation, best_score)` is called after the first population and each
+        generation (a progress bar, say)."""
         pop = self.initial()
         scores = self.accuracy.predict_acc(pop)
         best = max(zip(scores, pop), key=lambda sc: sc[0])
         history = [best[0]]
+        if progress is not None:
+            progress(0, best[0])
         n_parents = max(1, int(round(self.population * self.parents)))
         n_mutants = int(round(self.population * self.mutation))
         for _ in range(generations):
@@ -156,4 +160,6 @@ class EvolutionSearch:
             if gen_best[0] > best[0]:
                 best = gen_best
             history.append(best[0])
+            if progress is not None:
+                progress(len(history) - 1, best[0])
         return Result(best[1], best[0], self.efficiency.get_efficiency(best[1]), history, len(self.seen))

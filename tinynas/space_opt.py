@@ -93,7 +93,9 @@ def optimize_space(base: SearchSpace, widths, resolutions, board: str, constrain
             subs.append(SubSpace(w, r, samples, macs))
     feasible = [s for s in subs if s.feasible_macs]
     if not feasible:
-        raise NoFitError(f"no network of any (width, resolution) sampled fits peak SRAM {constraints.sram_bytes} B "
-                         f"and Flash {constraints.flash_bytes} B on {board} ({samples} per pair); try smaller "
+        limit = (f" and {constraints.max_instructions} instructions" if constraints.max_instructions is not None
+                 else "")
+        raise NoFitError(f"no network of any (width, resolution) sampled fits peak SRAM {constraints.sram_bytes} B, "
+                         f"Flash {constraints.flash_bytes} B{limit} on {board} ({samples} per pair); try smaller "
                          f"widths or resolutions")
     return SpaceChoice(max(feasible, key=lambda s: s.mean_macs), subs)

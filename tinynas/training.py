@@ -233,15 +233,21 @@ def _set_rng_state(state: dict, device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _load_checkpoint(path: Path, space: SearchSpace, classes: list[str]) -> dict:
-    if not path.is_file():
-        raise TinyNasError(f"--resume: nothing to resume, {path} not found")
+def read_checkpoint(path: Path, option: str) -> dict:
+    """A checkpoint written by `train`, checked to be one (errors name `option`)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint file
-        raise TinyNasError(f"--resume: {path} is not a tinynas checkpoint ({type(exc).__name__})") from None
+        raise TinyNasError(f"{option}: {path} is not a tinynas checkpoint ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise TinyNasError(f"--resume: {path} is not a tinynas checkpoint (format {FORMAT} expected)")
+        raise TinyNasError(f"{option}: {path} is not a tinynas checkpoint (format {FORMAT} expected)")
+    return ckpt
+
+
+def _load_checkpoint(path: Path, space: SearchSpace, classes: list[str]) -> dict:
+    if not path.is_file():
+        raise TinyNasError(f"--resume: nothing to resume, {path} not found")
+    ckpt = read_checkpoint(path, "--resume")
     if ckpt["space"] != space.to_dict():
         raise TinyNasError(f"--resume: {path} was trained on another search space")
     if ckpt["classes"] != classes:
