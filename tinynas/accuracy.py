@@ -69,7 +69,7 @@ class SupernetAccuracy:
     def __init__(self, net, data, calib_batches: int = 4, batch_size: int = 64, seed: int = 0,
                  device: str = "cpu", progress: bool = False):
         from .training import calibration_batches
-        if list(data.classes) and net.space.num_classes != len(data.classes):
+        if net.space.num_classes != len(data.classes):
             raise TinyNasError(f"supernet: trained for {net.space.num_classes} classes, the data has "
                                f"{len(data.classes)}")
         if net.space.in_channels != data.in_channels:
