@@ -253,7 +253,14 @@ class _Builder:
             return self.add(name, (1,), "int32", np.array([t.quant.zp], np.int32))
         w = self.tensors[node.inputs[1]]
         x = self.tensors[node.inputs[0]]
-        f = gr.qas_factors(slot, _channel_scales(node, w), x.quant.s)
+        with np.errstate(over="ignore", divide="ignore"):
+            f = gr.qas_factors(slot, _channel_scales(node, w), x.quant.s)
+        if not (np.isfinite(f).all() and (f > 0).all()):
+            raise TrainGraphError(
+                f"node '{node.name}' ({node.op}): its {slot} scales (weights "
+                f"{np.min(_channel_scales(node, w)):.3g}..{np.max(_channel_scales(node, w)):.3g}, "
+                f"input {x.quant.s:.3g}) give quantization-aware scaling factors 1/s^2 outside "
+                f"float32; train without QAS (--no-qas) or leave the layer frozen")
         return self.add(f"{slot_tensor}.qas", f.shape, "float32", f)
 
     def nodes_of(self, node, steps, names, shapes):
