@@ -354,3 +354,26 @@ def test_mutated_models_plan_or_fail_cleanly(tmp_path, capsys):
             (i, kind, captured.err)
         codes.append(rc)
     assert codes.count(0) >= 10 and codes.count(2) >= 50, codes   # both outcomes reached
+
+
+def test_shared_parameters_are_not_trained(tmp_path, capsys):
+    """Two convs reading one weight and one bias tensor (weight tying): training them is
+    refused naming both nodes; the layers after them train; full backprop says why not."""
+    n = Net((1, 6, 6, 4))
+    w = n.mb.const("w_tied", n.rng.integers(-127, 128, (4, 1, 1, 4)), "int8",
+                   scale=np.full(4, 0.01), zero_point=np.zeros(4, np.int64))
+    b = n.mb.const("b_tied", np.zeros(4), "int32", scale=np.full(4, 5e-4),
+                   zero_point=np.zeros(4, np.int64))
+    x = n.x
+    for _ in range(2):
+        y = n.act((1, 6, 6, 4))
+        n.mb.op("CONV_2D", [x, w, b], [y], padding="SAME", stride_w=1, stride_h=1,
+                fused_activation_function="RELU")
+        x = y
+    path = n.save(tmp_path / "tied.tflite", [n.fc(n.flatten(n.pool(x)), 3)])
+    err = one_line_error(capsys, plan(path, "--bias-last", "2"))
+    assert "node 'conv_2d_1' (CONV_2D): bias 'b_tied' is shared with node 'conv_2d_0'" in err
+    assert cli.main(plan(path)) == 0
+    out = capsys.readouterr().out
+    assert "trained      head (bias + 3 weight channels)\n" in out
+    assert "full backprop not possible: node 'conv_2d_0' (CONV_2D): weights 'w_tied' is shared" in out

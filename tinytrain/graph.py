@@ -345,12 +345,35 @@ def _value_shape(b, node, slots, targets_sel):
     return shapes
 
 
+def _check_not_shared(fwd, targets: dict) -> None:
+    """A trained parameter read by one node only: a weight or bias tensor that several layers
+    share (weight tying) would get one update per reader, each with its own QAS factor."""
+    readers: dict = {}
+    for node in fwd.nodes:
+        for t in node.inputs[1:]:
+            if t is not None and fwd.tensors[t].is_const:
+                readers.setdefault(t, []).append(node.name)
+    for node in fwd.nodes:
+        tg = targets.get(node.name)
+        if tg is None:
+            continue
+        slots = _slots(node)
+        for slot, trained in (("weights", tg.channels is not None), ("bias", tg.bias)):
+            others = [n for n in readers.get(slots.get(slot), []) if n != node.name]
+            if trained and others:
+                raise TrainGraphError(
+                    f"node '{node.name}' ({node.op}): {slot} '{slots[slot]}' is shared with node "
+                    f"'{others[0]}'; a shared parameter cannot be trained (train only layers "
+                    f"after both, or neither's {slot})")
+
+
 def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: bool = True
           ) -> TrainingGraph:
     """The training graph of a forward graph (from forward_graph) under a scheme.  Its forward
     nodes are copies (te.plan_memory writes a node's params: each graph is planned once)."""
     head = fwd.nodes[find_head(fwd)[0]]       # the new head (its pooling may follow)
     targets = resolve(scheme, fwd, head.name)
+    _check_not_shared(fwd, targets)
     # which forward nodes the backward visits: those with a target, and those whose input
     # carries a gradient to one
     relevant, need = set(), set()         # node names; tensors whose gradient is needed
