@@ -182,7 +182,8 @@ def test_forward_bit_exact_with_inference_compile(files, forwards, head, kind):
 def test_plan_cli_reads_qdq_and_float_onnx(files, capsys):
     """`tinytrain plan` on the QDQ file and on the float file with --calibration (tinyengine's
     option names): the peak SRAM it prints is the default scheme's plan on the board; a float
-    file without calibration data, or with an unreadable one, is one line and exit 2."""
+    file without calibration data, with an unreadable one or none of it used, is one line and
+    exit 2."""
     from tinytrain import cli
 
     for kind in KINDS:
@@ -199,7 +200,10 @@ def test_plan_cli_reads_qdq_and_float_onnx(files, capsys):
     f32 = str(files["gemm"]["float"])
     for extra, message in (([], "give --calibration"),
                            (["--calibration", str(files["gemm"]["float"].with_suffix(".npy"))],
-                            "calibration data not found")):
+                            "calibration data not found"),
+                           (["--calibration", str(files["gemm"]["calib"]), "--calib-limit", "0"],
+                            "the calibration limit (--calib-limit) must be a number of samples "
+                            ">= 1, got 0")):
         assert cli.main(["plan", f32, "--classes", "3", *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("tinytrain: error:") and message in err[0], err

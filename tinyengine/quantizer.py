@@ -95,6 +95,9 @@ class Calibration:
 
     def load(self, input_shape: tuple, label: str) -> np.ndarray:
         """The calibration inputs as an N x input_shape float32 array (model layout)."""
+        if not isinstance(self.limit, int) or self.limit < 1:
+            raise CalibrationError(f"{label}: the calibration limit (--calib-limit) must be a "
+                                   f"number of samples >= 1, got {self.limit!r}")
         src = self.source
         if isinstance(src, np.ndarray):
             data = src
