@@ -175,6 +175,8 @@ def test_search_command_with_a_trained_supernet(checkpoint, tmp_path):
     (["--accuracy", "macs", "--supernet", "nope.pt"], "--supernet: accuracy from a supernet; not with --accuracy macs"),
     (["--digits", "--supernet", "x.pt", "--widths", "0.5"], "--widths / --resolutions: the space is the --supernet"),
     (["--data", "/nonexistent/dir", "--resolutions", "16"], "data folder /nonexistent/dir does not exist"),
+    (["--digits", "--supernet-epochs", "0"], "--supernet-epochs must be at least 1, got 0"),
+    (["--digits", "--predictor-samples", "4"], "--predictor-samples must be at least 8"),
 ])
 def test_accuracy_option_errors_are_one_line(tmp_path, capsys, extra, message):
     assert main(["search", "--board", "stm32f746", "--sram", "96KB", "--flash", "1MB", *extra,

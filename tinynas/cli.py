@@ -87,6 +87,11 @@ def _latency(board, eff, limit_ms) -> dict | None:
 def _data_spec(args) -> str | None:
     if args.data is not None and args.digits:
         raise TinyNasError("--data and --digits: give one of them")
+    if args.supernet_epochs < 1:
+        raise TinyNasError(f"--supernet-epochs must be at least 1, got {args.supernet_epochs}")
+    if args.predictor_samples < 8:
+        raise TinyNasError(f"--predictor-samples must be at least 8 (a quarter is held out), got "
+                           f"{args.predictor_samples}")
     return "digits" if args.digits else args.data
 
 
