@@ -12,13 +12,13 @@ pytest.importorskip("tqdm")
 scipy_stats = pytest.importorskip("scipy.stats")
 
 from tinynas.accuracy import (AccuracyPredictor, SupernetAccuracy, choose_accuracy, encode,  # noqa: E402
-                              fit_predictor, spearman)
+                              fit_predictor, spearman, verify)
 from tinynas.cli import main  # noqa: E402
 from tinynas.cost import CostModel  # noqa: E402
 from tinynas.data import load  # noqa: E402
 from tinynas.errors import TinyNasError  # noqa: E402
 from tinynas.search import Constraints, EvolutionSearch  # noqa: E402
-from tinynas.space import SearchSpace  # noqa: E402
+from tinynas.space import Candidate, SearchSpace  # noqa: E402
 from tinynas.training import TrainConfig, train  # noqa: E402
 
 TINY = SearchSpace(width_mult=0.25, resolutions=(12, 16), stage_widths=(24, 40, 80), stage_strides=(2, 2, 2),
@@ -97,9 +97,13 @@ def test_predictor_ranks_held_out_subnets(measured):
     assert spearman(p.predict_acc(fresh_c), fresh_a) > macs     # it learns more than "bigger is better"
 
 
-def test_fit_predictor_and_the_choice_rule(measured):
+def test_fit_predictor_verify_and_the_choice_rule(measured):
     p = fit_predictor(measured, 40, model="ridge", seed=1)
     assert p.report.samples == 40 and len(p.predict_acc([measured.space.largest()])) == 1
+    ranked = _distinct(measured.space, 10, seed=11)
+    winner, acc = verify(measured, ranked, 5)
+    firsts = measured.predict_acc(ranked[:5])
+    assert acc == max(firsts) and winner == ranked[firsts.index(acc)]
     assert choose_accuracy(population=16, generations=5, samples=200) == "supernet"       # 96 <= 200
     assert choose_accuracy(population=100, generations=20, samples=200) == "predictor"    # 2100 > 200
 
@@ -165,6 +169,9 @@ def test_search_command_with_a_trained_supernet(checkpoint, tmp_path):
     res = json.loads((out / "search.json").read_text())
     about = res["accuracy_predictor"]
     assert about["kind"] == "predictor" and about["samples"] == 24 and about["held_out"] == 6
+    assert about["verified_top"] == 4     # the whole last population measured, the best measured won
+    again = SupernetAccuracy.from_checkpoint(checkpoint, "digits")     # the winner's figure, measured anew
+    assert about["best_measured"] == again.measure(Candidate.from_dict(res["candidate"]))
     assert -1 <= about["held_out_spearman"] <= 1 and 0 < about["best_measured"] <= 1
 
 

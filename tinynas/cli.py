@@ -25,6 +25,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import tinyengine as te
@@ -89,6 +90,8 @@ def _data_spec(args) -> str | None:
         raise TinyNasError("--data and --digits: give one of them")
     if args.supernet_epochs < 1:
         raise TinyNasError(f"--supernet-epochs must be at least 1, got {args.supernet_epochs}")
+    if args.verify_top < 1:
+        raise TinyNasError(f"--verify-top must be at least 1, got {args.verify_top}")
     if args.predictor_samples < 8:
         raise TinyNasError(f"--predictor-samples must be at least 8 (a quarter is held out), got "
                            f"{args.predictor_samples}")
@@ -179,6 +182,13 @@ def search(args) -> int:
     model = CostModel(space, board.name, patch=args.patch, sram_budget=cons.sram_bytes)
     accuracy, about = _accuracy(args, space, measured)
     res = _evolve(args, space, model, accuracy, cons)
+    if about["kind"] == "predictor":
+        from .accuracy import verify
+        winner, _ = verify(measured, [c for _, c in res.population], args.verify_top)
+        about["verified_top"] = min(args.verify_top, len(res.population))
+        about["predicted_best"] = res.score
+        res = replace(res, candidate=winner, score=dict((c, s) for s, c in res.population)[winner],
+                      efficiency=model.get_efficiency(winner))
     if measured is not None:
         about["best_measured"] = measured.measure(res.candidate)
         about["subnets_measured"] = measured.measured
@@ -255,6 +265,8 @@ def main(argv=None) -> int:
     a.add_argument("--supernet-epochs", type=int, default=10, help="epochs of the supernet trained without --supernet")
     a.add_argument("--predictor-samples", type=int, default=200, help="measured subnets the predictor is fitted on")
     a.add_argument("--predictor-model", choices=("mlp", "ridge"), default="mlp")
+    a.add_argument("--verify-top", type=int, default=8,
+                   help="with the predictor: the last population's best K are measured, the best measured wins")
     a.add_argument("--device", default="auto", help="auto, cpu or cuda (supernet training and accuracy)")
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)

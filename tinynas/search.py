@@ -75,6 +75,7 @@ class Result:
     efficiency: object
     history: list = field(default_factory=list)     # best score after each generation
     evaluated: int = 0                              # distinct candidates whose efficiency was asked
+    population: list = field(default_factory=list)  # the last population, (score, candidate), best first
 
 
 class EvolutionSearch:
@@ -162,4 +163,5 @@ class EvolutionSearch:
             history.append(best[0])
             if progress is not None:
                 progress(len(history) - 1, best[0])
-        return Result(best[1], best[0], self.efficiency.get_efficiency(best[1]), history, len(self.seen))
+        final = sorted(zip(scores, pop), key=lambda sc: -sc[0])
+        return Result(best[1], best[0], self.efficiency.get_efficiency(best[1]), history, len(self.seen), final)
