@@ -101,9 +101,9 @@ def test_fit_predictor_verify_and_the_choice_rule(measured):
     p = fit_predictor(measured, 40, model="ridge", seed=1)
     assert p.report.samples == 40 and len(p.predict_acc([measured.space.largest()])) == 1
     ranked = _distinct(measured.space, 10, seed=11)
-    winner, acc = verify(measured, ranked, 5)
-    firsts = measured.predict_acc(ranked[:5])
-    assert acc == max(firsts) and winner == ranked[firsts.index(acc)]
+    allowed = set(ranked[:5]) | set(list(measured.cache)[:3])      # three measured before: the samples compete
+    winner, acc = verify(measured, ranked, 5, lambda c: c in allowed)
+    assert acc == max(measured.cache[c] for c in allowed) and measured.cache[winner] == acc and winner in allowed
     assert choose_accuracy(population=16, generations=5, samples=200) == "supernet"       # 96 <= 200
     assert choose_accuracy(population=100, generations=20, samples=200) == "predictor"    # 2100 > 200
 

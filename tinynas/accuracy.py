@@ -28,9 +28,9 @@ Which one the search uses (`choose_accuracy`, `tinynas search --accuracy auto`):
 population x (generations + 1) distinct candidates. When that is no more than `samples`, measuring
 every asked candidate costs no more than fitting the predictor and is exact: measured accuracy. For
 larger searches (big populations, many generations) the predictor: `samples` random subnets measured
-once, then every query is a prediction, and at the end the `top` best-predicted candidates of the last
-population are measured and the best measured one wins (`verify`: the maximum of predictions is where
-the predictor overrates most).
+once, then every query is a prediction; at the end the `top` best-predicted candidates of the last
+population are measured, and the best measured candidate that fits wins, from those and the
+predictor's own samples (`verify`: the maximum of predictions is where the predictor overrates most).
 """
 from __future__ import annotations
 
@@ -303,13 +303,15 @@ def fit_predictor(measured: SupernetAccuracy, samples: int, model: str = "mlp", 
     return predictor
 
 
-def verify(measured: SupernetAccuracy, ranked: list[Candidate], top: int) -> tuple[Candidate, float]:
-    """The candidate of the `top` first of `ranked` (a predictor's best first) with the best measured
-    accuracy, and that accuracy: the evolution picks the predictor's maximum, which overrates its
-    winner by the predictor's error (the largest errors win), so its best few are measured."""
-    accs = measured.predict_acc(ranked[:top])
-    i = max(range(len(accs)), key=lambda j: (accs[j], -j))
-    return ranked[i], accs[i]
+def verify(measured: SupernetAccuracy, ranked: list[Candidate], top: int, fits) -> tuple[Candidate, float]:
+    """The best measured candidate that fits: the `top` first of `ranked` (a predictor's best first) are
+    measured, and compete with every candidate measured before (the predictor's own samples) for which
+    `fits(c)` holds. The evolution picks the predictor's maximum, which overrates its winner by the
+    predictor's error (the largest errors win), so the final choice is made on measurements."""
+    measured.predict_acc(ranked[:top])
+    pool = [c for c in dict.fromkeys(list(ranked[:top]) + list(measured.cache)) if fits(c)]
+    best = max(pool, key=lambda c: measured.cache[c])
+    return best, measured.cache[best]
 
 
 def choose_accuracy(population: int, generations: int, samples: int) -> str:

@@ -184,10 +184,12 @@ def search(args) -> int:
     res = _evolve(args, space, model, accuracy, cons)
     if about["kind"] == "predictor":
         from .accuracy import verify
-        winner, _ = verify(measured, [c for _, c in res.population], args.verify_top)
+        model.evaluate(list(measured.cache))           # the predictor's samples compete if they fit
+        winner, _ = verify(measured, [c for _, c in res.population], args.verify_top,
+                           lambda c: cons.fits(model.get_efficiency(c)))
         about["verified_top"] = min(args.verify_top, len(res.population))
         about["predicted_best"] = res.score
-        res = replace(res, candidate=winner, score=dict((c, s) for s, c in res.population)[winner],
+        res = replace(res, candidate=winner, score=accuracy.predict_acc([winner])[0],
                       efficiency=model.get_efficiency(winner))
     if measured is not None:
         about["best_measured"] = measured.measure(res.candidate)
@@ -266,7 +268,8 @@ def main(argv=None) -> int:
     a.add_argument("--predictor-samples", type=int, default=200, help="measured subnets the predictor is fitted on")
     a.add_argument("--predictor-model", choices=("mlp", "ridge"), default="mlp")
     a.add_argument("--verify-top", type=int, default=8,
-                   help="with the predictor: the last population's best K are measured, the best measured wins")
+                   help="with the predictor: the last population's best K are measured; the best measured "
+                        "network that fits wins, from those and the predictor's samples")
     a.add_argument("--device", default="auto", help="auto, cpu or cuda (supernet training and accuracy)")
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
