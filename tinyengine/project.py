@@ -105,7 +105,8 @@ def _kernel_closure(kernel_files: list) -> list:
 
 
 def emit_project(out_dir, board: Board, model_files: dict, kernel_files: list, stamp: dict,
-                 stack_bytes: int | None = None, unused_switches=()) -> None:
+                 stack_bytes: int | None = None, unused_switches=(), main=None, cflags=(),
+                 make_vars=()) -> None:
     """Write the project for ``board`` into ``out_dir``.
 
     model_files: generated files by name ({"model.c": text, ...}), written at the top level; an
@@ -113,7 +114,10 @@ def emit_project(out_dir, board: Board, model_files: dict, kernel_files: list, s
     one is written.  kernel_files: kernel .c paths; each one's same-named .h is copied too when it
     exists.  stack_bytes overrides the board's stack reservation.  unused_switches: kernel
     switches (codegen.KernelSwitches) that the Makefile sets to 0, leaving those optional fast
-    paths out of the firmware.
+    paths out of the firmware.  main: the runner's source (default firmware/main.c), copied
+    as runtime/main.c; cflags: compiler flags added to every file's (e.g. -ffp-contract=off);
+    make_vars: (name, default, comment) variables the Makefile defines with ?= (overridable
+    on make's command line), before the flags that may use them.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +141,7 @@ def emit_project(out_dir, board: Board, model_files: dict, kernel_files: list, s
     rdir = out / "runtime"
     rdir.mkdir()
     for f in RUNTIME_FILES:
-        shutil.copy2(f, rdir / f.name)
+        shutil.copy2(main if main is not None and f.name == "main.c" else f, rdir / f.name)
     pdir = out / "platform"
     pdir.mkdir()
     for f in PLATFORM_FILES[board.kind]:
@@ -146,7 +150,8 @@ def emit_project(out_dir, board: Board, model_files: dict, kernel_files: list, s
     env = _env()
     written = sorted(files) + ["Makefile", MANIFEST]
     (out / "Makefile").write_text(env.get_template("Makefile.j2").render(
-        board=board, stamp=stamp, unused_switches=list(unused_switches)))
+        board=board, stamp=stamp, unused_switches=list(unused_switches), cflags=list(cflags),
+        make_vars=list(make_vars)))
     if board.kind == "cortex-m":
         qemu_flash, qemu_ram = board.qemu_origins
         linker = env.get_template("linker.ld.j2")
