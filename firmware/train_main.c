@@ -5,6 +5,8 @@
  * uint8 label; semihosting under QEMU or a debugger, stdio natively), as a sensor would
  * deliver them: test accuracy before training, then TT_EPOCHS epochs of one te_train_step
  * per training record, each followed by the test accuracy.  Prints, one line each:
+ *   TT_PROGRESS <done> <total>   (after each training step and each test prediction: the
+ *                                 epochs' steps and the evaluations' predictions)
  *   TT_EPOCH <e> <mean train loss x 1e6, 0 for e = 0> <test correct> <test total>
  *   TT_STEP_INSTRUCTIONS <n>     (the first training step; TT_STEP_CYCLES on a board)
  *   TT_PREDICT_INSTRUCTIONS <n>  (the first prediction)
@@ -18,67 +20,11 @@
 
 #include "model.h"
 #include "te_platform.h"
+#include "te_text.h"
 
 #ifndef TT_EPOCHS
 #define TT_EPOCHS 1
 #endif
-
-static char g_line[96];
-static uint32_t g_len;
-
-static void out_flush(void)
-{
-    if (g_len > 0u) {
-        g_line[g_len] = '\0';
-        te_puts(g_line);
-        g_len = 0u;
-    }
-}
-
-static void out_char(char c)
-{
-    if (g_len + 1u >= sizeof(g_line)) {
-        out_flush();
-    }
-    g_line[g_len++] = c;
-}
-
-static void out_str(const char *s)
-{
-    while (*s != '\0') {
-        out_char(*s++);
-    }
-}
-
-static void out_u32(uint32_t v)
-{
-    char digits[10];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v != 0u);
-    while (n > 0) {
-        out_char(digits[--n]);
-    }
-}
-
-static void fail(const char *what)
-{
-    out_str("TE_ERROR ");
-    out_str(what);
-    out_char('\n');
-    out_flush();
-    te_exit(1);
-}
-
-static void line_u32(const char *key, uint32_t v)
-{
-    out_str(key);
-    out_char(' ');
-    out_u32(v);
-    out_char('\n');
-}
 
 /* Reads one record into the arena's input and *label; 0 at a clean end of file. */
 static int read_record(int handle, const char *file, uint8_t *label)
@@ -88,10 +34,10 @@ static int read_record(int handle, const char *file, uint8_t *label)
         return 0;
     }
     if (got != (int32_t)TT_INPUT_BYTES || te_file_read(handle, label, 1u) != 1) {
-        fail(file);
+        fail(file, 0);
     }
     if (*label >= TT_CLASSES) {
-        fail("a label is not below the number of classes");
+        fail("a label is not below the number of classes", 0);
     }
     return 1;
 }
@@ -100,12 +46,24 @@ static int open_data(const char *name, const char *error)
 {
     const int h = te_file_open(name, 0);
     if (h < 0) {
-        fail(error);
+        fail(error, 0);
     }
     return h;
 }
 
 static int32_t g_stack_max = -1;
+static uint32_t g_done, g_total;
+
+static void progress(void)
+{
+    ++g_done;
+    out_str("TT_PROGRESS ");
+    out_u32(g_done);
+    out_char(' ');
+    out_u32(g_total);
+    out_char('\n');
+    out_flush();
+}
 static uint32_t g_predict_count;
 static int g_predict_measured;
 
@@ -135,6 +93,7 @@ static uint32_t evaluate(uint32_t *total)
         }
         correct += (cls == label) ? 1u : 0u;
         ++n;
+        progress();
     }
     te_file_close(h);
     *total = n;
@@ -170,9 +129,16 @@ int main(void)
     }
     te_file_close(h);
     if (records == 0u) {
-        fail("train.bin holds no record");
+        fail("train.bin holds no record", 0);
     }
+    uint32_t tests = 0u;
+    h = open_data("test.bin", "cannot open test.bin");
+    while (read_record(h, "test.bin: short read (not a whole number of records)", &label)) {
+        ++tests;
+    }
+    te_file_close(h);
     tt_train_begin(records * (uint32_t)TT_EPOCHS);
+    g_total = records * (uint32_t)TT_EPOCHS + tests * ((uint32_t)TT_EPOCHS + 1u);
 
     epoch_line(0u, 0u);
     uint32_t step_count = 0u;
@@ -181,7 +147,7 @@ int main(void)
         h = open_data("train.bin", "cannot open train.bin");
         for (uint32_t r = 0u; r < records; ++r) {
             if (!read_record(h, "train.bin: short read", &label)) {
-                fail("train.bin changed while training");
+                fail("train.bin changed while training", 0);
             }
             te_stack_paint();
             te_timer_start();
@@ -192,9 +158,10 @@ int main(void)
                 step_count = count;
             }
             if (!(loss == loss)) {
-                fail("the loss is not a number");
+                fail("the loss is not a number", 0);
             }
             loss_sum += loss;
+            progress();
         }
         te_file_close(h);
         const float mean = loss_sum / (float)records;
@@ -203,11 +170,11 @@ int main(void)
 
     const int out = te_file_open("params.bin", 1);
     if (out < 0) {
-        fail("cannot open params.bin for writing");
+        fail("cannot open params.bin for writing", 0);
     }
     for (uint32_t i = 0u; i < TT_NUM_STATES; ++i) {
         if (te_file_write(out, tt_states[i].data, tt_states[i].bytes) != 0) {
-            fail("cannot write params.bin");
+            fail("cannot write params.bin", 0);
         }
     }
     te_file_close(out);
@@ -228,7 +195,7 @@ int main(void)
     if (g_stack_max >= 0) {
         line_u32("TE_STACK_BYTES", (uint32_t)g_stack_max);
         if (te_stack_size() != 0u && (uint32_t)g_stack_max >= te_stack_size()) {
-            fail("stack overflow: training used the whole stack; raise the stack size");
+            fail("stack overflow: training used the whole stack; raise the stack size", 0);
         }
     }
     out_str("~~~TE DONE~~~\n");

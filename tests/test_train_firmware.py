@@ -50,7 +50,11 @@ def data():
 def host_run(small, data, tmp_path_factory):
     p = fw.compile_training(str(small), classes=CLASSES, scheme=SCHEME, board="host",
                             out_dir=tmp_path_factory.mktemp("tfw") / "host", **OPTIM)
-    return p, fw.run_training(p, *data)
+    calls = []
+    result = fw.run_training(p, *data, progress=lambda done, total: calls.append((done, total)))
+    total = STEPS + 2 * TESTS               # one epoch's steps, two evaluations
+    assert calls == [(k, total) for k in range(1, total + 1)]
+    return p, result
 
 
 # -- the NumPy reference of the same 100 steps ---------------------------------------------------

@@ -33,10 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,9 +86,13 @@ class TrainResult:
 
 
 # -- compile ----------------------------------------------------------------------------------
-def _check_options(classes, epochs, lr, momentum, lr_schedule) -> None:
+def _check_epochs(epochs) -> None:
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise TrainError(f"--epochs must be an integer >= 1, got {epochs!r}")
+
+
+def _check_options(epochs, lr, momentum, lr_schedule) -> None:
+    _check_epochs(epochs)
     if not lr > 0 or not np.isfinite(lr):
         raise TrainError(f"--lr must be a number > 0, got {lr!r}")
     if not 0 <= momentum < 1:
@@ -201,7 +208,7 @@ def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f74
     out_dir (module docstring).  te.FitError where it does not fit the board's SRAM (bytes
     needed and available); nothing is written then."""
     b = te.get_board(board)
-    _check_options(classes, epochs, lr, momentum, lr_schedule)
+    _check_options(epochs, lr, momentum, lr_schedule)
     fwd = _forward(model, b.name, classes, seed, calibration)
     x, logits = _check_io(fwd, classes)
     optim = dict(lr=lr, momentum=momentum, qas=qas)
@@ -318,33 +325,53 @@ def read_params(project: TrainProject, raw: bytes) -> dict:
     return out
 
 
+def _run(d: Path, extra: list, timeout_s: int, progress) -> tuple:
+    """(exit status, output without TT_PROGRESS lines) of `make run`, each TT_PROGRESS line
+    passed to progress(done, total) as it comes; killed after timeout_s (status None)."""
+    proc = subprocess.Popen(["make", "-s", "run", f"TIMEOUT={int(timeout_s)}", *extra], cwd=d,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    timer = threading.Timer(timeout_s + 30, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    timer.start()
+    lines = []
+    try:
+        for line in proc.stdout:
+            if line.startswith("TT_PROGRESS "):
+                if progress is not None:
+                    done, total = line.split()[1:3]
+                    progress(int(done), int(total))
+            else:
+                lines.append(line)
+        code = proc.wait()
+    finally:
+        timer.cancel()
+    return (None if code == -signal.SIGKILL else code), "".join(lines)
+
+
 def run_training(project: TrainProject, train, test, *, timeout_s: int = DEFAULT_TIMEOUT_S,
-                 epochs: int | None = None) -> TrainResult:
+                 epochs: int | None = None, progress=None) -> TrainResult:
     """Build the project and train on the board (QEMU) or the host: train / test are (x, y)
-    (see records); epochs overrides the compiled-in count."""
+    (see records); epochs overrides the compiled-in count; progress(done, total), if given,
+    is called after each training step and each test prediction (for a progress bar)."""
     d = Path(project.dir)
-    (d / "train.bin").write_bytes(records(project, *train))
-    (d / "test.bin").write_bytes(records(project, *test))
     if not len(train[1]) or not len(test[1]):
         raise TrainError("the training and the test set need at least one sample each")
+    if epochs is not None:
+        _check_epochs(epochs)
+    (d / "train.bin").write_bytes(records(project, *train))
+    (d / "test.bin").write_bytes(records(project, *test))
     (d / "params.bin").unlink(missing_ok=True)
-    extra = [] if epochs is None else [f"EPOCHS={int(epochs)}"]
-    if extra:
-        _check_options(project.manifest["classes"], epochs, 1, 0, "constant")
+    extra = [] if epochs is None else [f"EPOCHS={epochs}"]
     te.make_project(d)
-    try:
-        p = subprocess.run(["make", "-s", "run", f"TIMEOUT={int(timeout_s)}", *extra], cwd=d,
-                           capture_output=True, text=True, timeout=timeout_s + 60)
-    except subprocess.TimeoutExpired:
-        raise te.RunError(f"training firmware did not finish within {timeout_s} s") from None
-    out = p.stdout
+    code, out = _run(d, extra, timeout_s, progress)
     errors = re.findall(r"^TE_ERROR (.*)$", out, re.M)
     if errors:
         raise te.RunError(f"training firmware error on {project.plan.board}: {errors[0]}")
-    if p.returncode != 0 or "~~~TE DONE~~~" not in out:
-        tail = " | ".join((out + p.stderr).strip().splitlines()[-3:])
-        raise te.RunError(f"training firmware on {project.plan.board} failed (exit status "
-                          f"{p.returncode}): {tail}")
+    if code != 0 or "~~~TE DONE~~~" not in out:
+        timed_out = code is None or re.search(r"Error 124|Error 137", out)
+        why = f"timed out after {timeout_s} s" if timed_out else f"exit status {code}"
+        tail = " | ".join(out.strip().splitlines()[-3:])
+        raise te.RunError(f"training firmware on {project.plan.board} failed ({why}): {tail}")
     curve = [(int(e), None if int(e) == 0 else int(loss) / 1e6, int(c) / max(int(n), 1))
              for e, loss, c, n in _lines(out, "TT_EPOCH")]
     stack = _parse_int(out, "TE_STACK_BYTES")
