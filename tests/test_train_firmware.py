@@ -22,6 +22,8 @@ import tinyengine as te
 from tests.test_train_graph import small_model
 from tinytrain import cli
 from tinytrain import firmware as fw
+from tinytrain import graph as tgm
+from tinytrain import memory
 from tinytrain import ops as bops
 from tinytrain import reference as ref
 from tinytrain import scheme as sc
@@ -151,6 +153,17 @@ def test_host_and_cortex_m7_same_bits(small, data, host_run, tmp_path):
     assert 0 <= sizes["sram_static_bytes"] - (plan.arena_bytes + plan.param_bytes
                                               + plan.state_bytes) < 1024
     assert m7.peak_sram_bytes == sizes["sram_static_bytes"] + m7.stack_bytes
+
+
+def test_firmware_arena_is_the_reported_plan(host_run, small):
+    """The firmware's arena is the plan `tinytrain plan` reports (memory.plan of the same
+    training graph): the same bytes in model.h."""
+    project, _ = host_run
+    fwd = tgm.forward_graph(str(small), "host", CLASSES, seed=0)
+    tg = tgm.build(fwd, SCHEME, lr=OPTIM["lr"], momentum=OPTIM["momentum"])
+    assert memory.plan(tg, "host") == project.plan
+    assert f"#define TE_ARENA_BYTES {project.plan.arena_bytes}\n" in \
+        (project.dir / "model.h").read_text()
 
 
 # -- pruning ------------------------------------------------------------------------------------

@@ -106,7 +106,8 @@ def _kernel_closure(kernel_files: list) -> list:
 
 def emit_project(out_dir, board: Board, model_files: dict, kernel_files: list, stamp: dict,
                  stack_bytes: int | None = None, unused_switches=(), main=None, cflags=(),
-                 make_vars=()) -> None:
+                 make_vars=(), run_io: str = "reads input.bin if present, writes output.bin"
+                 ) -> None:
     """Write the project for ``board`` into ``out_dir``.
 
     model_files: generated files by name ({"model.c": text, ...}), written at the top level; an
@@ -117,7 +118,8 @@ def emit_project(out_dir, board: Board, model_files: dict, kernel_files: list, s
     paths out of the firmware.  main: the runner's source (default firmware/main.c), copied
     as runtime/main.c; cflags: compiler flags added to every file's (e.g. -ffp-contract=off);
     make_vars: (name, default, comment) variables the Makefile defines with ?= (overridable
-    on make's command line), before the flags that may use them.
+    on make's command line), before the flags that may use them; run_io: what `make run`
+    reads and writes, for the Makefile's usage comment.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +153,7 @@ def emit_project(out_dir, board: Board, model_files: dict, kernel_files: list, s
     written = sorted(files) + ["Makefile", MANIFEST]
     (out / "Makefile").write_text(env.get_template("Makefile.j2").render(
         board=board, stamp=stamp, unused_switches=list(unused_switches), cflags=list(cflags),
-        make_vars=list(make_vars)))
+        make_vars=list(make_vars), run_io=run_io))
     if board.kind == "cortex-m":
         qemu_flash, qemu_ram = board.qemu_origins
         linker = env.get_template("linker.ld.j2")

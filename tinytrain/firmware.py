@@ -268,7 +268,8 @@ def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f74
         te.emit_project(tmp, b, gen.files, gen.kernel_files, stamp, main=TRAIN_MAIN,
                         cflags=["-ffp-contract=off", "-DTT_EPOCHS=$(EPOCHS)"],
                         make_vars=[("EPOCHS", epochs, "training epochs of `make run` "
-                                    "(make run EPOCHS=n)")])
+                                    "(make run EPOCHS=n)")],
+                        run_io="trains on train.bin, tests on test.bin, writes params.bin")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _install(tmp, out)
     finally:
