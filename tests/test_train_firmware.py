@@ -252,3 +252,17 @@ def test_bad_data_is_refused(host_run):
     with pytest.raises(fw.TrainError, match=r"labels must be integers in \[0, 3\)"):
         fw.records(project, x, [0, 3])
 
+
+
+def test_compile_refuses_a_scheme_that_does_not_fit(models_dir, tmp_path, capsys):
+    """Full backprop of mcunet-vww1 on stm32f746: one line with the bytes the training graph
+    needs and the board's, exit 2, no project."""
+    model = models_dir / "mcunet" / "mcunet-vww1.tflite"
+    out = tmp_path / "full"
+    assert cli.main(["compile", str(model), "--classes", "10", "--full", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    full = memory.plan(tgm.build(tgm.forward_graph(str(model), "stm32f746", 10),
+                                 sc.Scheme(full=True)), "stm32f746")
+    assert len(err) == 1 and f"the training graph needs {full.peak_sram_bytes} bytes" in err[0] \
+        and "stm32f746 has 327680" in err[0], err
+    assert not out.exists() and not list(tmp_path.iterdir())
