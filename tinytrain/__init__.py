@@ -30,9 +30,12 @@ Built on tinyengine's IR (its public API only):
                       run_training (build, train on QEMU or the host, read params.bin)
   tinytrain.cli       `tinytrain plan`, `tinytrain compile` (one-line errors, exit 2)
 Tests: tests/test_train_graph.py (gradients == torch.autograd of torch_sim.graph_gradients,
-pruning, schemes, mcunet-vww1's plan); tests/test_train_firmware.py (100 steps: host ==
-QEMU Cortex-M7 bit for bit, == the NumPy reference; pruned kernels absent from the C;
-mcunet-vww1 on QEMU).
+pruning, schemes, mcunet-vww1's plan); tests/test_train_onnx.py (the same from ONNX files:
+QDQ and float + calibration, Gemm / 1x1 conv / pooled-map heads; forward bit-exact with the
+inference compile); tests/test_train_errors.py (every bad input: one line, exit 2; the
+default scheme of the shared models on stm32f411); tests/test_train_firmware.py (100 steps:
+host == QEMU Cortex-M7 bit for bit, == the NumPy reference; pruned kernels absent from the
+C; mcunet-vww1 on QEMU).
 
 What comes next: `tinytrain fit --host / run`, and the demo on mcunet-vww1.
 """
