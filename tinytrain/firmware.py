@@ -24,10 +24,15 @@ The arena is the plan tinytrain.memory reports (memory.plan_arena: one te.plan_m
 training graph).  A trained layer runs the portable forward kernel (graph.portable_params),
 which reads its weights and acc_init from SRAM.
 
-Deviation from the contract (notes/train-contract.md): none in the interface.  TrainResult
-has .stdout besides; peak_sram_bytes on a board is the linked image's static SRAM (arena,
-trained state, the runner's own statics) plus the measured stack, as tinyengine counts an
-inference's; on the host (no such image) the plan's figure.
+Deviation from the contract (notes/train-contract.md): none in the interface; additions:
+run_training(..., epochs=n) overrides the compiled-in count (make run EPOCHS=n),
+progress=callable(done, total) is called on each TT_PROGRESS line (the firmware prints one
+after every training step and test prediction: total = epochs x train + (epochs + 1) x
+test); TrainResult.stdout (without the TT_PROGRESS lines); records() / read_params() give
+the .bin files' bytes and params.bin's arrays.  peak_sram_bytes on a board is the linked
+image's static SRAM (arena, trained state, the runner's own statics) plus the measured
+stack, as tinyengine counts an inference's; on the host (no such image) the plan's figure.
+TrainError (a TinyEngineError and ValueError) names a bad option or data set.
 """
 from __future__ import annotations
 
