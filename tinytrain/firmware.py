@@ -180,7 +180,7 @@ def _describe(scheme, epochs, lr, momentum, lr_schedule, qas) -> str:
             f"biases of the last {scheme.bias_last} layers, weights "
             f"{', '.join(f'{k}:{r}' for k, r in scheme.weights) or 'none'}")
     return (f"{scheme.source}: {what}; SGD lr {lr} ({lr_schedule}), momentum {momentum}, "
-            f"QAS {'on' if qas else 'off'}, {epochs} epochs")
+            f"QAS {'on' if qas else 'off'}, {epochs} epoch{'' if epochs == 1 else 's'}")
 
 
 def _stamp(model, board: str, describe: str) -> dict:
