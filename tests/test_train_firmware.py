@@ -266,3 +266,26 @@ def test_compile_refuses_a_scheme_that_does_not_fit(models_dir, tmp_path, capsys
     assert len(err) == 1 and f"the training graph needs {full.peak_sram_bytes} bytes" in err[0] \
         and "stm32f746 has 327680" in err[0], err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_onnx_models_compile_and_train_on_the_host(tmp_path, capsys):
+    """`tinytrain compile` on a QDQ ONNX file and on its float twin with --calibration (the
+    torch CNN of tests/test_train_onnx.py, Gemm head): each project builds and trains three
+    steps on the host from float NHWC data (quantized with the input's scale / zero point),
+    the project read back with load_project."""
+    pytest.importorskip("torch")
+    from tests.test_train_onnx import SHAPE, export
+
+    f = export("gemm", tmp_path)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, SHAPE[2], SHAPE[3], SHAPE[1])).astype(np.float32)   # NHWC
+    y = rng.integers(0, 4, 5)
+    for kind, extra in (("qdq", []), ("float", ["--calibration", str(f["calib"])])):
+        out = tmp_path / kind
+        assert cli.main(["compile", str(f[kind]), "--classes", "4", "--bias-last", "3",
+                         "--board", "host", "-o", str(out), *extra]) == 0, capsys.readouterr()
+        project = fw.load_project(out)
+        r = fw.run_training(project, (x[:3], y[:3]), (x[3:], y[3:]))
+        assert [e for e, _, _ in r.curve] == [0, 1] and r.curve[1][1] > 0
+        assert set(r.params) == {p["name"] for p in project.manifest["params"]}
+        assert r.peak_sram_bytes == project.plan.peak_sram_bytes

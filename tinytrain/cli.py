@@ -94,7 +94,7 @@ def _compile(args) -> int:
     p = firmware.compile_training(
         args.model, classes=args.classes, scheme=scheme, board=args.board, out_dir=args.out,
         epochs=args.epochs, lr=args.lr, momentum=args.momentum, lr_schedule=args.lr_schedule,
-        qas=not args.no_qas, seed=args.seed)
+        qas=not args.no_qas, seed=args.seed, calibration=compile_options(args).calibration)
     m = p.manifest
     print(f"wrote {p.dir}: te_train_step / te_predict of {args.model} for {args.classes} "
           f"classes on {p.plan.board}")

@@ -28,7 +28,8 @@ Deviation from the contract (notes/train-contract.md): none in the interface; ad
 run_training(..., epochs=n) overrides the compiled-in count (make run EPOCHS=n),
 progress=callable(done, total) is called on each TT_PROGRESS line (the firmware prints one
 after every training step and test prediction: total = epochs x train + (epochs + 1) x
-test); TrainResult.stdout (without the TT_PROGRESS lines); records() / read_params() give
+test); TrainResult.stdout (without the TT_PROGRESS lines); load_project(dir) reads a
+project compiled earlier (training.json; .tg None); records() / read_params() give
 the .bin files' bytes and params.bin's arrays.  peak_sram_bytes on a board is the linked
 image's static SRAM (arena, trained state, the runner's own statics) plus the measured
 stack, as tinyengine counts an inference's; on the host (no such image) the plan's figure.
@@ -282,6 +283,22 @@ def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f74
             shutil.rmtree(tmp)
     return TrainProject(out, plan, tg, (float(x.quant.s), int(x.quant.zp)), tuple(x.shape),
                         manifest)
+
+
+def load_project(out_dir) -> TrainProject:
+    """The TrainProject of a folder compile_training wrote (from its training.json; .tg is
+    None): for run_training on a project compiled earlier, e.g. by `tinytrain compile`."""
+    path = Path(out_dir) / MANIFEST
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise TrainError(f"{out_dir}: no training project (no readable {MANIFEST}; write one "
+                         f"with tinytrain compile)") from None
+    fields = memory.TrainPlan.__dataclass_fields__
+    plan = memory.TrainPlan(**{k: v for k, v in m["memory"].items() if k in fields})
+    x = m["input"]
+    return TrainProject(Path(out_dir), plan, None, (x["scale"], x["zero_point"]),
+                        tuple(x["shape"]), m)
 
 
 # -- run --------------------------------------------------------------------------------------
