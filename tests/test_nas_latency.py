@@ -70,6 +70,8 @@ def test_latency_ms_on_the_command_line(tmp_path):
     (["--board", "stm32f746", "--latency-ms", "100", "--max-instructions", "1000"],
      "--latency-ms and --max-instructions both limit latency: give one of them"),
     (["--board", "stm32f746", "--latency-ms", "-5"], "--latency-ms: must be positive, got -5"),
+    (["--board", "stm32f746", "--latency-ms", "0.001", "--widths", "0.35", "--resolutions", "48", "--samples", "1"],
+     "sampled fits peak SRAM 98304 B, Flash 1048576 B and 216 instructions on stm32f746"),
 ])
 def test_latency_errors_are_one_line(tmp_path, capsys, extra, message):
     assert main(["search", *extra, "--sram", "96KB", "--flash", "1MB", "--accuracy", "macs",
