@@ -25,6 +25,7 @@ te_depthwise_conv_2d_s8_dsp's ``rq`` layout.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -319,8 +320,39 @@ def pack(cp: ChannelParams, exceptions: bool = True) -> np.ndarray:
     return packed
 
 
+# pack_if_packable's results by content (_content_key), oldest dropped first past MEMO_SIZE: a
+# compiler that plans many graphs sharing layers (tinynas' cost model) packs each table once
+MEMO_SIZE = 4096
+_packed_memo: dict = {}
+
+
+def _content_key(cp: ChannelParams, exceptions: bool) -> bytes:
+    """A digest of everything pack reads: the values, the grouping, the scales, the option."""
+    h = hashlib.blake2b(digest_size=20)
+    for v in (cp.acc, cp.mult, cp.byte):
+        h.update(np.ascontiguousarray(v, dtype=np.int64).tobytes())
+        h.update(b"|")
+    h.update(repr((cp.n, cp.group, None if cp.scales is None else [float(x) for x in cp.scales],
+                   bool(exceptions))).encode())
+    return h.digest()
+
+
 def pack_if_packable(cp: ChannelParams, exceptions: bool = True):
-    """pack(cp) where packable(cp), else None (one layout search for both)."""
+    """pack(cp) where packable(cp), else None (one layout search for both).  The words are
+    read-only: the same table gives the same array again (memoized by content)."""
+    key = _content_key(cp, exceptions)
+    if key in _packed_memo:
+        return _packed_memo[key]
+    words = _pack_if_packable(cp, exceptions)
+    if words is not None:
+        words.setflags(write=False)
+    if len(_packed_memo) >= MEMO_SIZE:
+        del _packed_memo[next(iter(_packed_memo))]
+    _packed_memo[key] = words
+    return words
+
+
+def _pack_if_packable(cp: ChannelParams, exceptions: bool):
     lay = _layout(cp, exceptions)
     if not lay.fits:
         return None
