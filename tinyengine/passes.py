@@ -30,7 +30,11 @@ def prepare(graph: Graph, cache: dict | None = None) -> Graph:
     """Compute each node's compile-time kernel parameters into node.params.
 
     cache: a dict kept by a caller that compiles many graphs sharing layers (tinynas' cost
-    model): params by node_key, a node found there gets a copy instead of being prepared again."""
+    model): params by node_key, a node found there gets a copy instead of being prepared again.
+    It stays in ``graph.meta["prepared"]``, where regions.region_graph keeps the prepared
+    params of the schedules' parts (patches, fused rows) as well."""
+    if cache is not None:
+        graph.meta["prepared"] = cache
     for node in graph.nodes:
         opdef = ops.get(node.op)
         if cache is None:
