@@ -78,19 +78,20 @@ def table(cp: ChannelParams) -> np.ndarray:
 def split_table(words: np.ndarray, n: int, group: int, names: tuple = ("rq",)) -> ChannelParams:
     """Inverse of table(): the logical arrays of an existing table (e.g. the depthwise rq)."""
     w = np.asarray(words, dtype=np.int64).astype(np.int32)
-    acc, mult, byte = [], [], []
-    pos = 0
-    for c in range(0, n, group):
-        r = min(group, n - c)
-        acc.append(w[pos:pos + r])
-        mult.append(w[pos + r:pos + 2 * r])
-        nb = (r + 3) // 4
-        byte.append(w[pos + 2 * r:pos + 2 * r + nb].view(np.uint8)[:r])
-        pos += 2 * r + nb
-    if pos != w.size:
+    if table_bytes(n, group) != 4 * w.size:
         raise ValueError(f"table of {w.size} words does not hold {n} channels in groups of {group}")
-    return ChannelParams(np.concatenate(acc), np.concatenate(mult),
-                         np.concatenate(byte).astype(np.int64), group, names)
+    full, r = divmod(int(n), int(group))
+    parts = []                 # (acc, mult, shift words) of the full groups, then of the last one
+    if full:
+        body = w[:full * (2 * group + (group + 3) // 4)].reshape(full, -1)
+        parts.append((body[:, :group], body[:, group:2 * group], body[:, 2 * group:], group))
+    if r:
+        tail = w[w.size - (2 * r + (r + 3) // 4):].reshape(1, -1)
+        parts.append((tail[:, :r], tail[:, r:2 * r], tail[:, 2 * r:], r))
+    acc = np.concatenate([a.ravel() for a, _, _, _ in parts])
+    mult = np.concatenate([m.ravel() for _, m, _, _ in parts])
+    byte = np.concatenate([np.ascontiguousarray(b).view(np.uint8)[:, :k].ravel() for _, _, b, k in parts])
+    return ChannelParams(acc, mult, byte.astype(np.int64), group, names)
 
 
 def _field(values) -> tuple:
