@@ -54,6 +54,12 @@ def test_cache_and_processes_give_the_same_figures():
     serial = CostModel(SMALL, "stm32f746")
     assert spread == [serial.get_efficiency(c) for c in cands + cands[:1]]
     assert model.get_efficiency(cands[0]) is spread[0]          # cached
+    workers = model._pool[1]                                      # kept for the next call
+    more = [SMALL.sample(rng) for _ in range(2)]
+    assert model.evaluate(more, processes=2) == [serial.get_efficiency(c) for c in more]
+    assert model._pool[1] is workers
+    model.close()
+    assert model._pool is None
 
 
 def test_errors_are_one_line():
