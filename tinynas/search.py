@@ -10,8 +10,9 @@ The search knows two interfaces and nothing else (as once-for-all's evolution fi
 
 Evolution: a population of random candidates that fit; each generation keeps the best `parents`
 fraction, and fills the rest with mutants of random parents and crossovers of two, each redrawn at most
-`max_tries` times until it fits; the best candidate ever seen wins. Everything is drawn from one seeded
-`random.Random`: a seed gives the same search.
+`max_tries` times until it fits (the generation's proposals evaluated together, over processes); the
+best candidate ever seen wins. Everything is drawn from one seeded `random.Random`: a seed gives the
+same search.
 
 Nothing fits: after `max_tries` random draws the search stops with a one-line NoFitError that gives
 the smallest network's needs in bytes against the budget.
@@ -97,13 +98,20 @@ class EvolutionSearch:
         self.seen.add(c)
         return self.constraints.fits(self.efficiency.get_efficiency(c))
 
-    def _draw(self, make) -> Candidate | None:
-        """`make()` redrawn until it fits, at most max_tries times (None: the child is left out)."""
+    def _draw_all(self, makers: list) -> list[Candidate]:
+        """One child per maker where one fits: a proposal for every open slot at once, evaluated
+        together (over processes, `_prefetch`), redrawn where it does not fit, at most max_tries rounds."""
+        chosen: list = [None] * len(makers)
         for _ in range(self.max_tries):
-            c = make()
-            if self._fits(c):
-                return c
-        return None
+            todo = [i for i, c in enumerate(chosen) if c is None]
+            if not todo:
+                break
+            proposals = {i: makers[i]() for i in todo}
+            self._prefetch(list(proposals.values()))
+            for i, c in proposals.items():
+                if self._fits(c):
+                    chosen[i] = c
+        return [c for c in chosen if c is not None]
 
     def _prefetch(self, cands: list[Candidate]) -> None:
         evaluate = getattr(self.efficiency, "evaluate", None)
@@ -144,16 +152,11 @@ class EvolutionSearch:
         for _ in range(generations):
             ranked = sorted(zip(scores, pop), key=lambda sc: -sc[0])[:n_parents]
             parents = [c for _, c in ranked]
-            children = []
-            for i in range(self.population - len(parents)):
-                if i < n_mutants:
-                    child = self._draw(lambda: self.space.mutate(self.rng.choice(parents), self.rng,
-                                                                 self.mutate_prob))
-                else:
-                    child = self._draw(lambda: self.space.crossover(self.rng.choice(parents),
-                                                                    self.rng.choice(parents), self.rng))
-                if child is not None:
-                    children.append(child)
+            mutant = lambda: self.space.mutate(self.rng.choice(parents), self.rng, self.mutate_prob)  # noqa: E731
+            cross = lambda: self.space.crossover(self.rng.choice(parents), self.rng.choice(parents),  # noqa: E731
+                                                 self.rng)
+            children = self._draw_all([mutant if i < n_mutants else cross
+                                       for i in range(self.population - len(parents))])
             child_scores = self.accuracy.predict_acc(children) if children else []
             pop = parents + children
             scores = [s for s, _ in ranked] + list(child_scores)
