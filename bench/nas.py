@@ -34,7 +34,8 @@ import torch  # noqa: E402
 
 from tinynas.cli import main as tinynas, parse_bytes  # noqa: E402
 from tinynas.cost import CostModel  # noqa: E402
-from tinynas.pipeline import FinetuneConfig, deploy, load_supernet, supernet_data  # noqa: E402
+from tinynas.accuracy import SupernetAccuracy  # noqa: E402
+from tinynas.pipeline import FinetuneConfig, deploy  # noqa: E402
 from tinynas.search import Constraints  # noqa: E402
 from tinynas.space import SearchSpace  # noqa: E402
 from tinynas.supernet import SuperNet  # noqa: E402
@@ -127,22 +128,22 @@ def main(argv=None) -> int:
     supernet = args.supernet or args.work / "supernet"
     if not (supernet / "checkpoint.pt").exists():
         train(TrainConfig(data="digits", out=supernet, space=SPACE, epochs=args.supernet_epochs, n_random=1))
+    measured = SupernetAccuracy.from_checkpoint(supernet / "checkpoint.pt", "digits")
     cons = Constraints(parse_bytes(args.sram, "--sram"), parse_bytes(args.flash, "--flash"))
-    net = load_supernet(supernet)
-    if net.train_config.get("epochs") != args.supernet_epochs:
-        raise SystemExit(f"{supernet} was trained {net.train_config.get('epochs')} epochs, not --supernet-epochs "
-                         f"{args.supernet_epochs}")
+    net, trained = measured.net, json.loads((supernet / "log.jsonl").read_text().splitlines()[-1])["epoch"]
+    if trained != args.supernet_epochs:
+        raise SystemExit(f"{supernet} was trained {trained} epochs, not --supernet-epochs {args.supernet_epochs}")
     space, c, model = scaled_mobilenet_v2(net.space, args.board, cons)
     print(f"MobileNetV2 scaled to width {space.width_mult:g}, resolution {c.r}: {space.macs(c):,} MACs", flush=True)
     torch.manual_seed(0)
     scratch = SuperNet(space)                 # random weights: deploy's fine-tuning trains it from scratch
-    data = supernet_data(net, "digits")       # the searched network's split, at the same size
+    data = measured.data                      # the searched network's split, at the same size
     mbv2 = deploy(scratch, c, model, data, args.work / "mobilenet_v2",
                   FinetuneConfig(epochs=args.supernet_epochs + args.finetune_epochs, lr=0.05), cons)
     out = args.searched or args.work / "searched"
     if args.searched is None:
-        rc = tinynas(["search", "--board", args.board, "--sram", args.sram, "--flash", args.flash, "--data",
-                      "digits", "--supernet", str(supernet), "--finetune-epochs", str(args.finetune_epochs),
+        rc = tinynas(["search", "--board", args.board, "--sram", args.sram, "--flash", args.flash, "--digits",
+                      "--supernet", str(supernet / "checkpoint.pt"), "--finetune-epochs", str(args.finetune_epochs),
                       "-o", str(out)])
         if rc:
             return rc

@@ -3,8 +3,8 @@
 two boards.
 
 One supernet is trained once (width 0.35, resolutions 24 / 28 / 32) and shared; then, for each (board,
-budget), `tinynas search --data digits --supernet ...` optimizes the space, searches, fine-tunes the
-winner, quantizes it through tinyengine's ONNX + calibration path, compiles it, runs it on the emulated
+budget), `tinynas search --digits --supernet ...` searches its space (accuracy: the supernet's subnets on the
+validation split, or the predictor fitted on them), fine-tunes the winner, quantizes it through tinyengine's ONNX + calibration path, compiles it, runs it on the emulated
 board (QEMU) on the held-out images and writes report.json. A table of the runs follows: budgets, the
 winner, predicted vs measured peak SRAM / Flash / instructions, the int8 accuracy on the device and the
 number of candidates evaluated.
@@ -58,7 +58,6 @@ def main(argv=None) -> int:
     ap.add_argument("--finetune-epochs", type=int, default=2)
     ap.add_argument("--population", type=int, default=16)
     ap.add_argument("--generations", type=int, default=4)
-    ap.add_argument("--samples", type=int, default=16, help="networks sampled per (width, resolution) in stage 1")
     args = ap.parse_args(argv)
     t0 = time.time()
     supernet = args.out / "supernet"
@@ -72,10 +71,9 @@ def main(argv=None) -> int:
     for board, sram, flash in RUNS:
         out = args.out / f"{board}-{sram}-{flash}"
         print(f"\n== {board}: peak SRAM <= {sram}, Flash <= {flash}", flush=True)
-        rc = tinynas(["search", "--board", board, "--sram", sram, "--flash", flash, "--data", "digits",
-                      "--supernet", str(supernet), "--samples", str(args.samples), "--population",
-                      str(args.population), "--generations", str(args.generations), "--finetune-epochs",
-                      str(args.finetune_epochs), "-o", str(out)])
+        rc = tinynas(["search", "--board", board, "--sram", sram, "--flash", flash, "--digits", "--supernet",
+                      str(supernet / "checkpoint.pt"), "--population", str(args.population), "--generations",
+                      str(args.generations), "--finetune-epochs", str(args.finetune_epochs), "-o", str(out)])
         if rc != 0:
             return rc
         report = json.loads((out / "report.json").read_text())

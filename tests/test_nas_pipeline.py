@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 import tinyengine as te  # noqa: E402
 from tinynas.cli import main  # noqa: E402
 from tinynas.cost import CostModel, load_fit  # noqa: E402
-from tinynas.pipeline import FinetuneConfig, deploy, load_supernet, supernet_data  # noqa: E402
+from tinynas.accuracy import SupernetAccuracy  # noqa: E402
+from tinynas.pipeline import FinetuneConfig, deploy  # noqa: E402
 from tinynas.space import SearchSpace  # noqa: E402
 from tinynas.training import TrainConfig, train  # noqa: E402
 
@@ -28,7 +29,13 @@ def supernet_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("supernet")
     train(TrainConfig(data="digits", out=out, space=TINY, epochs=1, steps_per_epoch=4, n_random=0, evaluate=False,
                       progress=False))
-    return out
+    return out / "checkpoint.pt"
+
+
+def _supernet(ckpt):
+    """The supernet and the data split as its training split it (the held-out images: its validation split)."""
+    m = SupernetAccuracy.from_checkpoint(ckpt, "digits")
+    return m.net, m.data
 
 
 def _check_report(out, report, data, board, min_accuracy=0.0):
@@ -51,8 +58,7 @@ def _check_report(out, report, data, board, min_accuracy=0.0):
 def test_deploy_on_host_sram_equals_prediction(tmp_path, supernet_dir):
     if not te.toolchain_available("host"):
         pytest.skip("no host C compiler")
-    net = load_supernet(supernet_dir)
-    data = supernet_data(net, "digits")
+    net, data = _supernet(supernet_dir)
     c = net.space.smallest()
     # the host has no Flash / instruction fit of its own: its plan (hence SRAM) is what is compared here
     model = CostModel(net.space, "host", fit=load_fit("stm32f746"))
@@ -64,14 +70,14 @@ def test_deploy_on_host_sram_equals_prediction(tmp_path, supernet_dir):
 
 @pytest.mark.qemu
 def test_search_with_data_runs_the_winner_on_the_board(tmp_path, supernet_dir, capsys):
-    """`tinynas search --data digits --supernet DIR` on stm32f746 (QEMU): report.json as predicted."""
+    """`tinynas search --digits --supernet CKPT` on stm32f746 (QEMU): report.json as predicted."""
     out = tmp_path / "out"
-    rc = main(["search", "--board", "stm32f746", "--sram", "64KB", "--flash", "200KB", "--data", "digits",
-               "--supernet", str(supernet_dir), "--samples", "3", "--population", "3", "--generations", "1",
-               "--finetune-epochs", "1", "-o", str(out)])
+    rc = main(["search", "--board", "stm32f746", "--sram", "64KB", "--flash", "200KB", "--digits",
+               "--supernet", str(supernet_dir), "--accuracy", "supernet", "--population", "3", "--generations", "1",
+               "--finetune-epochs", "1", "--no-progress", "-o", str(out)])
     assert rc == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
-    data = supernet_data(load_supernet(supernet_dir), "digits")
+    _, data = _supernet(supernet_dir)
     _check_report(out, report, data, "stm32f746")
     p, m = report["predicted"], report["measured"]
     assert abs(m["flash_bytes"] - p["flash_bytes"]) <= 0.03 * m["flash_bytes"]
@@ -98,14 +104,14 @@ def _bad_folder(tmp_path, kind):
     ("empty", "has no class sub-folders"),
     ("malformed", "cannot read image"),
     ("board", "board: "),
-    ("nofit", "the smallest network (width 0.35, resolution 16) needs peak SRAM"),
+    ("nofit", "the smallest of the space needs peak SRAM"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, supernet_dir, case, message):
-    data = str(_bad_folder(tmp_path, case)) if case in ("empty", "malformed") else "digits"
+    data = ["--data", str(_bad_folder(tmp_path, case))] if case in ("empty", "malformed") else ["--digits"]
     board = "stm32f999" if case == "board" else "stm32f746"
     sram = "4KB" if case == "nofit" else "64KB"
-    argv = ["search", "--board", board, "--sram", sram, "--flash", "256KB", "--data", data, "--samples", "1",
-            "-o", str(tmp_path / "o")]
+    argv = ["search", "--board", board, "--sram", sram, "--flash", "256KB", *data, "--samples", "1",
+            "--no-progress", "-o", str(tmp_path / "o")]
     if case == "nofit":
         argv += ["--supernet", str(supernet_dir)]
     assert main(argv) == 2

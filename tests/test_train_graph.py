@@ -19,8 +19,8 @@ from tinytrain import torch_sim as ts  # noqa: E402
 BATCH, CLASSES = 2, 3
 
 
-def small_model(path):
-    """x[2,10,10,3] -> conv 3x3/2 SAME relu6 -> depthwise 3x3 (x2) relu -> 1x1 conv -> ADD
+def small_model(path, batch=BATCH):
+    """x[batch,10,10,3] -> conv 3x3/2 SAME relu6 -> depthwise 3x3 (x2) relu -> 1x1 conv -> ADD
     with the conv's output (a residual: its gradient is a sum) -> avg pool 5x5 -> reshape ->
     fully connected (the head).  The 1x1 conv's weights are quantized per tensor, the others
     per channel."""
@@ -37,6 +37,7 @@ def small_model(path):
         return mb.const(name, rng.integers(-300, 300, n), "int32", scale=np.full(n, s),
                         zero_point=np.zeros(n, np.int64))
 
+    BATCH = batch  # noqa: N806
     x = mb.tensor("x", (BATCH, 10, 10, 3), scale=0.04, zero_point=-5)
     c1 = mb.tensor("c1", (BATCH, 5, 5, 4), scale=0.03, zero_point=-128)
     mb.op("CONV_2D", [x, w("w1", (4, 3, 3, 3), 0), b("b1", 4, 3e-4)], [c1], padding="SAME",

@@ -22,17 +22,22 @@ What exists:
   both fitted by `python -m tinynas.fit_cost` into cost_fit.json; cached, evaluated over processes.
 - `tinynas.search`: evolutionary search over two interfaces (efficiency, batched accuracy), SRAM /
   Flash / instruction limits, one-line NoFitError with the smallest network's needs.
+- `tinynas.accuracy`: accuracy for the search: `SupernetAccuracy` (a subnet's accuracy on the held-out
+  validation split after BN recalibration, cached) and `AccuracyPredictor` (MLP or ridge on a candidate
+  encoding, fitted on such measurements, with its held-out rank correlation and RMSE); measured for
+  small searches, the predictor for large ones (`choose_accuracy`).
 - `tinynas.space_opt`: MCUNet's stage 1 (CDF rule over a width x resolution grid, table and PNG).
+- `tinynas.cli` (`tinynas search`): stage 1, a supernet trained on `--data DIR` / `--digits` (or
+  `--supernet CKPT`), then the search for the best accuracy within SRAM, Flash and `--latency-ms`
+  (instructions / the board's `clock_hz`, about one instruction per cycle assumed); `--accuracy macs`
+  keeps the fast MACs proxy; then the pipeline on the winner.
 - `tinynas.pipeline`: the winner fine-tuned from the supernet's weights, exported to ONNX, quantized through
   tinyengine's ONNX + calibration path, compiled, run on the board (QEMU) on the held-out split; report.json
   with predicted vs measured peak SRAM (equal), Flash, instructions and the int8 accuracy on the device.
-- `tinynas.cli` (`tinynas search`): stage 1 then the search, accuracy = MACs for now (MacsProxy); with
-  `--data` (and `--supernet`, or one trained on the chosen sub-space) the pipeline on the winner.
 - `make nas-demo` (examples/nas_demo.py): digits at 32x32, one supernet, two budgets on two boards;
   `bench/nas.py`: the searched network vs a hand-scaled MobileNetV2 in BENCHMARKS.md.
 
-What comes next: the supernet's accuracy predictor in the search; a faster cost model (planning a
-full-size candidate takes about 1 to 3 s on one core, below the 10 per second aimed at).
+What comes next: a faster cost model (see README for the measured cost per candidate).
 
 The PyTorch parts need the optional extra `nas` (`pip install -e '.[nas]'`: torch==2.13.0, tqdm);
 `tinynas.space` needs nothing beyond the standard library.

@@ -39,11 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from .cost import CostModel, Efficiency
-from .data import Dataset, load
+from .data import Dataset
 from .errors import TinyNasError
 from .space import Candidate, SearchSpace
 from .supernet import SubNet, SuperNet
-from .training import CHECKPOINT, TrainConfig, accuracy, read_checkpoint, resize, train
+from .training import accuracy, resize
 
 SRAM_TOLERANCE = 0.0          # peak SRAM: exact
 FLASH_TOLERANCE = 0.03
@@ -65,19 +65,6 @@ class FinetuneConfig:
             raise TinyNasError(f"fine-tuning: epochs >= 0, batch size >= 1, calibration samples >= 1 and "
                                f"a positive learning rate expected, got {self.epochs}, {self.batch_size}, "
                                f"{self.calib_samples}, {self.lr}")
-
-
-def load_supernet(path) -> SuperNet:
-    """A trained supernet from `python -m tinynas.supernet train`'s folder (or its checkpoint.pt)."""
-    path = Path(path)
-    file = path / CHECKPOINT if path.is_dir() else path
-    if not file.is_file():
-        raise TinyNasError(f"--supernet {path}: no {CHECKPOINT} (train one with python -m tinynas.supernet train)")
-    ckpt = read_checkpoint(file, "--supernet")
-    net = SuperNet(SearchSpace.from_dict(ckpt["space"]))
-    net.load_state_dict(ckpt["model"])
-    net.train_config = ckpt.get("config", {})     # its data split: seed, val_fraction
-    return net.eval()
 
 
 def finetune(subnet: SubNet, data: Dataset, cfg: FinetuneConfig) -> list[float]:
@@ -245,59 +232,3 @@ def _check_data(space: SearchSpace, data: Dataset) -> None:
         raise TinyNasError(f"data: {data.in_channels} channel(s) and {len(data.classes)} classes, the supernet was "
                            f"trained for {space.in_channels} and {space.num_classes}")
 
-
-class Deployment:
-    """What `tinynas search --data` adds to the search: the data, the supernet the winner inherits its
-    weights from (given, or trained on the chosen sub-space), and `deploy` of the winner."""
-
-    def __init__(self, data_spec: str, supernet: SuperNet | None, data: Dataset, base_space: SearchSpace,
-                 supernet_epochs: int = 10, finetune: FinetuneConfig | None = None, seed: int = 0):
-        self.data_spec, self.net, self.data, self.base_space = data_spec, supernet, data, base_space
-        self.supernet_epochs, self.finetune, self.seed = supernet_epochs, finetune or FinetuneConfig(), seed
-        self.finetune.check()
-        if supernet_epochs < 1:
-            raise TinyNasError(f"--supernet-epochs must be at least 1, got {supernet_epochs}")
-
-    @classmethod
-    def from_args(cls, args) -> "Deployment":
-        ft = FinetuneConfig(epochs=args.finetune_epochs, seed=args.seed)
-        if args.supernet:
-            net = load_supernet(args.supernet)
-            data = supernet_data(net, args.data)
-            return cls(args.data, net, data, net.space, args.supernet_epochs, ft, args.seed)
-        res = tuple(int(r) for r in args.resolutions.split(",")) if args.resolutions else (96, 128)
-        data = load(args.data, max(res), None, VAL_FRACTION, args.seed)
-        base = SearchSpace(in_channels=data.in_channels, num_classes=len(data.classes))
-        return cls(args.data, None, data, base, args.supernet_epochs, ft, args.seed)
-
-    def prepare(self, space: SearchSpace, out) -> None:
-        """Without a supernet: train one on `space` (the sub-space stage 1 chose) into OUT/supernet."""
-        if self.net is not None:
-            if (replace(self.net.space, resolutions=space.resolutions) != space
-                    or not set(space.resolutions) <= set(self.net.space.resolutions)):
-                raise TinyNasError(f"--supernet: its space (width {self.net.space.width_mult:g}, resolutions "
-                                   f"{list(self.net.space.resolutions)}) does not hold the chosen sub-space (width "
-                                   f"{space.width_mult:g}, resolutions {list(space.resolutions)}); leave --widths "
-                                   "and --resolutions out, or train a supernet for them")
-            return
-        folder = Path(out) / "supernet"
-        train(TrainConfig(data=self.data_spec, out=folder, space=space, epochs=self.supernet_epochs,
-                          seed=self.seed, val_fraction=VAL_FRACTION, channels=self.base_space.in_channels))
-        self.net = load_supernet(folder)
-        self.data = supernet_data(self.net, self.data_spec)
-
-    def run(self, c: Candidate, model: CostModel, constraints, out) -> dict:
-        return deploy(self.net, c, model, self.data, out, self.finetune, constraints)
-
-
-VAL_FRACTION = 0.2
-
-
-def supernet_data(net: SuperNet, spec: str) -> Dataset:
-    """The data split exactly as the supernet's training split it (its seed and validation fraction), at its
-    largest resolution: the held-out images are images it never trained on."""
-    cfg = getattr(net, "train_config", None) or {}
-    data = load(spec, max(net.space.resolutions), net.space.in_channels, cfg.get("val_fraction", VAL_FRACTION),
-                cfg.get("seed", 0))
-    _check_data(net.space, data)
-    return data

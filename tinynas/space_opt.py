@@ -93,10 +93,13 @@ def optimize_space(base: SearchSpace, widths, resolutions, board: str, constrain
             subs.append(SubSpace(w, r, samples, macs))
     feasible = [s for s in subs if s.feasible_macs]
     if not feasible:
+        budget = f"peak SRAM {constraints.sram_bytes} B and Flash {constraints.flash_bytes} B"
+        if constraints.max_instructions is not None:
+            budget = (f"peak SRAM {constraints.sram_bytes} B, Flash {constraints.flash_bytes} B and "
+                      f"{constraints.max_instructions} instructions")
         tiny = replace(base, width_mult=min(widths), resolutions=(min(resolutions),))
         need = CostModel(tiny, board, patch=patch, sram_budget=constraints.sram_bytes).get_efficiency(tiny.smallest())
-        raise NoFitError(f"no network of any (width, resolution) sampled fits peak SRAM {constraints.sram_bytes} B "
-                         f"and Flash {constraints.flash_bytes} B on {board} ({samples} per pair); the smallest "
-                         f"network (width {tiny.width_mult:g}, resolution {tiny.resolutions[0]}) needs "
-                         f"{constraints.describe(need)}; try smaller widths or resolutions, or larger budgets")
+        raise NoFitError(f"no network of any (width, resolution) sampled fits {budget} on {board} ({samples} per "
+                         f"pair); the smallest network (width {tiny.width_mult:g}, resolution {tiny.resolutions[0]}) "
+                         f"needs {constraints.describe(need)}; try smaller widths or resolutions, or larger budgets")
     return SpaceChoice(max(feasible, key=lambda s: s.mean_macs), subs)

@@ -25,11 +25,18 @@ Built on tinyengine's IR (its public API only):
   tinytrain.ops       the backward's OpDefs (te.register_op), one per training kernel
   tinytrain.memory    peak SRAM: the arena (te.plan_memory) + trained parameters + momentum
                       state + stack
-  tinytrain.cli       `tinytrain plan` (one-line errors, exit 2)
+  tinytrain.firmware  the training firmware: compile_training (a C project with te_train_step
+                      and te_predict, codegen_templates/train/, firmware/train_main.c) and
+                      run_training (build, train on QEMU or the host, read params.bin)
+  tinytrain.cli       `tinytrain plan`, `tinytrain compile` (one-line errors, exit 2)
 Tests: tests/test_train_graph.py (gradients == torch.autograd of torch_sim.graph_gradients,
-pruning, schemes, mcunet-vww1's plan).
+pruning, schemes, mcunet-vww1's plan); tests/test_train_onnx.py (the same from ONNX files:
+QDQ and float + calibration, Gemm / 1x1 conv / pooled-map heads; forward bit-exact with the
+inference compile); tests/test_train_errors.py (every bad input: one line, exit 2; the
+default scheme of the shared models on stm32f411); tests/test_train_firmware.py (100 steps:
+host == QEMU Cortex-M7 bit for bit, == the NumPy reference; pruned kernels absent from the
+C; mcunet-vww1 on QEMU).
 
-What comes next: codegen of te_train_step / te_predict, `tinytrain compile / fit --host / run`,
-a default scheme that fits the board, and the demo on mcunet-vww1.
+What comes next: `tinytrain fit --host / run`, and the demo on mcunet-vww1.
 """
 __version__ = "0.1.0"
