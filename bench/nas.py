@@ -138,8 +138,13 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     scratch = SuperNet(space)                 # random weights: deploy's fine-tuning trains it from scratch
     data = measured.data                      # the searched network's split, at the same size
-    mbv2 = deploy(scratch, c, model, data, args.work / "mobilenet_v2",
-                  FinetuneConfig(epochs=args.supernet_epochs + args.finetune_epochs, lr=0.05), cons)
+    done = args.work / "mobilenet_v2" / "report.json"      # a finished run of this benchmark's is reused
+    mbv2 = json.loads(done.read_text()) if done.exists() else None
+    if mbv2 is None or (mbv2["candidate"], mbv2["budgets"]["sram_bytes"], mbv2["budgets"]["flash_bytes"],
+                        mbv2["finetune"]["epochs"]) != (c.to_dict(), cons.sram_bytes, cons.flash_bytes,
+                                                        args.supernet_epochs + args.finetune_epochs):
+        mbv2 = deploy(scratch, c, model, data, args.work / "mobilenet_v2",
+                      FinetuneConfig(epochs=args.supernet_epochs + args.finetune_epochs, lr=0.05), cons)
     out = args.searched or args.work / "searched"
     if args.searched is None:
         rc = tinynas(["search", "--board", args.board, "--sram", args.sram, "--flash", args.flash, "--digits",
