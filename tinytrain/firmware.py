@@ -89,6 +89,7 @@ class TrainResult:
     flash_bytes: int
     params: dict                  # tensor name -> array after training (then velocity:<name>)
     stdout: str = ""
+    layers: dict = field(default_factory=dict)   # profile=True: operator index -> count (step 1)
 
 
 # -- compile ----------------------------------------------------------------------------------
@@ -208,10 +209,12 @@ def _install(tmp: Path, out: Path) -> None:
 def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f746", out_dir,
                      epochs: int = 1, lr: float = 0.05, momentum: float = 0.0,
                      lr_schedule: str = "constant", qas: bool = True, seed: int = 0,
-                     calibration=None) -> TrainProject:
+                     calibration=None, profile: bool = False) -> TrainProject:
     """The training firmware of a model (a .tflite / .onnx path or a loaded te.Graph) for
     `classes` classes under a scheme (None: memory.default_scheme) on a board, written to
-    out_dir (module docstring).  te.FitError where it does not fit the board's SRAM (bytes
+    out_dir (module docstring).  profile: te_train_step marks the end of each operator and
+    the runner prints its count in the first step (TrainResult.layers, profile_rows).
+    te.FitError where it does not fit the board's SRAM (bytes
     needed and available); nothing is written then."""
     b = te.get_board(board)
     _check_options(epochs, lr, momentum, lr_schedule)
@@ -248,7 +251,7 @@ def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f74
               label=ptr("label"), loss=ptr("loss"), logits=ptr(logits.name),
               forward_calls={i for i, n in enumerate(g.nodes)
                              if i <= head and n.op not in backward_ops})
-    gen = te.generate(g, arena, stamp, state=state, context={"tt": tt},
+    gen = te.generate(g, arena, stamp, profile=profile, state=state, context={"tt": tt},
                       templates={"model.c": "train/model.c.j2", "model.h": "train/model.h.j2"})
     manifest = {
         "tinytrain_version": __version__, "model": source, "board": b.name, "classes": classes,
@@ -272,7 +275,8 @@ def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f74
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         te.emit_project(tmp, b, gen.files, gen.kernel_files, stamp, main=TRAIN_MAIN,
-                        cflags=["-ffp-contract=off", "-DTT_EPOCHS=$(EPOCHS)"],
+                        cflags=["-ffp-contract=off", "-DTT_EPOCHS=$(EPOCHS)"]
+                        + (["-DTT_PROFILE"] if profile else []),
                         make_vars=[("EPOCHS", epochs, "training epochs of `make run` "
                                     "(make run EPOCHS=n)")],
                         run_io="trains on train.bin, tests on test.bin, writes params.bin")
@@ -406,5 +410,15 @@ def run_training(project: TrainProject, train, test, *, timeout_s: int = DEFAULT
     return TrainResult(curve, _parse_int(out, "TT_STEP_INSTRUCTIONS"),
                        _parse_int(out, "TT_PREDICT_INSTRUCTIONS"), stack, peak,
                        sizes["flash_bytes"], read_params(project, (d / "params.bin").read_bytes()),
-                       out)
+                       out, {int(i): int(n) for i, n in _lines(out, "TT_LAYER")})
+
+
+def profile_rows(project: TrainProject, result: TrainResult) -> list:
+    """(index, node name, op or kernel, 'forward' / 'backward', count) of each operator of
+    te_train_step in a profiled run (compile_training(profile=True), project.tg needed)."""
+    g = project.tg.graph
+    forward = {n.name for n in project.tg.forward.nodes}
+    return [(i, n.name, n.attrs.get("kernel") or n.params.get("kernel") or n.op,
+             "forward" if n.name in forward else "backward", result.layers[i])
+            for i, n in enumerate(g.nodes) if i in result.layers]
 
