@@ -183,6 +183,9 @@ int main(void)
             const float loss = te_train_step(tt_input(), label);
             const uint32_t count = te_timer_stop();
             TT_PROFILE_STEP(0);
+            if (tt_fault != 0) {
+                fail(tt_fault, 0);
+            }
             note_stack();
             if (e == 1u && r == 0u) {
                 step_count = count;

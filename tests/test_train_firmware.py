@@ -13,6 +13,7 @@ training graph, trained on the host build and on QEMU's Cortex-M7 (stm32f746).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -109,8 +110,12 @@ def test_params_agree_with_reference(host_run, data):
     3% of the trained values; int32 biases within 2% of how far they moved (+-3); momentum
     buffers (float32 sums of float32 gradients) within 1e-3 relative.  (Measured: weights
     and biases equal, momentum within 1e-5 relative.)"""
-    project, result = host_run
-    want = simulate(project, *data[0])
+    assert_agrees_with_reference(*host_run, data[0])
+
+
+def assert_agrees_with_reference(project, result, train):
+    """test_params_agree_with_reference's check of one run's params.bin (its docstring)."""
+    want = simulate(project, *train)
     g = project.tg.graph
     for p in project.manifest["params"]:
         name, start = p["name"], g.tensors[p["name"]].data
@@ -153,6 +158,60 @@ def test_host_and_cortex_m7_same_bits(small, data, host_run, tmp_path):
     assert 0 <= sizes["sram_static_bytes"] - (plan.arena_bytes + plan.param_bytes
                                               + plan.state_bytes) < 1024
     assert m7.peak_sram_bytes == sizes["sram_static_bytes"] + m7.stack_bytes
+
+
+# -- bias-only layers on the DSP kernels ----------------------------------------------------------
+BIAS_SCHEME = sc.Scheme(bias_last=4)       # every layer's bias, no weights
+
+
+@pytest.fixture(scope="module")
+def bias_host_run(small, data, tmp_path_factory):
+    p = fw.compile_training(str(small), classes=CLASSES, scheme=BIAS_SCHEME, board="host",
+                            out_dir=tmp_path_factory.mktemp("tfw") / "bias_host", **OPTIM)
+    return p, fw.run_training(p, *data)
+
+
+def _forward_calls(project) -> dict:
+    """layer name -> the kernel te_train_step's forward calls for it (model.c: the first
+    te_* call after the operator's comment, a table's te_unpack_channels aside)."""
+    body = _calls(project).split("float te_train_step(", 1)[1].split("\n}\n", 1)[0]
+    ops = re.split(r"\n\s*/\* \[\d+\] ", body)[1:]
+    out = {}
+    for op in ops:
+        m = re.match(r"(CONV_2D|DEPTHWISE_CONV_2D|FULLY_CONNECTED) '([^']+)'", op)
+        if m:
+            out[m.group(2)] = next(k for k in re.findall(r"\b(te_\w+)\(", op)
+                                   if k != "te_unpack_channels")
+    return out
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["stm32f746", "stm32f411"])
+def test_bias_only_layers_run_the_dsp_kernels_bit_exact(small, data, bias_host_run, board,
+                                                        tmp_path):
+    """Layers whose bias alone trains keep the board's DSP kernels (the 3x3 and the 1x1 conv:
+    te_conv_2d_s8_dsp, te_conv_2d_1x1_s8_dsp, named in the generated C; the depthwise with
+    multiplier 2 has none), each updated bias written into the kernel's table
+    (te_fold_bias_s32) and the 1x1 conv's input gradient reading the packed weights: 100
+    steps on QEMU's Cortex-M7 and Cortex-M4 give the host build's params.bin (portable
+    kernels) bit for bit, the biases moved, and both agree with the NumPy reference."""
+    host_project, host = bias_host_run
+    p = fw.compile_training(str(small), classes=CLASSES, scheme=BIAS_SCHEME, board=board,
+                            out_dir=tmp_path / board, **OPTIM)
+    calls = _forward_calls(p)
+    assert calls == {"conv_2d_0": "te_conv_2d_s8_dsp",
+                     "depthwise_conv_2d_1": "te_depthwise_conv_2d_s8",
+                     "conv_2d_2": "te_conv_2d_1x1_s8_dsp",
+                     "head": "te_fully_connected_per_channel_s8"}, calls
+    assert set(_forward_calls(host_project).values()) <= {
+        "te_conv_2d_s8", "te_depthwise_conv_2d_s8", "te_fully_connected_per_channel_s8"}
+    c = _calls(p)
+    assert c.count("te_fold_bias_s32(") == 2 and "te_conv_2d_grad_input_f32_packed(" in c
+    r = fw.run_training(p, *data)
+    assert (p.dir / "params.bin").read_bytes() == (host_project.dir / "params.bin").read_bytes()
+    for name in ("b1", "b3"):
+        assert (r.params[name] != p.tg.graph.tensors[name].data).any(), name
+    assert_agrees_with_reference(host_project, host, data[0])
 
 
 def test_firmware_arena_is_the_reported_plan(host_run, small):
@@ -200,7 +259,11 @@ def test_pruned_backward_is_absent_from_the_c(host_run, small, tmp_path):
 def test_mcunet_vww1_default_scheme_trains_on_cortex_m7(models_dir, tmp_path, capsys):
     """mcunet-vww1, 10 classes, the default scheme on stm32f746: the linked image's static SRAM
     is the plan's arena + trained state (+ the runner's statics, under 1 KB) and the peak
-    (plus the measured stack) is under 256 KB; three training steps run on QEMU."""
+    (plus the measured stack) is under 256 KB; three training steps run on QEMU.  The layers
+    below the earliest trained one run the inference kernels (those tinyengine prepares for
+    the board), the depthwise layers whose bias alone trains te_depthwise_conv_2d_s8_dsp and
+    the 1x1 convs te_conv_2d_1x1_s8_dsp; params.bin equals that of the host build (portable
+    kernels) of the same scheme bit for bit, the trained biases moved."""
     model = models_dir / "mcunet" / "mcunet-vww1.tflite"
     p = fw.compile_training(str(model), classes=10, board="stm32f746", out_dir=tmp_path / "mcu")
     assert p.manifest["scheme"]["source"] == "default scheme"
@@ -208,6 +271,24 @@ def test_mcunet_vww1_default_scheme_trains_on_cortex_m7(models_dir, tmp_path, ca
     x = rng.integers(-128, 128, (4,) + p.input_shape[1:]).astype(np.int8)
     y = rng.integers(0, 10, 4)
     r = fw.run_training(p, (x[:3], y[:3]), (x[3:], y[3:]))
+    calls, fwd = _forward_calls(p), p.tg.forward.nodes
+    trained = p.tg.targets
+    first = min(i for i, n in enumerate(fwd) if n.name in trained)
+    for n in fwd[:first]:
+        if n.name in calls:
+            assert calls[n.name].startswith(n.params["kernel"]), (n.name, calls[n.name])
+    bias_only = [n for n in fwd if n.name in trained and trained[n.name].channels is None]
+    assert {calls[n.name] for n in bias_only if n.op == "DEPTHWISE_CONV_2D"} == \
+        {"te_depthwise_conv_2d_s8_dsp"}
+    assert "te_conv_2d_1x1_s8_dsp" in {calls[n.name] for n in bias_only if n.op == "CONV_2D"}
+    scheme = sc.Scheme(bias_last=p.manifest["scheme"]["bias_last"],
+                       weights=tuple(map(tuple, p.manifest["scheme"]["weights"])))
+    host = fw.compile_training(str(model), classes=10, board="host", scheme=scheme,
+                               out_dir=tmp_path / "host")
+    fw.run_training(host, (x[:3], y[:3]), (x[3:], y[3:]))
+    assert (p.dir / "params.bin").read_bytes() == (host.dir / "params.bin").read_bytes()
+    assert all((r.params[t] != p.tg.graph.tensors[t].data).any()
+               for t, (layer, slot, _) in p.tg.params.items() if slot == "bias")
     sizes = te.project_size(p.dir)
     plan = p.plan
     statics = sizes["sram_static_bytes"] - (plan.arena_bytes + plan.param_bytes + plan.state_bytes)

@@ -21,8 +21,11 @@ Built with -ffp-contract=off (the host and a Cortex-M compute the same floats); 
 `make run EPOCHS=n` trains n epochs.
 
 The arena is the plan tinytrain.memory reports (memory.plan_arena: one te.plan_memory of the
-training graph).  A trained layer runs the portable forward kernel (graph.portable_params),
-which reads its weights and acc_init from SRAM.
+training graph).  A conv or depthwise layer whose bias alone trains keeps its board's DSP
+kernel, its channel table in SRAM, the bias written into it after each update (FOLD_BIAS,
+te_fold_bias_s32; the firmware stops with TE_ERROR should a bias leave the range the kernel
+computes exactly); every other trained layer runs the portable forward kernel
+(graph.trained_params), which reads its weights and acc_init from SRAM.
 
 Deviation from the contract (notes/train-contract.md): none in the interface; additions:
 run_training(..., epochs=n) overrides the compiled-in count (make run EPOCHS=n),
@@ -148,18 +151,26 @@ def _param_order(tg) -> list:
 def with_refolds(tg, acc_symbol: dict):
     """The training graph with a FOLD_ACC_INIT node after each trained layer's last update:
     its acc_init (C array acc_symbol[layer]) refolded from its bias and weights, so that the
-    next forward sees them.  acc_init wraps modulo 2^32 as the compile-time fold does."""
+    next forward sees them (acc_init wraps modulo 2^32 as the compile-time fold does); a
+    layer on a DSP kernel (its bias alone trains) gets a FOLD_BIAS node instead, writing
+    the bias into that kernel's table."""
     g = tg.graph
     last = {}
     for i, node in enumerate(g.nodes):
         if node.attrs.get("kernel") in bops.UPDATE_KERNELS:
             last[tg.params[node.inputs[0]][0]] = i
-    fwd = {n.name: n for n in tg.forward.nodes}
+    fwd = {n.name: n for n in g.nodes}
     after = {}
     for layer, i in last.items():
         node = fwd[layer]
         x, w = (g.tensors[t] for t in node.inputs[:2])
         bias = node.inputs[2] if len(node.inputs) > 2 else None
+        kernel = node.params.get("kernel")
+        if kernel in tgm.FAST_KERNELS:           # bias only: into the DSP kernel's table
+            after[i] = te.Node(bops.FOLD_BIAS, f"{layer}/te_fold_bias_s32", [bias], [],
+                               {"table": acc_symbol[layer], "kernel": kernel,
+                                "weights": w.name, "input_offset": -int(x.quant.zp)})
+            continue
         after[i] = te.Node(bops.FOLD_ACC_INIT, f"{layer}/te_fold_acc_init_s32", [bias, w.name], [],
                            {"acc_init": acc_symbol[layer], "input_offset": -int(x.quant.zp),
                             "layout": weight_layout(node.op, w.shape)})
@@ -170,10 +181,16 @@ def with_refolds(tg, acc_symbol: dict):
             nodes.append(after[i])
     graph = te.Graph(g.tensors, nodes, list(g.inputs), list(g.outputs), g.name, g.meta)
     graph.validate()
+    # a DSP conv's frozen weights exist once, packed: its input gradient reads them so
+    packed = {n.inputs[1]: f"te_n{i}_w_packed" for i, n in enumerate(nodes)
+              if n.params.get("kernel") in bops.CONV_DSP}
     for node in nodes:
         if node.op in bops.OPDEFS:
             bops.check(node, graph)
             node.params = bops.OPDEFS[node.op].prepare(node, graph)
+            if node.attrs.get("kernel") == "te_conv_2d_grad_input_f32" and \
+                    node.inputs[1] in packed:
+                node.params["packed_filter"] = packed[node.inputs[1]]
     return tgm.TrainingGraph(graph, tg.forward, tg.targets, tg.params, tg.velocities, tg.grads)
 
 
@@ -227,7 +244,8 @@ def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f74
     params = _param_order(tg)
     velocities = [f"velocity:{p}" for p in params if f"velocity:{p}" in tg.velocities]
     layers = list(tg.targets)
-    state = params + [(layer, "acc_init") for layer in layers] + velocities
+    nodes = {n.name: n for n in tg.graph.nodes}
+    state = params + [(layer, tgm.table_key(nodes[layer])) for layer in layers] + velocities
     acc_symbol = {layer: f"te_state_{len(params) + k}" for k, layer in enumerate(layers)}
     tg = with_refolds(tg, acc_symbol)
     plan, arena = memory.plan_arena(tg, b.name)
