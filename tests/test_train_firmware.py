@@ -214,6 +214,49 @@ def test_bias_only_layers_run_the_dsp_kernels_bit_exact(small, data, bias_host_r
     assert_agrees_with_reference(host_project, host, data[0])
 
 
+@pytest.mark.parametrize("shape", [(5, 3, 3, 6), (7, 1, 1, 9), (4, 1, 1, 16), (3, 5, 5, 2)])
+def test_grad_input_reads_packed_weights_to_the_same_bits(shape):
+    """te_conv_2d_grad_input_f32_packed / te_depthwise_conv_2d_grad_input_f32_packed (the
+    backward of a layer whose frozen weights the forward's DSP kernel reads, packed) give the
+    plain-layout kernels' result bit for bit: odd channel counts (a conv's odd last row, a
+    depthwise's channels past the last group of 4), 1x1 and larger windows, strides 1 and 2."""
+    from tests import ctrain
+    from tinyengine.ops.conv import pack_weights_dsp
+    from tinyengine.ops.depthwise_conv import pack_filter_dsp
+    rng = np.random.default_rng(sum(shape))
+    oc, kh, kw, ic = shape
+    for stride in (1, 2):
+        in_hw = (9, 8)
+        out_hw = ((in_hw[0] - kh) // stride + 1, (in_hw[1] - kw) // stride + 1)
+        w = rng.integers(-128, 128, shape).astype(np.int8)
+        scale = rng.uniform(0.001, 0.02, oc).astype(np.float32)
+        g = rng.normal(size=(1, *out_hw, oc)).astype(np.float32)
+        g[g < -1] = 0.0                                   # skipped zeros too
+        args = dict(in_hw=in_hw, stride=(stride, stride), pad=(0, 0))
+        want = ctrain.conv_2d_grad_input(g, w, scale, **args)
+        got = ctrain.conv_2d_grad_input(g, w, scale, packed=pack_weights_dsp(w.reshape(oc, -1)),
+                                        **args)
+        assert want.tobytes() == got.tobytes() and np.abs(want).max() > 0
+        dw = w.reshape(oc, kh, kw, ic)[:, :, :, :1].transpose(3, 1, 2, 0).copy()   # [1,kh,kw,oc]
+        gd = rng.normal(size=(1, *out_hw, oc)).astype(np.float32)
+        want = ctrain.depthwise_conv_2d_grad_input(gd, dw, scale, depth_multiplier=1, **args)
+        got = ctrain.depthwise_conv_2d_grad_input(gd, dw, scale, depth_multiplier=1,
+                                                  packed=pack_filter_dsp(dw), **args)
+        assert want.tobytes() == got.tobytes() and np.abs(want).max() > 0
+
+
+@pytest.mark.qemu
+def test_a_bias_past_the_dsp_kernels_range_stops_the_firmware(small, data, tmp_path):
+    """A learning rate so large that a bias trained on a DSP kernel leaves the range that kernel
+    computes exactly (te_fold_bias_s32's limit): the firmware stops with one TE_ERROR line
+    (run_training: RunError naming it) instead of training on with wrong outputs."""
+    p = fw.compile_training(str(small), classes=CLASSES, scheme=BIAS_SCHEME, board="stm32f746",
+                            out_dir=tmp_path / "big", lr=1e12)
+    with pytest.raises(te.RunError, match="a trained bias left the range of its layer's fast "
+                                          "forward kernel"):
+        fw.run_training(p, (data[0][0][:5], data[0][1][:5]), (data[1][0][:2], data[1][1][:2]))
+
+
 def test_firmware_arena_is_the_reported_plan(host_run, small):
     """The firmware's arena is the plan `tinytrain plan` reports (memory.plan of the same
     training graph): the same bytes in model.h."""
@@ -281,6 +324,9 @@ def test_mcunet_vww1_default_scheme_trains_on_cortex_m7(models_dir, tmp_path, ca
     assert {calls[n.name] for n in bias_only if n.op == "DEPTHWISE_CONV_2D"} == \
         {"te_depthwise_conv_2d_s8_dsp"}
     assert "te_conv_2d_1x1_s8_dsp" in {calls[n.name] for n in bias_only if n.op == "CONV_2D"}
+    c = _calls(p)        # their input gradients read the packed weights the forward reads
+    assert "te_depthwise_conv_2d_grad_input_f32_packed(" in c
+    assert "te_conv_2d_grad_input_f32_packed(" in c
     scheme = sc.Scheme(bias_last=p.manifest["scheme"]["bias_last"],
                        weights=tuple(map(tuple, p.manifest["scheme"]["weights"])))
     host = fw.compile_training(str(model), classes=10, board="host", scheme=scheme,

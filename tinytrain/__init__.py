@@ -27,7 +27,9 @@ Built on tinyengine's IR (its public API only):
                       state + stack
   tinytrain.firmware  the training firmware: compile_training (a C project with te_train_step
                       and te_predict, codegen_templates/train/, firmware/train_main.c) and
-                      run_training (build, train on QEMU or the host, read params.bin)
+                      run_training (build, train on QEMU or the host, read params.bin);
+                      bias-only layers keep the board's DSP kernels (graph.trained_params,
+                      te_fold_bias_s32); profile=True: per-operator counts (profile_rows)
   tinytrain.cli       `tinytrain plan`, `tinytrain compile` (one-line errors, exit 2)
 Tests: tests/test_train_graph.py (gradients == torch.autograd of torch_sim.graph_gradients,
 pruning, schemes, mcunet-vww1's plan); tests/test_train_onnx.py (the same from ONNX files:
@@ -35,7 +37,8 @@ QDQ and float + calibration, Gemm / 1x1 conv / pooled-map heads; forward bit-exa
 inference compile); tests/test_train_errors.py (every bad input: one line, exit 2; the
 default scheme of the shared models on stm32f411); tests/test_train_firmware.py (100 steps:
 host == QEMU Cortex-M7 bit for bit, == the NumPy reference; pruned kernels absent from the
-C; mcunet-vww1 on QEMU).
+C; bias-only layers on the DSP kernels: QEMU M7 and M4 == host == reference, the kernels
+named in the C, a bias past their range stops the firmware; mcunet-vww1 on QEMU == host).
 
 What comes next: `tinytrain fit --host / run`, and the demo on mcunet-vww1.
 """

@@ -148,6 +148,11 @@ def _param_order(tg) -> list:
     return order
 
 
+# a DSP forward kernel's weights array (its params key) and the input gradients that read it
+PACKED = {**{k: "w_packed" for k in bops.CONV_DSP}, bops.DW_DSP: "filter_dsp"}
+GRAD_INPUT = ("te_conv_2d_grad_input_f32", "te_depthwise_conv_2d_grad_input_f32")
+
+
 def with_refolds(tg, acc_symbol: dict):
     """The training graph with a FOLD_ACC_INIT node after each trained layer's last update:
     its acc_init (C array acc_symbol[layer]) refolded from its bias and weights, so that the
@@ -181,15 +186,17 @@ def with_refolds(tg, acc_symbol: dict):
             nodes.append(after[i])
     graph = te.Graph(g.tensors, nodes, list(g.inputs), list(g.outputs), g.name, g.meta)
     graph.validate()
-    # a DSP conv's frozen weights exist once, packed: its input gradient reads them so
-    packed = {n.inputs[1]: f"te_n{i}_w_packed" for i, n in enumerate(nodes)
-              if n.params.get("kernel") in bops.CONV_DSP}
+    # a trained layer's frozen weights on a DSP kernel exist once, packed as they are (no
+    # folds: ACC_INIT_VARIES; te.generate's te_n<i>_<key> array of its forward node i): its
+    # input gradient reads them so
+    packed = {n.inputs[1]: f"te_n{i}_{PACKED[n.params.get('kernel')]}"
+              for i, n in enumerate(nodes)
+              if n.params.get("kernel") in PACKED and n.attrs.get(tgm.ACC_INIT_VARIES)}
     for node in nodes:
         if node.op in bops.OPDEFS:
             bops.check(node, graph)
             node.params = bops.OPDEFS[node.op].prepare(node, graph)
-            if node.attrs.get("kernel") == "te_conv_2d_grad_input_f32" and \
-                    node.inputs[1] in packed:
+            if node.attrs.get("kernel") in GRAD_INPUT and node.inputs[1] in packed:
                 node.params["packed_filter"] = packed[node.inputs[1]]
     return tgm.TrainingGraph(graph, tg.forward, tg.targets, tg.params, tg.velocities, tg.grads)
 

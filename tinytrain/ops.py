@@ -276,6 +276,6 @@ class FoldBias(te.OpDef):
         return []
 
 
-def _limit(wabs, x_max: int) -> np.ndarray:
-    """2^30 - 1 - x_max * sum|w| per channel (te_fold_bias_s32's limit), at least 0."""
-    return _i32(np.maximum((1 << 30) - 1 - x_max * np.asarray(wabs, np.int64), 0))
+def _limit(wabs, x_max: int) -> int:
+    """te_fold_bias_s32's limit: 2^30 - 1 - x_max * the largest sum|w| of a channel, >= 0."""
+    return int(max((1 << 30) - 1 - x_max * int(np.max(wabs)), 0))
