@@ -246,6 +246,23 @@ def test_grad_input_reads_packed_weights_to_the_same_bits(shape):
 
 
 @pytest.mark.qemu
+def test_profile_counts_every_operator_of_a_step(small, data, tmp_path):
+    """compile_training(profile=True) on the Cortex-M7: one TT_LAYER count per operator of
+    te_train_step, summing to the step's count (the marks pause the counter; what remains is
+    the few instructions of the calls themselves); profile_rows names them, forward and
+    backward."""
+    p = fw.compile_training(str(small), classes=CLASSES, scheme=BIAS_SCHEME, board="stm32f746",
+                            out_dir=tmp_path / "prof", profile=True, **OPTIM)
+    r = fw.run_training(p, (data[0][0][:2], data[0][1][:2]), (data[1][0][:1], data[1][1][:1]))
+    rows = fw.profile_rows(p, r)
+    assert [i for i, *_ in rows] == list(range(len(p.tg.graph.nodes)))
+    total = sum(n for *_, n in rows)
+    assert r.step_instructions - 100 <= total <= r.step_instructions
+    kinds = {(part, k) for _, _, k, part, _ in rows}
+    assert ("forward", "te_conv_2d_1x1_s8_dsp") in kinds and ("backward", "te_fold_bias_s32") in kinds
+
+
+@pytest.mark.qemu
 def test_a_bias_past_the_dsp_kernels_range_stops_the_firmware(small, data, tmp_path):
     """A learning rate so large that a bias trained on a DSP kernel leaves the range that kernel
     computes exactly (te_fold_bias_s32's limit): the firmware stops with one TE_ERROR line

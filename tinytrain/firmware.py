@@ -443,7 +443,11 @@ def profile_rows(project: TrainProject, result: TrainResult) -> list:
     te_train_step in a profiled run (compile_training(profile=True), project.tg needed)."""
     g = project.tg.graph
     forward = {n.name for n in project.tg.forward.nodes}
-    return [(i, n.name, n.attrs.get("kernel") or n.params.get("kernel") or n.op,
-             "forward" if n.name in forward else "backward", result.layers[i])
-            for i, n in enumerate(g.nodes) if i in result.layers]
+
+    def kernel(n):        # a fold's attrs name the forward kernel whose table it writes
+        if n.op in (bops.FOLD_BIAS, bops.FOLD_ACC_INIT, bops.ACCUMULATE):
+            return bops.OPDEFS[n.op].kernels[0][:-2]
+        return n.attrs.get("kernel") or n.params.get("kernel") or n.op
+    return [(i, n.name, kernel(n), "forward" if n.name in forward else "backward",
+             result.layers[i]) for i, n in enumerate(g.nodes) if i in result.layers]
 
