@@ -191,7 +191,7 @@ def with_refolds(tg, acc_symbol: dict):
     # input gradient reads them so
     packed = {n.inputs[1]: f"te_n{i}_{PACKED[n.params.get('kernel')]}"
               for i, n in enumerate(nodes)
-              if n.params.get("kernel") in PACKED and n.attrs.get(tgm.ACC_INIT_VARIES)}
+              if n.params.get("kernel") in PACKED and n.attrs.get(te.ACC_INIT_VARIES)}
     for node in nodes:
         if node.op in bops.OPDEFS:
             bops.check(node, graph)

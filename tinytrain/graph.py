@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import tinyengine as te
-from tinyengine.ops.conv import ACC_INIT_VARIES
 
 from . import grad_rules as gr
 from . import ops as bops
@@ -193,12 +192,12 @@ FAST_KERNELS = ("te_depthwise_conv_2d_s8_dsp", "te_conv_2d_1x1_s8_dsp", "te_conv
 def trained_params(node, fwd, target) -> dict:
     """A trained layer's forward params.  A conv or depthwise layer whose bias alone trains
     keeps its board's DSP kernel where it has one, prepared for a bias that changes at run
-    time (tinyengine's ACC_INIT_VARIES: tables valid for any accumulator below 2^30, no
+    time (te.ACC_INIT_VARIES: tables valid for any accumulator below 2^30, no
     bias-dependent folds; the firmware writes each updated bias into the table, FOLD_BIAS);
     every other trained layer runs its portable kernel (portable_params)."""
     if target.channels is None and node.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         fast = te.Node(node.op, node.name, list(node.inputs), list(node.outputs),
-                       {**node.attrs, ACC_INIT_VARIES: True})
+                       {**node.attrs, te.ACC_INIT_VARIES: True})
         p = te.get_op(node.op).prepare(fast, fwd)
         if p.get("kernel") in FAST_KERNELS:
             return p
@@ -463,7 +462,7 @@ def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: 
         if node.name in targets:
             params = trained_params(node, fwd, targets[node.name])
             if params.get("kernel") in FAST_KERNELS:
-                attrs[ACC_INIT_VARIES] = True
+                attrs[te.ACC_INIT_VARIES] = True
         nodes.append(te.Node(node.op, node.name, list(node.inputs), list(node.outputs),
                              attrs, params))
         if node.name in backwards:
