@@ -182,15 +182,19 @@ def main(argv=None) -> int:
     def on_board(key, label, scheme, qas):
         o = fm.Options(epochs=opts.epochs, lr=opts.lr, qas=qas)
 
-        def on_line(line):
-            row = device.parse_epoch(line)
-            if row is not None:
-                say(label, rp.curve_line(row))
+        shown = [0]
+
+        def progress(done, total):        # every tenth of the run
+            if done * 10 // total > shown[0]:
+                shown[0] = done * 10 // total
+                say(label, f"{done}/{total} samples ({time.time() - start:.0f} s)")
 
         start = time.time()
         project, res = device.train_on_board(
             str(model), classes=CLASSES, scheme=scheme, board=BOARD, out_dir=work / key,
-            options=o, train=train, test=test, on_line=on_line)
+            options=o, train=train, test=test, progress=progress)
+        for row in res.curve:
+            say(label, rp.curve_line(row))
         say(label, f"done in {time.time() - start:.0f} s: {_pct(res.curve[-1][2])}")
         return {"where": f"{BOARD} (QEMU)", "curve": [tuple(r) for r in res.curve],
                 "accuracy": float(res.curve[-1][2]), **device.result_json(project, res)}

@@ -144,9 +144,9 @@ def scheme_json(scheme: sc.Scheme, tg) -> dict:
             "trained": {name: _what(t) for name, t in tg.targets.items()}}
 
 
-def _progress(total: int, desc: str):
+def _progress(total, desc: str, unit: str = "step"):
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="step", mininterval=1.0, file=sys.stderr,
+    return tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, file=sys.stderr,
                 dynamic_ncols=True, leave=False)
 
 
@@ -192,27 +192,21 @@ def _run(args) -> int:
     print(f"trained      {trained_layers(tg)}")
     print(f"board        {plan.board}: {opts.epochs} epochs, lr {opts.lr} ({opts.lr_schedule}), "
           f"momentum {opts.momentum}, QAS {'on' if opts.qas else 'off'}")
-    curve = []
-    bar = _progress(opts.epochs + 1, f"train on {plan.board}")
-    bar.unit = "epoch"
+    bar = _progress(None, f"train on {plan.board}", "sample")
 
-    def on_line(line):
-        row = device.parse_epoch(line)
-        if row is not None:
-            curve.append(row)
-            bar.update(1)
-            bar.write(rp.curve_line(row))
+    def progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
 
     try:
         project, res = device.train_on_board(
             args.model, classes=args.classes, scheme=scheme, board=args.board,
             out_dir=args.out, options=opts, train=train, test=test, seed=args.seed,
-            timeout_s=args.timeout, on_line=on_line)
+            timeout_s=args.timeout, progress=progress)
     finally:
         bar.close()
-    if not curve:                        # run_training did not stream: the curve at the end
-        for row in res.curve:
-            print(rp.curve_line(row))
+    for row in res.curve:
+        print(rp.curve_line(row))
     figures = device.result_json(project, res)
     full = device.full_backprop(fwd, args.board, lr=opts.lr, momentum=opts.momentum,
                                 qas=opts.qas)
@@ -227,13 +221,18 @@ def _run(args) -> int:
         print(f"wrote        {path}")
     print(f"accuracy     {100 * res.curve[0][2]:.2f} % before, {100 * res.curve[-1][2]:.2f} % "
           f"after {opts.epochs} epochs (held out, {len(test)} samples)")
-    print(f"peak SRAM    {res.peak_sram_bytes} bytes ({project.plan.breakdown()})")
+    print(f"peak SRAM    {res.peak_sram_bytes} bytes on the board (static data + measured "
+          f"stack); planned {project.plan.breakdown()}")
     if "peak_sram_bytes" in full:
         print(f"full backprop {full['peak_sram_bytes']} bytes planned the same way "
-              f"({full['peak_sram_bytes'] / max(res.peak_sram_bytes, 1):.1f}x)")
+              f"({full['peak_sram_bytes'] / max(project.plan.peak_sram_bytes, 1):.1f}x the "
+              f"planned figure above)")
+    else:
+        print(f"full backprop not possible: {full['error']}")
     print(f"Flash        {res.flash_bytes} bytes")
-    print(f"instructions {res.step_instructions} per training step, "
-          f"{res.predict_instructions} per prediction")
+    if res.step_instructions is not None:
+        print(f"instructions {res.step_instructions} per training step, "
+              f"{res.predict_instructions} per prediction")
     return 0
 
 

@@ -4,8 +4,6 @@
 """
 from __future__ import annotations
 
-import inspect
-
 from . import data as dm
 from . import graph as tgm
 from . import memory
@@ -24,37 +22,28 @@ def full_backprop(fwd, board: str, **optimizer) -> dict:
 
 
 def train_on_board(model, *, classes: int, scheme, board: str, out_dir, options, train, test,
-                   seed: int = 0, timeout_s: float = 3600, on_line=None):
+                   seed: int = 0, timeout_s: int = 3600, progress=None):
     """Compile, build and train; returns (TrainProject, TrainResult).  train / test:
-    tinytrain.data.Data; options: tinytrain.fit.Options; on_line(text): each line the
-    firmware prints, as it prints it (where run_training streams them)."""
+    tinytrain.data.Data; options: tinytrain.fit.Options; progress(done, total): called as
+    the firmware reports each training step and prediction."""
     from . import firmware
 
     project = firmware.compile_training(
         model, classes=classes, scheme=scheme, board=board, out_dir=out_dir,
         epochs=options.epochs, lr=options.lr, momentum=options.momentum,
         lr_schedule=options.lr_schedule, qas=options.qas, seed=seed)
-    extra = {}
-    if on_line is not None and "on_line" in inspect.signature(firmware.run_training).parameters:
-        extra["on_line"] = on_line
     result = firmware.run_training(project, train=(dm.quantize(train.x), train.y),
-                                   test=(dm.quantize(test.x), test.y), timeout_s=timeout_s,
-                                   **extra)
+                                   test=(dm.quantize(test.x), test.y), timeout_s=int(timeout_s),
+                                   progress=progress)
     return project, result
 
 
 def result_json(project, result) -> dict:
     """The figures of a board run, as report.json gives them."""
-    return {"peak_sram_bytes": int(result.peak_sram_bytes), "flash_bytes": int(result.flash_bytes),
-            "step_instructions": int(result.step_instructions),
-            "predict_instructions": int(result.predict_instructions),
-            "stack_bytes": int(result.stack_bytes), "plan": project.plan.as_dict()}
+    def n(v):
+        return None if v is None else int(v)      # instructions and stack: boards only
 
-
-def parse_epoch(line: str):
-    """(epoch, mean loss or None, accuracy) of a TT_EPOCH line, None for any other line."""
-    parts = line.split()
-    if len(parts) != 5 or parts[0] != "TT_EPOCH":
-        return None
-    e, loss, correct, total = (int(v) for v in parts[1:])
-    return e, (None if e == 0 else loss / 1e6), (correct / total if total else 0.0)
+    return {"peak_sram_bytes": n(result.peak_sram_bytes), "flash_bytes": n(result.flash_bytes),
+            "step_instructions": n(result.step_instructions),
+            "predict_instructions": n(result.predict_instructions),
+            "stack_bytes": n(result.stack_bytes), "plan": project.plan.as_dict()}

@@ -248,9 +248,20 @@ class HostTrainer:
         """Train on (int8 x, y), evaluating on test before training and after each epoch.
         bar: a tqdm-like progress bar (update(n), set_postfix_str) or None; on_epoch(row)
         called with each curve row."""
+        import torch
+
         def tick(n=1):
             if bar is not None:
                 bar.update(n)
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)       # mini-batch 1: a thread pool only adds overhead
+        try:
+            return self._fit(train, test, tick, bar, on_epoch)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, train, test, tick, bar, on_epoch) -> FitResult:
 
         ftrain = self.features(train[0], tick)
         ftest = self.features(test[0], tick)
