@@ -106,7 +106,7 @@ def test_bench_checks_and_section(bench, tmp_path):
         met = [m for _, m in bench.checks(runs)]
         assert not met[failing] and sum(met) == 3, (failing, met)
     meta = {"date": "d", "commit": "c", "seconds": 1.0, "cpus": 2, "train": 9, "test": 9,
-            "epochs": 1, "lr": 0.05, "scheme": "s", "scheme_source": "default scheme",
+            "epochs": 1, "lr": 0.05, "lr_schedule": "cosine", "scheme": "s", "scheme_source": "default scheme",
             "full_backprop": {"peak_sram_bytes": 1_000_000}}
     text = bench.section(_runs(0.80, 0.90, 0.85, 0.905), meta)
     assert "| sparse update, QAS on | stm32f746 (QEMU) | 10.0 % | 90.0 % | 200,000 |" in text
