@@ -132,3 +132,18 @@ def test_patched_model_that_only_fits_with_patches_is_bit_exact_on_cortex_m4(tmp
     proc = tinyengine("verify", path, "--board", "stm32f411", "--patch", "auto", "-n", "2",
                       "-o", tmp_path / "v")
     assert proc.returncode == 0 and "bit-exact" in proc.stdout, proc.stdout + proc.stderr
+
+def test_closed_pipe_is_not_an_internal_error():
+    """`tinyengine ... | head`: the reader closes the pipe; exit 141 (SIGPIPE's), nothing on stderr."""
+    code = ("import sys, tinyengine as te\n"
+            "def call():\n"
+            "    for _ in range(100000):\n"
+            "        print('x' * 100)\n"
+            "    return 0\n"
+            "sys.exit(te.run_command('prog', call))\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141
+    assert err == ""

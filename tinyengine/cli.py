@@ -47,25 +47,12 @@ def _add_compile_args(p: argparse.ArgumentParser, out_required: bool) -> None:
     m.add_argument("--no-compact-params", action="store_true",
                    help="keep every layer's per-channel parameters (bias, multiplier, shift) "
                         "unpacked in Flash instead of bit-packed where the arena has room")
-    g = p.add_argument_group("quantization of a float ONNX model (post-training, int8)")
-    g.add_argument("--calibration", metavar="DATA",
-                   help="calibration inputs: a .npy array (N x the model's input, float32, the model's "
-                        "own layout, NCHW for PyTorch exports) or a folder of images")
-    g.add_argument("--calib-size", type=int, nargs=2, metavar=("H", "W"),
-                   help="resize calibration images to H x W (default: the model's input size)")
-    g.add_argument("--calib-mean", type=float, nargs="+", metavar="M",
-                   help="subtract from pixels scaled to [0, 1] (one value or one per channel; default 0)")
-    g.add_argument("--calib-std", type=float, nargs="+", metavar="S",
-                   help="then divide by (one value or one per channel; default 1)")
-    g.add_argument("--calib-layout", choices=["NCHW", "NHWC"], default="NCHW",
-                   help="layout of a .npy calibration array (default NCHW, the model's own)")
-    g.add_argument("--calib-limit", type=int, default=1000, metavar="N",
-                   help="use at most N calibration samples (default 1000)")
+    te.Calibration.add_arguments(p)
 
 
 def _options(args) -> te.CompileOptions:
     return te.CompileOptions(board=args.board, planner=args.planner, device_float_io=args.device_float_io,
-                          calibration=_calibration(args), **_memory_options(args))
+                          calibration=te.Calibration.from_args(args), **_memory_options(args))
 
 
 def _byte_count(text: str) -> int:
@@ -92,16 +79,6 @@ def _memory_options(args) -> dict:
                 reorder=not getattr(args, "no_reorder", False),
                 fuse=not getattr(args, "no_fuse", False),
                 compact_params=not getattr(args, "no_compact_params", False))
-
-
-def _calibration(args):
-    """--calibration and its preprocessing options as a quantizer.Calibration (or None)."""
-    if not getattr(args, "calibration", None):
-        return None
-    return te.Calibration(args.calibration, size=tuple(args.calib_size) if args.calib_size else None,
-                       mean=tuple(args.calib_mean) if args.calib_mean else None,
-                       std=tuple(args.calib_std) if args.calib_std else None,
-                       layout=args.calib_layout, limit=args.calib_limit)
 
 
 def _out_dir(args, purpose: str) -> Path:

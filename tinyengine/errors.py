@@ -36,7 +36,7 @@ def run_command(prog: str, call, user_errors: tuple = (), describe=None) -> int:
 
     A user's error (``USER_ERRORS`` and ``user_errors``) prints ``prog: error: <message>`` on
     one line of stderr (``describe(e)`` gives the message; by default str(e) on one line) and
-    returns 2; Ctrl-C returns 130; anything else is a bug: one line saying so, 3 (the
+    returns 2; Ctrl-C returns 130; a closed pipe on stdout (``| head``) 141, quietly; anything else is a bug: one line saying so, 3 (the
     traceback with TINYENGINE_DEBUG=1).  Shared by tinyengine, tinytrain and tinynas."""
     import os
     import sys
@@ -49,6 +49,12 @@ def run_command(prog: str, call, user_errors: tuple = (), describe=None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:          # the reader went away (`tinyengine ... | head`): not a bug
+        try:                         # stop Python's own flush of stdout at exit from failing too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141                   # 128 + SIGPIPE, as a shell reports a command killed by it
     except Exception as e:  # a bug, not the user's input: still one line
         if os.environ.get("TINYENGINE_DEBUG"):
             raise

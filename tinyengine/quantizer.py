@@ -58,6 +58,36 @@ class Calibration:
     layout: str = "NCHW"
     limit: int = 1000
 
+    @staticmethod
+    def add_arguments(parser) -> None:
+        """The command-line options of a float model's calibration (--calibration, --calib-*),
+        as one argparse group: the same in every tool (tinyengine, tinytrain)."""
+        g = parser.add_argument_group("quantization of a float ONNX model (post-training, int8)")
+        g.add_argument("--calibration", metavar="DATA",
+                       help="calibration inputs: a .npy array (N x the model's input, float32, the "
+                            "model's own layout, NCHW for PyTorch exports) or a folder of images")
+        g.add_argument("--calib-size", type=int, nargs=2, metavar=("H", "W"),
+                       help="resize calibration images to H x W (default: the model's input size)")
+        g.add_argument("--calib-mean", type=float, nargs="+", metavar="M",
+                       help="subtract from pixels scaled to [0, 1] (one value or one per channel; "
+                            "default 0)")
+        g.add_argument("--calib-std", type=float, nargs="+", metavar="S",
+                       help="then divide by (one value or one per channel; default 1)")
+        g.add_argument("--calib-layout", choices=["NCHW", "NHWC"], default="NCHW",
+                       help="layout of a .npy calibration array (default NCHW, the model's own)")
+        g.add_argument("--calib-limit", type=int, default=1000, metavar="N",
+                       help="use at most N calibration samples (default 1000)")
+
+    @classmethod
+    def from_args(cls, args) -> Optional["Calibration"]:
+        """The Calibration of the options add_arguments added (None without --calibration)."""
+        if not getattr(args, "calibration", None):
+            return None
+        return cls(args.calibration, size=tuple(args.calib_size) if args.calib_size else None,
+                   mean=tuple(args.calib_mean) if args.calib_mean else None,
+                   std=tuple(args.calib_std) if args.calib_std else None,
+                   layout=args.calib_layout, limit=args.calib_limit)
+
     def describe(self) -> str:
         if isinstance(self.source, np.ndarray):
             return f"calibration=array{list(self.source.shape)}"
@@ -65,6 +95,9 @@ class Calibration:
 
     def load(self, input_shape: tuple, label: str) -> np.ndarray:
         """The calibration inputs as an N x input_shape float32 array (model layout)."""
+        if not isinstance(self.limit, int) or self.limit < 1:
+            raise CalibrationError(f"{label}: the calibration limit (--calib-limit) must be a "
+                                   f"number of samples >= 1, got {self.limit!r}")
         src = self.source
         if isinstance(src, np.ndarray):
             data = src

@@ -27,7 +27,10 @@ Built on tinyengine's IR (its public API only):
                       state + stack
   tinytrain.cli       `tinytrain plan` (one-line errors, exit 2)
 Tests: tests/test_train_graph.py (gradients == torch.autograd of torch_sim.graph_gradients,
-pruning, schemes, mcunet-vww1's plan).
+pruning, schemes, mcunet-vww1's plan).  tests/test_train_onnx.py (the same from ONNX files:
+QDQ and float + calibration, Gemm / 1x1 conv / pooled-map heads; forward bit-exact with the
+inference compile); tests/test_train_errors.py (every bad input: one line, exit 2; the
+default scheme of the shared models on stm32f411).
 
 What comes next: codegen of te_train_step / te_predict, `tinytrain compile / fit --host / run`,
 a default scheme that fits the board, and the demo on mcunet-vww1.

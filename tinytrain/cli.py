@@ -23,7 +23,8 @@ DEFAULT_LR = 0.1
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="int8 model (.tflite, or .onnx QDQ) the compiler reads")
+    p.add_argument("model", help="model the compiler reads: int8 .tflite, QDQ .onnx, or float .onnx "
+                                 "with --calibration")
     p.add_argument("--classes", type=int, required=True, help="classes of the new head")
     p.add_argument("--board", default="stm32f746", help="target board (see `tinyengine boards`)")
     p.add_argument("--seed", type=int, default=0, help="seed of the new head's weights")
@@ -35,11 +36,18 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="train the weights of LAYER (node name or index among the trainable "
                         "layers), the RATIO in (0, 1] of its output channels of largest magnitude")
     s.add_argument("--full", action="store_true", help="train everything (full backpropagation)")
+    te.Calibration.add_arguments(p)
     o = p.add_argument_group("optimizer")
     o.add_argument("--lr", type=float, default=DEFAULT_LR,
                    help=f"SGD learning rate (default {DEFAULT_LR})")
     o.add_argument("--momentum", type=float, default=0.0, help="SGD momentum in [0, 1) (default 0)")
     o.add_argument("--no-qas", action="store_true", help="no quantization-aware scaling")
+
+
+def compile_options(args) -> te.CompileOptions:
+    """The CompileOptions of --board and the calibration options (a float ONNX model's),
+    for tinytrain.graph.forward_graph."""
+    return te.CompileOptions(board=args.board, calibration=te.Calibration.from_args(args))
 
 
 def scheme_option(args) -> sc.Scheme | None:
@@ -66,7 +74,7 @@ def trained_layers(tg) -> str:
 def _plan(args) -> int:
     te.get_board(args.board)
     scheme = scheme_option(args)
-    fwd = tgm.forward_graph(args.model, args.board, args.classes, args.seed)
+    fwd = tgm.forward_graph(args.model, args.board, args.classes, args.seed, compile_options(args))
     opt = dict(lr=args.lr, momentum=args.momentum, qas=not args.no_qas)
     scheme = scheme or memory.default_scheme(fwd, args.board, **opt)
     tg = tgm.build(fwd, scheme, **opt)

@@ -52,27 +52,90 @@ class TrainingGraph:
 
 
 # -- forward and head ---------------------------------------------------------------------------
+TAIL_POOLS = ("MEAN", "AVERAGE_POOL_2D")      # pool a head's map of logits: kept, for N classes
+TAIL_DROPPED = ("RESHAPE", "TRANSPOSE", "SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "QUANTIZE",
+                "DEQUANTIZE")                  # after the logits: they only reshape or normalize
+
+
+def _per_sample(shape) -> bool:
+    """A tensor holds one vector (the last axis) per sample (the first axis)."""
+    return int(np.prod(shape[1:-1], dtype=np.int64)) == 1 if len(shape) > 1 else False
+
+
+def find_head(graph) -> tuple:
+    """(index of the classifier head, the pooling nodes after it to keep).
+
+    The head is the last FULLY_CONNECTED or 1x1 CONV_2D; after it, along the chain from its output
+    to the model's one output, come only ops that pool its map of logits to one vector per
+    sample (MEAN, AVERAGE_POOL_2D: kept) and then ops that reshape or normalize the logits
+    (TAIL_DROPPED: dropped; softmax cross-entropy takes the logits).  A 1x1 CONV_2D head may
+    give a map (pooled after it, as SqueezeNet does); any other shape is refused, naming the
+    node and op."""
+    idx = [i for i, n in enumerate(graph.nodes) if n.op in TRAINABLE_OPS]
+    label = graph.meta.get("source") or graph.name
+    if not idx:
+        raise TrainGraphError(f"{label}: no classifier head to replace: no FULLY_CONNECTED or "
+                              f"1x1 CONV_2D node (ops: "
+                              f"{', '.join(sorted({n.op for n in graph.nodes}))})")
+    if len(graph.outputs) != 1:
+        raise TrainGraphError(f"{label}: no classifier head to replace: {len(graph.outputs)} "
+                              f"outputs (a classifier has one, its logits)")
+    i = idx[-1]
+    old = graph.nodes[i]
+    w = graph.tensors[old.inputs[1]]
+    what = f"node '{old.name}' ({old.op})"
+    if old.op == "DEPTHWISE_CONV_2D" or (old.op == "CONV_2D" and tuple(w.shape[1:3]) != (1, 1)):
+        raise TrainGraphError(f"{label}: no classifier head to replace: the last layer with "
+                              f"weights, {what} with {list(w.shape)} weights, is neither a "
+                              f"FULLY_CONNECTED nor a 1x1 CONV_2D")
+    cur, pools, dropping = old.outputs[0], [], False
+    tail = (f"after a head come only {' / '.join(TAIL_POOLS)} over the positions of a map of "
+            f"logits, then {' / '.join(TAIL_DROPPED)} of one vector per sample")
+    for j, node in enumerate(graph.nodes[i + 1:], i + 1):
+        acts = [t for t in node.inputs if t is not None and not graph.tensors[t].is_const]
+        x, y = graph.tensors[cur], graph.tensors[node.outputs[0]]
+        if acts != [cur] or node.inputs[0] != cur:
+            raise TrainGraphError(f"{label}: no classifier head to replace: node '{node.name}' "
+                                  f"({node.op}) comes after the last layer with weights {what} "
+                                  f"and does not take its output alone ({tail})")
+        if node.op in TAIL_POOLS and not dropping and not _per_sample(x.shape) \
+                and y.shape[0] == x.shape[0] and y.shape[-1] == x.shape[-1]:
+            pools.append(j)
+        elif node.op in TAIL_DROPPED and (dropping or _per_sample(x.shape)):
+            dropping = True
+        else:
+            raise TrainGraphError(f"{label}: no classifier head to replace: node '{node.name}' "
+                                  f"({node.op}) on {list(x.shape)} comes after the last layer "
+                                  f"with weights {what} ({tail})")
+        cur = node.outputs[0]
+    if cur not in graph.outputs:
+        raise TrainGraphError(f"{label}: no classifier head to replace: the output of the last "
+                              f"layer with weights, {what}, is not the model's output "
+                              f"'{graph.outputs[0]}'")
+    last = graph.nodes[pools[-1]] if pools else old
+    if not _per_sample(graph.tensors[last.outputs[0]].shape):
+        raise TrainGraphError(f"{label}: no classifier head to replace: the last layer with "
+                              f"weights, {what}, gives "
+                              f"{list(graph.tensors[last.outputs[0]].shape)} values, not one "
+                              f"vector of logits per sample ({tail})")
+    return i, pools
+
+
 def replace_head(graph, classes: int, seed: int = 0):
-    """The graph with its classifier head (the last FULLY_CONNECTED or 1x1 CONV_2D) replaced by
-    one for `classes` classes, and the nodes after it (softmax, dequantize, reshape) dropped.
+    """The graph with its classifier head (find_head: the last FULLY_CONNECTED or 1x1 CONV_2D)
+    replaced by one for `classes` classes; the pooling of a map of logits after it kept for the
+    new classes, the nodes after the logits (softmax, dequantize, reshape) dropped.
 
     New weights: uniform in +-1/sqrt(fan_in) (PyTorch's nn.Linear init), seeded, quantized per
     output channel with scale 2 * max|w_c| / 127 (half the int8 range, room to grow in
-    training); bias 0 (int32, scale s_x * s_w[c]); logits int8 with scale LOGIT_SCALE, zero
-    point 0."""
+    training); bias 0 (int32, scale s_x * s_w[c]); logits (and a pooled map of them) int8 with
+    scale LOGIT_SCALE, zero point 0."""
     if not isinstance(classes, int) or classes < 2:
         raise TrainGraphError(f"--classes must be an integer >= 2, got {classes!r}")
-    idx = [i for i, n in enumerate(graph.nodes) if n.op in TRAINABLE_OPS]
-    if not idx:
-        raise TrainGraphError(f"{graph.name}: no FULLY_CONNECTED or CONV_2D node to use as the "
-                              f"classifier head")
-    i = idx[-1]
+    i, pools = find_head(graph)
     old = graph.nodes[i]
     x = graph.tensors[old.inputs[0]]
     w_old = graph.tensors[old.inputs[1]]
-    if old.op == "DEPTHWISE_CONV_2D" or (old.op == "CONV_2D" and w_old.shape[1:3] != (1, 1)):
-        raise TrainGraphError(f"node '{old.name}' ({old.op}): the classifier head must be a "
-                              f"FULLY_CONNECTED or a 1x1 CONV_2D")
     fan_in = int(np.prod(w_old.shape[1:]))
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(fan_in)
@@ -81,8 +144,12 @@ def replace_head(graph, classes: int, seed: int = 0):
     q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
     wshape = (classes,) + tuple(w_old.shape[1:])
     tensors = {t: v for t, v in graph.tensors.items()}
-    y_old = graph.tensors[old.outputs[0]]
-    yshape = tuple(y_old.shape[:-1]) + (classes,)
+
+    def logits(name, like):
+        shape = tuple(graph.tensors[like].shape[:-1]) + (classes,)
+        tensors[name] = te.Tensor(name, shape, "int8", te.QuantParams([LOGIT_SCALE], [0]))
+        return name
+
     tensors[f"{HEAD}/weights"] = te.Tensor(f"{HEAD}/weights", wshape, "int8",
                                            te.QuantParams(scale, np.zeros(classes), 0),
                                            q.reshape(wshape))
@@ -90,11 +157,16 @@ def replace_head(graph, classes: int, seed: int = 0):
     tensors[f"{HEAD}/bias"] = te.Tensor(f"{HEAD}/bias", (classes,), "int32",
                                         te.QuantParams(bscale, np.zeros(classes), 0),
                                         np.zeros(classes, np.int32))
-    tensors[f"{HEAD}/logits"] = te.Tensor(f"{HEAD}/logits", yshape, "int8",
-                                          te.QuantParams([LOGIT_SCALE], [0]))
-    head = te.Node(old.op, HEAD, [old.inputs[0], f"{HEAD}/weights", f"{HEAD}/bias"],
-                   [f"{HEAD}/logits"], {**old.attrs, "activation": "NONE"})
-    nodes = graph.nodes[:i] + [head]
+    outs = [logits(f"{HEAD}/logits" if not pools else f"{HEAD}/map", old.outputs[0])]
+    nodes = graph.nodes[:i] + [te.Node(old.op, HEAD, [old.inputs[0], f"{HEAD}/weights",
+                                                      f"{HEAD}/bias"],
+                                       [outs[0]], {**old.attrs, "activation": "NONE"})]
+    for k, j in enumerate(pools):           # the pooling of the map, for the new classes
+        pool = graph.nodes[j]
+        outs.append(logits(f"{HEAD}/logits" if k == len(pools) - 1 else f"{HEAD}/map{k + 1}",
+                           pool.outputs[0]))
+        nodes.append(te.Node(pool.op, pool.name, [outs[-2]] + list(pool.inputs[1:]), [outs[-1]],
+                             dict(pool.attrs)))
     used = {t for n in nodes for t in n.inputs + n.outputs if t is not None} | set(graph.inputs)
     tensors = {k: v for k, v in tensors.items() if k in used}
     return te.Graph(tensors, nodes, list(graph.inputs), [f"{HEAD}/logits"], graph.name,
@@ -181,7 +253,14 @@ class _Builder:
             return self.add(name, (1,), "int32", np.array([t.quant.zp], np.int32))
         w = self.tensors[node.inputs[1]]
         x = self.tensors[node.inputs[0]]
-        f = gr.qas_factors(slot, _channel_scales(node, w), x.quant.s)
+        with np.errstate(over="ignore", divide="ignore"):
+            f = gr.qas_factors(slot, _channel_scales(node, w), x.quant.s)
+        if not (np.isfinite(f).all() and (f > 0).all()):
+            raise TrainGraphError(
+                f"node '{node.name}' ({node.op}): its {slot} scales (weights "
+                f"{np.min(_channel_scales(node, w)):.3g}..{np.max(_channel_scales(node, w)):.3g}, "
+                f"input {x.quant.s:.3g}) give quantization-aware scaling factors 1/s^2 outside "
+                f"float32; train without QAS (--no-qas) or leave the layer frozen")
         return self.add(f"{slot_tensor}.qas", f.shape, "float32", f)
 
     def nodes_of(self, node, steps, names, shapes):
@@ -266,12 +345,35 @@ def _value_shape(b, node, slots, targets_sel):
     return shapes
 
 
+def _check_not_shared(fwd, targets: dict) -> None:
+    """A trained parameter read by one node only: a weight or bias tensor that several layers
+    share (weight tying) would get one update per reader, each with its own QAS factor."""
+    readers: dict = {}
+    for node in fwd.nodes:
+        for t in node.inputs[1:]:
+            if t is not None and fwd.tensors[t].is_const:
+                readers.setdefault(t, []).append(node.name)
+    for node in fwd.nodes:
+        tg = targets.get(node.name)
+        if tg is None:
+            continue
+        slots = _slots(node)
+        for slot, trained in (("weights", tg.channels is not None), ("bias", tg.bias)):
+            others = [n for n in readers.get(slots.get(slot), []) if n != node.name]
+            if trained and others:
+                raise TrainGraphError(
+                    f"node '{node.name}' ({node.op}): {slot} '{slots[slot]}' is shared with node "
+                    f"'{others[0]}'; a shared parameter cannot be trained (train only layers "
+                    f"after both, or neither's {slot})")
+
+
 def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: bool = True
           ) -> TrainingGraph:
     """The training graph of a forward graph (from forward_graph) under a scheme.  Its forward
     nodes are copies (te.plan_memory writes a node's params: each graph is planned once)."""
-    head = next(n for n in fwd.nodes if n.outputs[0] == fwd.outputs[0])
+    head = fwd.nodes[find_head(fwd)[0]]       # the new head (its pooling may follow)
     targets = resolve(scheme, fwd, head.name)
+    _check_not_shared(fwd, targets)
     # which forward nodes the backward visits: those with a target, and those whose input
     # carries a gradient to one
     relevant, need = set(), set()         # node names; tensors whose gradient is needed

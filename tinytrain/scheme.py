@@ -122,7 +122,7 @@ def load(path) -> Scheme:
     if not isinstance(weights, dict):
         raise SchemeError(f"{p}: 'weights' must map layer names or indices to ratios")
     if not isinstance(data.get("full", False), bool):
-        raise SchemeError(f"{p}: 'full' must be true or false")
+        raise SchemeError(f"{p}: 'full' must be true or false, got {data['full']!r}")
     return Scheme(bias_last=data.get("bias_last", 0),
                   weights=tuple((_layer_key(k), v) for k, v in weights.items()),
                   full=data.get("full", False), source=str(p))
@@ -174,7 +174,7 @@ def resolve(scheme: Scheme, graph, head: str) -> dict:
     if scheme.full:
         for lay in layers:
             out[lay.name] = Targets(bias=lay.bias is not None, channels=tuple(range(lay.channels)))
-        return out
+        return {lay.name: out[lay.name] for lay in layers}
     if scheme.bias_last > len(layers):
         raise SchemeError(f"{scheme.source}: bias_last {scheme.bias_last} is more than the "
                           f"{len(layers)} trainable layers")
