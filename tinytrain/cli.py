@@ -19,7 +19,7 @@ from . import scheme as sc
 from .grad_rules import GradientError
 
 DEFAULT_EPOCHS = 3       # fit and run: the digits demo's setting (bench/train.py)
-DEFAULT_LR = 0.1
+DEFAULT_LR = 0.05
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -138,7 +138,8 @@ def _training_setup(args):
     opts = fm.Options(epochs=args.epochs, lr=args.lr, momentum=args.momentum,
                       lr_schedule=args.lr_schedule, qas=not args.no_qas,
                       float32=getattr(args, "float32", False))
-    fwd = tgm.forward_graph(args.model, args.board, args.classes, args.seed)
+    fwd = tgm.forward_graph(args.model, args.board, args.classes, args.seed,
+                            compile_options(args))
     train, test = _load_data(args, fwd)
     opt = dict(lr=opts.lr, momentum=opts.momentum, qas=opts.qas)
     scheme = explicit or memory.default_scheme(fwd, args.board, **opt)
@@ -210,7 +211,8 @@ def _run(args) -> int:
         project, res = device.train_on_board(
             args.model, classes=args.classes, scheme=scheme, board=args.board,
             out_dir=args.out, options=opts, train=train, test=test, seed=args.seed,
-            timeout_s=args.timeout, progress=progress)
+            timeout_s=args.timeout, progress=progress,
+            calibration=te.Calibration.from_args(args))
     finally:
         bar.close()
     for row in res.curve:

@@ -22,16 +22,17 @@ def full_backprop(fwd, board: str, **optimizer) -> dict:
 
 
 def train_on_board(model, *, classes: int, scheme, board: str, out_dir, options, train, test,
-                   seed: int = 0, timeout_s: int = 3600, progress=None):
+                   seed: int = 0, timeout_s: int = 3600, progress=None, calibration=None):
     """Compile, build and train; returns (TrainProject, TrainResult).  train / test:
     tinytrain.data.Data; options: tinytrain.fit.Options; progress(done, total): called as
-    the firmware reports each training step and prediction."""
+    the firmware reports each training step and prediction; calibration: a float ONNX
+    model's (te.Calibration)."""
     from . import firmware
 
     project = firmware.compile_training(
         model, classes=classes, scheme=scheme, board=board, out_dir=out_dir,
         epochs=options.epochs, lr=options.lr, momentum=options.momentum,
-        lr_schedule=options.lr_schedule, qas=options.qas, seed=seed)
+        lr_schedule=options.lr_schedule, qas=options.qas, seed=seed, calibration=calibration)
     result = firmware.run_training(project, train=(dm.quantize(train.x), train.y),
                                    test=(dm.quantize(test.x), test.y), timeout_s=int(timeout_s),
                                    progress=progress)
