@@ -117,3 +117,25 @@ def test_bench_checks_and_section(bench, tmp_path):
     bench.write_section(md, text.replace("90.0 %", "91.0 %"))      # replaced, not appended
     new = md.read_text()
     assert new.count(bench.SECTION_BEGIN) == 1 and "91.0 %" in new and "other" in new
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not have_arm_toolchain(), reason="needs arm-none-eabi-gcc and qemu")
+def test_bench_fast_path(bench, models_dir, tmp_path):
+    """The demo end to end on 12 samples of each set, one epoch: three mcunet-vww1 training
+    firmwares built and run on QEMU two at a time, the host float32 run, the section written
+    (the accuracy checks need the full run: `make train-demo`)."""
+    md, js = tmp_path / "B.md", tmp_path / "b.json"
+    rc = bench.main(["--models", str(models_dir), "--limit", "12", "--epochs", "1",
+                     "-o", str(md), "--work", str(tmp_path / "w"), "--json", str(js)])
+    assert rc in (0, 1)
+    runs = json.loads(js.read_text())["runs"]
+    assert set(runs) == {"head", "sparse", "noqas", "float32"}
+    for r in runs.values():
+        assert [row[0] for row in r["curve"]] == [0, 1]
+    sparse, head = runs["sparse"], runs["head"]
+    assert sparse["peak_sram_bytes"] <= 256 * 1024 < json.loads(js.read_text())["meta"][
+        "full_backprop"]["peak_sram_bytes"]
+    assert sparse["step_instructions"] > head["step_instructions"] > 0
+    text = md.read_text()
+    assert "| sparse update, float32 | host (PyTorch) |" in text and "Issue 13's demo checks" in text
