@@ -115,3 +115,17 @@ def test_bad_data_is_one_line_exit_2(tmp_path, capsys, make, message):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("tinytrain: error:") and message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_digits_needs_ten_classes(tmp_path, capsys):
+    from tests.test_train_graph import small_model
+    from tinytrain import cli
+
+    model = small_model(tmp_path / "small.tflite", batch=1)
+    for cmd in (["fit", "--host"], ["run", "-o", str(tmp_path / "out")]):
+        argv = [cmd[0], str(model), "--classes", "3", "--board", "host", *cmd[1:],
+                "--train", "digits", "--test", "digits"]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--train digits has 10 classes, but --classes 3" in err[0], err
+    assert not (tmp_path / "out").exists()
