@@ -78,6 +78,16 @@ def checks(runs: dict, budget: int = BUDGET) -> list:
     ]
 
 
+QEMU_RATE = 1.5e9      # instructions per second of QEMU (-icount) on one core, unloaded
+
+
+def board_instructions(run: dict, meta: dict) -> int:
+    """Instructions a board run executes: every training step and every prediction (the
+    held-out set before training and after each epoch)."""
+    return (meta["epochs"] * meta["train"] * run["step_instructions"]
+            + (meta["epochs"] + 1) * meta["test"] * run["predict_instructions"])
+
+
 def section(runs: dict, meta: dict) -> str:
     """The markdown section of BENCHMARKS.md."""
     L = [SECTION_BEGIN, "## On-device training (tinytrain, issue 13)", "",
@@ -113,6 +123,10 @@ def section(runs: dict, meta: dict) -> str:
                   f"parameters {_n(p['param_bytes'])} + optimizer state {_n(p['state_bytes'])} "
                   f"+ stack (planned {_n(p['stack_bytes'])}; the table gives the firmware's "
                   f"figure with the measured stack)."]
+    total = sum(board_instructions(runs[k], meta) for k in ("head", "sparse", "noqas"))
+    L += ["", f"The three board runs execute {total / 1e9:.0f} e9 instructions in all (training "
+              f"steps and predictions), {total / QEMU_RATE / 60:.1f} minutes of QEMU at "
+              f"~{QEMU_RATE / 1e9:.1f} e9 instructions/s on one core."]
     L += ["", "Held-out accuracy per epoch:", "",
           "| epoch | " + " | ".join(names.values()) + " |",
           "|---:|" + "---:|" * len(names)]

@@ -13,7 +13,6 @@ from tests.conftest import have_arm_toolchain
 from tests.test_train_graph import small_model
 
 pytest.importorskip("torch")
-pytest.importorskip("tinytrain.firmware")
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEME = ["--bias-last", "2", "--weights", "1:0.5", "--epochs", "2", "--lr", "0.05"]
@@ -23,6 +22,7 @@ SCHEME = ["--bias-last", "2", "--weights", "1:0.5", "--epochs", "2", "--lr", "0.
 def task(tmp_path_factory):
     """The small model (batch 1) and a 3-class task it can learn: 60 training and 30 held-out
     uint8 images whose label's channel is brighter."""
+    pytest.importorskip("tinytrain.firmware")
     d = tmp_path_factory.mktemp("run")
     model = small_model(d / "small1.tflite", batch=1)
     rng = np.random.default_rng(0)
@@ -125,6 +125,7 @@ def test_bench_fast_path(bench, models_dir, tmp_path):
     """The demo end to end on 12 samples of each set, one epoch: three mcunet-vww1 training
     firmwares built and run on QEMU two at a time, the host float32 run, the section written
     (the accuracy checks need the full run: `make train-demo`)."""
+    pytest.importorskip("tinytrain.firmware")
     md, js = tmp_path / "B.md", tmp_path / "b.json"
     rc = bench.main(["--models", str(models_dir), "--limit", "12", "--epochs", "1",
                      "-o", str(md), "--work", str(tmp_path / "w"), "--json", str(js)])

@@ -177,8 +177,8 @@ def load(source, shape: tuple, classes: int) -> Data:
 def digits(shape: tuple, seed: int = 0, limit: int | None = None) -> tuple:
     """(train, test): scikit-learn's digits (1797 8x8 images, 10 classes, values 0..16) scaled
     to shape, half of each class to train and half held out, chosen by a seeded shuffle;
-    limit: at most this many samples in each split (a fast check), taken evenly from the
-    shuffled order."""
+    limit: at most this many samples in each split (a fast check), the first of a seeded
+    shuffle."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
