@@ -20,10 +20,10 @@ BATCH, CLASSES = 2, 3
 
 
 def small_model(path, batch=BATCH):
-    """x[2,10,10,3] -> conv 3x3/2 SAME relu6 -> depthwise 3x3 (x2) relu -> 1x1 conv -> ADD
+    """x[batch,10,10,3] -> conv 3x3/2 SAME relu6 -> depthwise 3x3 (x2) relu -> 1x1 conv -> ADD
     with the conv's output (a residual: its gradient is a sum) -> avg pool 5x5 -> reshape ->
     fully connected (the head).  The 1x1 conv's weights are quantized per tensor, the others
-    per channel.  batch: the input's batch (1 for a model tinytrain fit / run train)."""
+    per channel."""
     rng = np.random.default_rng(3)
     mb = ModelBuilder()
 
@@ -37,26 +37,27 @@ def small_model(path, batch=BATCH):
         return mb.const(name, rng.integers(-300, 300, n), "int32", scale=np.full(n, s),
                         zero_point=np.zeros(n, np.int64))
 
-    x = mb.tensor("x", (batch, 10, 10, 3), scale=0.04, zero_point=-5)
-    c1 = mb.tensor("c1", (batch, 5, 5, 4), scale=0.03, zero_point=-128)
+    BATCH = batch  # noqa: N806
+    x = mb.tensor("x", (BATCH, 10, 10, 3), scale=0.04, zero_point=-5)
+    c1 = mb.tensor("c1", (BATCH, 5, 5, 4), scale=0.03, zero_point=-128)
     mb.op("CONV_2D", [x, w("w1", (4, 3, 3, 3), 0), b("b1", 4, 3e-4)], [c1], padding="SAME",
           stride_w=2, stride_h=2, fused_activation_function="RELU6")
-    d = mb.tensor("d", (batch, 5, 5, 8), scale=0.05, zero_point=-128)
+    d = mb.tensor("d", (BATCH, 5, 5, 8), scale=0.05, zero_point=-128)
     mb.op("DEPTHWISE_CONV_2D", [c1, w("w2", (1, 3, 3, 8), 3), b("b2", 8, 2e-4)], [d],
           padding="SAME", stride_w=1, stride_h=1, depth_multiplier=2,
           fused_activation_function="RELU")
-    p = mb.tensor("p", (batch, 5, 5, 4), scale=0.06, zero_point=3)
+    p = mb.tensor("p", (BATCH, 5, 5, 4), scale=0.06, zero_point=3)
     mb.op("CONV_2D", [d, w("w3", (4, 1, 1, 8), 0, per_tensor=True), b("b3", 4, 4e-4)], [p],
           padding="VALID",
           stride_w=1, stride_h=1)
-    r = mb.tensor("r", (batch, 5, 5, 4), scale=0.07, zero_point=-2)
+    r = mb.tensor("r", (BATCH, 5, 5, 4), scale=0.07, zero_point=-2)
     mb.op("ADD", [p, c1], [r])
-    g = mb.tensor("g", (batch, 1, 1, 4), scale=0.05, zero_point=-1)
+    g = mb.tensor("g", (BATCH, 1, 1, 4), scale=0.05, zero_point=-1)
     mb.op("AVERAGE_POOL_2D", [r], [g], padding="VALID", stride_w=1, stride_h=1,
           filter_width=5, filter_height=5)
-    f = mb.tensor("f", (batch, 4), scale=0.05, zero_point=-1)
-    mb.op("RESHAPE", [g, mb.const("shape", np.array([batch, 4], np.int32))], [f])
-    y = mb.tensor("y", (batch, 5), scale=0.1, zero_point=0)
+    f = mb.tensor("f", (BATCH, 4), scale=0.05, zero_point=-1)
+    mb.op("RESHAPE", [g, mb.const("shape", np.array([BATCH, 4], np.int32))], [f])
+    y = mb.tensor("y", (BATCH, 5), scale=0.1, zero_point=0)
     mb.op("FULLY_CONNECTED", [f, w("w4", (5, 4), 0), b("b4", 5, 5e-4)], [y])
     mb.inputs([x])
     mb.outputs([y])

@@ -42,6 +42,7 @@ from .hostio import host_io_of, random_records
 from .ir import Graph, Node, QuantParams, Tensor
 from .memory import PlanOptions, plan_memory
 from .ops import OpDef, Target
+from .ops import get as get_op
 from .ops import register as register_op
 from .ops.float_edge import FLOAT_ATOL, FLOAT_RTOL
 from .planner import MemoryPlan
@@ -50,12 +51,14 @@ from .project import emit_project
 from .quantizer import Calibration
 from .reference import run as run_reference
 from .runner import BuildError, RunError, RunResult, output_specs, toolchain_available
+from .runner import build as make_project
+from .runner import size as project_size
 from .version import __version__
 
 __all__ = [
     "__version__",
     # IR and errors
-    "Graph", "Node", "Tensor", "QuantParams", "OpDef", "register_op", "Target",
+    "Graph", "Node", "Tensor", "QuantParams", "OpDef", "register_op", "get_op", "Target",
     "TinyEngineError", "ModelError", "FitError", "PatchError", "IRError", "UnsupportedError",
     "UnknownBoardError", "BuildError", "RunError", "run_command",
     # boards
@@ -68,7 +71,8 @@ __all__ = [
     "generate", "GeneratedModel", "emit_project",
     "environment", "c_comment", "ConstArray", "ctype_of", "TEMPLATES", "KERNEL_DIR",
     # build and run
-    "toolchain_available", "build_project", "build_and_run", "RunResult", "output_specs",
+    "toolchain_available", "build_project", "build_and_run", "make_project", "project_size",
+    "RunResult", "output_specs",
     "host_io_of", "random_records",
     # check and profile
     "run_tflm_many", "run_onnxruntime_many", "run_reference", "write_profile",

@@ -25,22 +25,24 @@ Built on tinyengine's IR (its public API only):
   tinytrain.ops       the backward's OpDefs (te.register_op), one per training kernel
   tinytrain.memory    peak SRAM: the arena (te.plan_memory) + trained parameters + momentum
                       state + stack
+  tinytrain.firmware  the training firmware: compile_training (a C project with te_train_step
+                      and te_predict, codegen_templates/train/, firmware/train_main.c) and
+                      run_training (build, train on QEMU or the host, read params.bin)
   tinytrain.data      training data: image folders, .npz, the digits demo, as the int8 input
   tinytrain.fit       host training in PyTorch (`fit --host`): simulated int8 (the device's
                       arithmetic) or float32, the frozen prefix's outputs cached
-  tinytrain.device    `run`: the training firmware compiled, built and run on the board
+  tinytrain.device    `run`: compile_training + run_training and the report's figures
   tinytrain.report    the accuracy curve printed, report.json, accuracy.png
-  tinytrain.cli       `tinytrain plan / fit / run` (one-line errors, exit 2)
+  tinytrain.cli       `tinytrain plan / compile / fit / run` (one-line errors, exit 2)
 Tests: tests/test_train_graph.py (gradients == torch.autograd of torch_sim.graph_gradients,
-pruning, schemes, mcunet-vww1's plan).  tests/test_train_onnx.py (the same from ONNX files:
+pruning, schemes, mcunet-vww1's plan); tests/test_train_onnx.py (the same from ONNX files:
 QDQ and float + calibration, Gemm / 1x1 conv / pooled-map heads; forward bit-exact with the
 inference compile); tests/test_train_errors.py (every bad input: one line, exit 2; the
-default scheme of the shared models on stm32f411).  tests/test_train_data.py (data and its
-errors), tests/test_train_fit.py (the int8 simulation == the NumPy reference of the same
-steps), tests/test_train_run.py (`run` on the host build == `fit --int8` epoch by epoch, QEMU
-== host build, bench/train.py's fast path).  bench/train.py: the demo (`make train-demo`).
-
-What comes next: codegen of te_train_step / te_predict and `tinytrain compile`
-(tinytrain.firmware, which `run` calls).
+default scheme of the shared models on stm32f411); tests/test_train_firmware.py (100 steps:
+host == QEMU Cortex-M7 bit for bit, == the NumPy reference; pruned kernels absent from the
+C; mcunet-vww1 on QEMU); tests/test_train_data.py (data and its errors);
+tests/test_train_fit.py (the int8 simulation == the NumPy reference of the same steps);
+tests/test_train_run.py (`run` on the host build == `fit --int8` epoch by epoch, QEMU == host
+build, bench/train.py's fast path).  bench/train.py: the demo (`make train-demo`).
 """
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""The `tinytrain` command line: plan, fit (train on the host) and run (train on a board).
+"""The `tinytrain` command line: plan, compile (the training firmware), fit (train on the host)
+and run (train on a board).
 
 Built on tinyengine's public API; every error is one line on stderr with exit code 2.
 """
@@ -8,9 +9,12 @@ import argparse
 import dataclasses
 import sys
 
+import numpy as np
+
 import tinyengine as te
 
 from . import data as dm
+from . import firmware
 from . import fit as fm
 from . import graph as tgm
 from . import memory
@@ -96,6 +100,24 @@ def _plan(args) -> int:
     except (tgm.TrainGraphError, GradientError) as e:
         print(f"full backprop not possible: {' '.join(str(e).split())}")
     memory.check_fits(p, f"{args.model}: the training graph")
+    return 0
+
+
+def _compile(args) -> int:
+    te.get_board(args.board)
+    scheme = scheme_option(args)
+    p = firmware.compile_training(
+        args.model, classes=args.classes, scheme=scheme, board=args.board, out_dir=args.out,
+        epochs=args.epochs, lr=args.lr, momentum=args.momentum, lr_schedule=args.lr_schedule,
+        qas=not args.no_qas, seed=args.seed, calibration=compile_options(args).calibration)
+    m = p.manifest
+    print(f"wrote {p.dir}: te_train_step / te_predict of {args.model} for {args.classes} "
+          f"classes on {p.plan.board}")
+    print(f"trained      {len(m['trained'])} layers, {m['backward_nodes']} backward nodes "
+          f"({m['scheme']['source']})")
+    print(f"peak SRAM    {p.plan.breakdown()}")
+    print(f"build / run  make -C {p.dir} && make -C {p.dir} run  (train.bin, test.bin there: "
+          f"records of {int(np.prod(p.input_shape))} int8 input bytes + 1 label byte)")
     return 0
 
 
@@ -214,7 +236,7 @@ def _run(args) -> int:
             args.model, classes=args.classes, scheme=scheme, board=args.board,
             out_dir=args.out, options=opts, train=train, test=test, seed=args.seed,
             timeout_s=args.timeout, progress=progress,
-            calibration=te.Calibration.from_args(args))
+            calibration=compile_options(args).calibration)
     finally:
         bar.close()
     for row in res.curve:
@@ -255,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="the training graph's memory plan (peak SRAM) on a board")
     _add_model_args(p)
     p.set_defaults(func=_plan)
+    p = sub.add_parser("compile", help="the training firmware: a C project with te_train_step, "
+                       "te_predict and a main streaming train.bin / test.bin")
+    _add_model_args(p)
+    p.add_argument("--epochs", type=int, default=1, help="epochs of `make run` (default 1)")
+    p.add_argument("--lr-schedule", choices=firmware.SCHEDULES, default="constant",
+                   help="learning rate over the steps (default constant; cosine: to 0)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="project folder")
+    p.set_defaults(func=_compile)
 
     p = sub.add_parser("fit", help="train on the host in PyTorch (simulated int8 or float32)")
     _add_model_args(p)

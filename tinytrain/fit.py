@@ -29,9 +29,8 @@ import tinyengine as te
 
 from . import graph as tgm
 from . import reference
+from .firmware import SCHEDULES      # the learning-rate schedules the firmware compiles
 from .ops import UPDATE_KERNELS
-
-SCHEDULES = ("constant", "cosine")
 
 
 class FitError(ValueError):

@@ -43,8 +43,11 @@ class TrainingGraph:
     grads: dict = field(default_factory=dict)       # param tensor -> its gradient tensor
 
     def param_bytes(self) -> int:
-        """SRAM of the trained parameters (whole tensors, in their int8 / int32 form)."""
-        return sum(self.graph.tensors[t].nbytes for t in self.params)
+        """SRAM of the trained parameters (whole tensors, in their int8 / int32 form) and of
+        each trained layer's acc_init (its forward kernel's accumulator start, int32 per
+        channel, refolded after the layer's updates: tinytrain/firmware.py)."""
+        acc = sum(n.params["acc_init"].nbytes for n in self.graph.nodes if n.name in self.targets)
+        return sum(self.graph.tensors[t].nbytes for t in self.params) + acc
 
     def state_bytes(self) -> int:
         """SRAM of the optimizer state (momentum buffers)."""
@@ -179,6 +182,16 @@ def forward_graph(model, board: str, classes: int, seed: int = 0, options=None):
     g = te.load_model(model, opts)
     g = te.set_target(g, board)
     return te.run_passes(replace_head(g, classes, seed), opts)
+
+
+def portable_params(node, fwd) -> dict:
+    """A trained layer's params for its portable kernel (prepared for the host's Target,
+    whatever the board): plain weights and an acc_init array (bias + input offset * sum of
+    weights, per channel), which the firmware keeps in SRAM and refolds after each update;
+    the DSP kernels' packed weights and channel tables are compile-time constants."""
+    host = te.Graph(fwd.tensors, fwd.nodes, list(fwd.inputs), list(fwd.outputs), fwd.name,
+                    {**fwd.meta, "target": te.Target()})
+    return te.get_op(node.op).prepare(node, host)
 
 
 # -- the gradient rules' view of a forward node ---------------------------------------------------
@@ -419,8 +432,9 @@ def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: 
                           {"kernel": "te_softmax_cross_entropy_grad_f32", "scalars": [1, 2]})]
     nodes = []
     for node in fwd.nodes:
+        params = portable_params(node, fwd) if node.name in targets else dict(node.params)
         nodes.append(te.Node(node.op, node.name, list(node.inputs), list(node.outputs),
-                             dict(node.attrs), dict(node.params)))
+                             dict(node.attrs), params))
         if node.name in backwards:
             bw, want, slots = backwards[node.name]
             names = _Names(b, node, slots, None)

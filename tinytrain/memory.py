@@ -47,10 +47,16 @@ class TrainPlan:
 def plan(tg: TrainingGraph, board: str) -> TrainPlan:
     """The memory plan of a training graph on a board (no patch stage: the backward reads the
     forward's whole tensors)."""
+    return plan_arena(tg, board)[0]
+
+
+def plan_arena(tg: TrainingGraph, board: str) -> tuple:
+    """(TrainPlan, the arena's te.MemoryPlan): the plan the firmware is generated from
+    (te.plan_memory writes the nodes' params: plan a training graph once)."""
     b = te.get_board(board)
     p = te.plan_memory(tg.graph, te.PlanOptions(patch=None))
     return TrainPlan(b.name, p.arena_bytes, tg.param_bytes(), tg.state_bytes(), b.stack_bytes,
-                     b.sram_bytes)
+                     b.sram_bytes), p
 
 
 def check_fits(p: TrainPlan, what: str = "the training graph") -> None:

@@ -10,6 +10,12 @@ for an SGD update, the state it rewrites in place (`updates`: the parameter, its
 buffer).  Updates write no tensor of the graph: trained parameters and momentum buffers are
 state outside the arena (counted apart in the memory plan); the reference leaves them
 unchanged.  Gradients are float32, masks uint8, the loss one float32.
+
+Codegen: each op has a call template (codegen_templates/train/ops/<kernel>.c.j2) and a
+prepare() that gives it the kernel's dimensions (from the tensors' shapes and the step's
+args); an update reads the learning rate of the step from the firmware's `te_lr` (the
+schedule, tinytrain/firmware.py).  FOLD_ACC_INIT (te_fold_acc_init_s32) refolds a trained
+layer's forward accumulator start after its updates.
 """
 from __future__ import annotations
 
@@ -21,6 +27,10 @@ from . import reference
 
 UPDATE_KERNELS = ("te_sgd_update_s8", "te_sgd_update_s32")
 ACCUMULATE = "TE_GRAD_ACCUMULATE_F32"   # the sum of two gradient contributions (te_binary_f32 add)
+FOLD_ACC_INIT = "TE_FOLD_ACC_INIT_S32_F32"   # a trained layer's acc_init after its updates
+# the kernels a kernel calls itself (its .c includes their headers)
+KERNEL_HELPERS = {"te_softmax_cross_entropy_grad_f32": ("te_exp_f32.c", "te_log_f32.c")}
+LR = "te_lr"                             # the firmware's learning rate of the current step
 
 
 def op_name(kernel: str) -> str:
@@ -30,12 +40,112 @@ def op_name(kernel: str) -> str:
     return name if name.endswith("_F32") else f"{name}_F32"
 
 
+def c_float(x) -> str:
+    """A float32 literal of C that reads back as the same float32."""
+    t = "%.9g" % float(np.float32(x))
+    return (t if any(c in t for c in ".en") else t + ".0") + "f"
+
+
+def _i32(values) -> np.ndarray:
+    return np.asarray(values, np.int32)
+
+
+def _dims5(shape) -> np.ndarray:
+    return _i32([1] * (5 - len(shape)) + list(shape))
+
+
+def _channels(channels, n_all: int) -> dict:
+    """A channel selection as the kernels take it: an int32 array (a const of the firmware)
+    and its count, or NULL for all n_all."""
+    if channels is None:
+        return {"channels": "0", "n_channels": n_all}
+    return {"channels": _i32(channels), "n_channels": len(channels)}
+
+
+def _window(a) -> dict:
+    return dict(stride_h=a["stride"][0], stride_w=a["stride"][1], pad_top=a["pad"][0],
+                pad_left=a["pad"][1])
+
+
+def _index_space(shape, dims) -> tuple:
+    """(shape, strides) of the given dims of a row-major shape; one dim of size 1 for none."""
+    strides = [int(np.prod(shape[d + 1:])) for d in range(len(shape))]
+    return ([int(shape[d]) for d in dims], [strides[d] for d in dims]) if dims else ([1], [0])
+
+
+def _prepare(kernel: str, s: list, o: list, a: dict) -> dict:
+    """The template parameters of a backward kernel's call: s / o the input / output shapes
+    (None for an absent input), a the step's args."""
+    if kernel in ("te_clamp_grad_mask_s8", "te_clamp_grad_input_f32", "te_reshape_grad_input_f32"):
+        return {"n": int(np.prod(s[0])), **{k: a[k] for k in ("act_min", "act_max") if k in a}}
+    if kernel in ("te_conv_2d_grad_input_f32", "te_depthwise_conv_2d_grad_input_f32"):
+        b, oh, ow, oc = s[0]
+        _, ih, iw, ic = o[0]
+        kh, kw = s[1][1:3]
+        return dict(batches=b, out_h=oh, out_w=ow, out_c=oc, in_h=ih, in_w=iw, in_c=ic, k_h=kh,
+                    k_w=kw, depth_multiplier=a.get("depth_multiplier", 1), **_window(a))
+    if kernel in ("te_conv_2d_grad_weight_f32", "te_depthwise_conv_2d_grad_weight_f32"):
+        b, oh, ow, oc = s[0]
+        _, ih, iw, ic = s[1]
+        return dict(batches=b, out_h=oh, out_w=ow, out_c=oc, in_h=ih, in_w=iw, in_c=ic,
+                    k_h=a["k_hw"][0],
+                    k_w=a["k_hw"][1], depth_multiplier=a.get("depth_multiplier", 1),
+                    **_channels(a["channels"], oc), **_window(a))
+    if kernel == "te_conv_2d_grad_bias_f32":
+        return {"channels": s[0][-1], "rows": int(np.prod(s[0])) // s[0][-1]}
+    if kernel == "te_fully_connected_grad_input_f32":
+        out_f, in_f = s[1]
+        return dict(batches=int(np.prod(s[0])) // out_f, in_features=in_f, out_features=out_f)
+    if kernel == "te_fully_connected_grad_weight_f32":
+        out_f = s[0][-1]
+        batches = int(np.prod(s[0])) // out_f
+        return dict(batches=batches, in_features=int(np.prod(s[1])) // batches,
+                    out_features=out_f, **_channels(a["channels"], out_f))
+    if kernel == "te_avg_pool_2d_grad_input_f32":
+        b, oh, ow, c = s[0]
+        return dict(batches=b, out_h=oh, out_w=ow, channels=c, in_h=o[0][1], in_w=o[0][2],
+                    filter_h=a["filter_hw"][0], filter_w=a["filter_hw"][1], **_window(a))
+    if kernel == "te_mean_grad_input_f32":
+        shape, axes = a["in_shape"], sorted(a["axes"])
+        ks, kst = _index_space(shape, [d for d in range(len(shape)) if d not in axes])
+        rs, rst = _index_space(shape, axes)
+        return dict(keep_ndim=len(ks), keep_shape=_i32(ks), keep_strides=_i32(kst),
+                    red_ndim=len(rs), red_shape=_i32(rs), red_strides=_i32(rst),
+                    count=int(np.prod(rs)))
+    if kernel == "te_pad_grad_input_f32":
+        k = 5 - len(a["pad_before"])
+        return dict(in_dims=_dims5(o[0]), out_dims=_dims5(s[0]),
+                    pad_before=_i32([0] * k + list(a["pad_before"])))
+    if kernel == "te_transpose_grad_input_f32":
+        k = 5 - len(a["perm"])
+        return dict(in_dims=_dims5(o[0]), perm=_i32(list(range(k)) + [p + k for p in a["perm"]]))
+    if kernel == "te_softmax_cross_entropy_grad_f32":
+        classes = s[0][-1]
+        return dict(batches=int(np.prod(s[0])) // classes, classes=classes)
+    if kernel == "te_sgd_update_s8":
+        outer, n_all, inner = a["layout"]
+        return dict(outer=outer, n_all=n_all, inner=inner, lr=LR, momentum=c_float(a["momentum"]),
+                    **_channels(a["channels"], n_all))
+    if kernel == "te_sgd_update_s32":
+        return dict(n=int(np.prod(s[0])), lr=LR, momentum=c_float(a["momentum"]))
+    raise KeyError(f"no call parameters for kernel {kernel}")
+
+
 class _Backward(te.OpDef):
     kernel_name = ""
 
     @property
     def kernels(self):
-        return (f"{self.kernel_name}.c",)
+        return (f"{self.kernel_name}.c",) + KERNEL_HELPERS.get(self.kernel_name, ())
+
+    @property
+    def template(self):
+        return f"train/ops/{self.kernel_name}.c.j2"
+
+    def prepare(self, node, graph) -> dict:
+        shapes = [None if t is None else graph.tensors[t].shape for t in node.inputs]
+        return _prepare(self.kernel_name, shapes, [graph.tensors[t].shape for t in node.outputs],
+                        node.attrs.get("args", {}))
 
     def check(self, node, graph) -> None:
         for t in node.outputs:
@@ -83,7 +193,11 @@ class GradAccumulate(te.OpDef):
     """grad = a + b: a tensor read by two ops receives the sum of their gradients."""
     name = ACCUMULATE
     kernels = ("te_binary_f32.c",)
+    template = "train/ops/grad_accumulate.c.j2"
     inplace = True
+
+    def prepare(self, node, graph) -> dict:
+        return {"size": graph.tensors[node.outputs[0]].size}
 
     def check(self, node, graph) -> None:
         a, b = (graph.tensors[t] for t in node.inputs)
@@ -94,3 +208,27 @@ class GradAccumulate(te.OpDef):
 
     def reference(self, node, graph, inputs: list) -> list:
         return [np.asarray(inputs[0], np.float32) + np.asarray(inputs[1], np.float32)]
+
+
+@_register
+class FoldAccInit(te.OpDef):
+    """A trained layer's forward accumulator start refolded after its updates: inputs the
+    layer's bias (None without one) and weights, attrs `acc_init` (the C array it rewrites:
+    the firmware's state), `layout` (outer, channels, inner) and `input_offset`.  State
+    outside the graph, as the updates: the reference leaves it alone."""
+    name = FOLD_ACC_INIT
+    kernels = ("te_fold_acc_init_s32.c",)
+    template = "train/ops/te_fold_acc_init_s32.c.j2"
+
+    def check(self, node, graph) -> None:
+        if node.outputs or len(node.inputs) != 2:
+            raise te.UnsupportedError(f"node '{node.name}' ({node.op}): reads a bias (or None) "
+                                      f"and weights and writes state only")
+
+    def prepare(self, node, graph) -> dict:
+        outer, n_all, inner = node.attrs["layout"]
+        return dict(acc_init=node.attrs["acc_init"], outer=outer, n_all=n_all, inner=inner,
+                    input_offset=node.attrs["input_offset"])
+
+    def reference(self, node, graph, inputs: list) -> list:
+        return []

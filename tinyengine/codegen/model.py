@@ -35,12 +35,23 @@ class GeneratedModel:
     symbols: dict        # tensor -> C expression
     # kernel switches no call uses (KernelSwitches): -D<name>=0 in the Makefile
     unused_switches: list = field(default_factory=list)
+    state: dict = field(default_factory=dict)   # generate's state key -> its SRAM array symbol
 
 
-def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False) -> GeneratedModel:
-    """profile: te_invoke() calls te_profile_mark(i) after layer i (per-layer counts)."""
+def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False, state=(),
+             templates: dict | None = None, context: dict | None = None) -> GeneratedModel:
+    """profile: te_invoke() calls te_profile_mark(i) after layer i (per-layer counts).
+
+    state: constants the firmware rewrites (tinytrain's trained parameters): each a constant
+    tensor's name or a (node name, param key) pair of a node's array param; each becomes a
+    writable array in SRAM (``te_state_*``, defined in weights.c, its initial value copied
+    from Flash by the C start-up, all-zero ones in .bss) which every call reads instead of
+    the constant; the k-th key's array is ``te_state_<k>``.  templates: file name ->
+    template replacing the default one (model.c.j2, ...); context: extra template variables."""
     env = environment()
     arena = "te_arena"
+    state = {key: f"te_state_{k}" for k, key in enumerate(state)}
+    states: dict = {}      # key -> ConstArray of its initial value (a writable array)
 
     def ptr(tname: str) -> str:
         t = graph.tensors[tname]
@@ -50,8 +61,12 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
     const_of_tensor: dict = {}
     for i, (name, t) in enumerate(graph.tensors.items()):
         if t.is_const:
-            sym = f"te_const_{i}"
-            consts[sym] = ConstArray(sym, t.c_type, np.ascontiguousarray(t.data), c_comment(name))
+            sym = state.get(name, f"te_const_{i}")
+            arr = ConstArray(sym, t.c_type, np.ascontiguousarray(t.data), c_comment(name))
+            if name in state:
+                states[name] = arr
+            else:
+                consts[sym] = arr
             const_of_tensor[name] = sym
 
     calls = []
@@ -77,9 +92,13 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
         p = {}
         for key, value in node.params.items():
             if isinstance(value, np.ndarray):
-                sym = f"te_n{idx}_{key}"
-                consts[sym] = ConstArray(sym, ctype_of(value), np.ascontiguousarray(value),
-                                         c_comment(f"{node.name}: {key}"))
+                sym = state.get((node.name, key), f"te_n{idx}_{key}")
+                arr = ConstArray(sym, ctype_of(value), np.ascontiguousarray(value),
+                                 c_comment(f"{node.name}: {key}"))
+                if (node.name, key) in state:
+                    states[(node.name, key)] = arr
+                else:
+                    consts[sym] = arr
                 p[key] = sym
             else:
                 p[key] = value
@@ -131,22 +150,23 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False)
         "inputs": [_io(graph, t, ptr(t)) for t in graph.inputs],
         "outputs": [_io(graph, t, ptr(t)) for t in graph.outputs],
     }
+    missing = set(state) - set(states)
+    if missing:
+        raise ValueError(f"state {sorted(map(str, missing))[0]} is no constant of the graph")
     ctx = dict(stamp=stamp, graph=graph, plan=plan, calls=calls, consts=const_list, headers=headers,
                profile=profile, io=io, arena_bytes=max(plan.arena_bytes, 16),
-               tensors=[(c_comment(t), plan.offsets[t], graph.tensors[t].nbytes) for t in plan.offsets])
-    files = {
-        "model.h": env.get_template("model.h.j2").render(**ctx),
-        "model.c": env.get_template("model.c.j2").render(**ctx),
-        "weights.h": env.get_template("weights.h.j2").render(**ctx),
-        "weights.c": env.get_template("weights.c.j2").render(**ctx),
-    }
+               tensors=[(c_comment(t), plan.offsets[t], graph.tensors[t].nbytes) for t in plan.offsets],
+               state=list(states.values()), **(context or {}))
+    names = {"model.h": "model.h.j2", "model.c": "model.c.j2", "weights.h": "weights.h.j2",
+             "weights.c": "weights.c.j2", **(templates or {})}
+    files = {f: env.get_template(t).render(**ctx) for f, t in names.items()}
     switches = env.globals["switches"]
     switches.need({"TE_UNPACK_EXCEPTIONS": any(        # safe to leave out only where no
         chanpack.has_exceptions(n.params["rq_packed"])  # table of the model lists any
         for n in graph.nodes if "rq_packed" in n.params)})
     return GeneratedModel(files, [KERNEL_DIR / k for k in kernel_files],
                           sum(c.nbytes for c in const_list), {t: ptr(t) for t in plan.offsets},
-                          switches.unused())
+                          switches.unused(), {k: a.symbol for k, a in states.items()})
 
 
 # params stored as int8_t fields of te_conv_args (firmware/kernels/te_conv_args.h); other
