@@ -11,7 +11,8 @@ from tinynas.errors import TinyNasError
 def test_search_writes_its_results(tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["search", "--board", "stm32f411", "--sram", "96KB", "--flash", "400KB", "--widths", "0.35",
-               "--resolutions", "64", "--samples", "2", "--population", "3", "--generations", "1", "-o", str(out)])
+               "--resolutions", "64", "--samples", "2", "--population", "3", "--generations", "1", "--accuracy", "macs",
+               "-o", str(out)])
     assert rc == 0
     res = json.loads((out / "search.json").read_text())
     assert res["board"] == "stm32f411" and res["space"]["resolutions"] == [64]
@@ -25,7 +26,7 @@ def test_search_writes_its_results(tmp_path, capsys):
     (["--board", "stm32f999", "--sram", "96KB", "--flash", "1MB"], "board: "),
     (["--board", "stm32f746", "--sram", "lots", "--flash", "1MB"], "--sram: expected a size"),
     (["--board", "stm32f746", "--sram", "4KB", "--flash", "1MB", "--widths", "0.35", "--resolutions", "96",
-      "--samples", "1"], "no network of any (width, resolution) sampled fits peak SRAM 4096 B"),
+      "--samples", "1", "--accuracy", "macs"], "no network of any (width, resolution) sampled fits peak SRAM 4096 B"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert main(["search", *argv, "-o", str(tmp_path / "o")]) == 2

@@ -3,6 +3,7 @@ patches, two boards, different budgets), Flash within 3% and instructions within
 measurements on candidates the fit never saw, and one-line errors."""
 import random
 
+import numpy as np
 import pytest
 
 import tinyengine as te
@@ -53,6 +54,12 @@ def test_cache_and_processes_give_the_same_figures():
     serial = CostModel(SMALL, "stm32f746")
     assert spread == [serial.get_efficiency(c) for c in cands + cands[:1]]
     assert model.get_efficiency(cands[0]) is spread[0]          # cached
+    workers = model._pool[1]                                      # kept for the next call
+    more = [SMALL.sample(rng) for _ in range(2)]
+    assert model.evaluate(more, processes=2) == [serial.get_efficiency(c) for c in more]
+    assert model._pool[1] is workers
+    model.close()
+    assert model._pool is None
 
 
 def test_errors_are_one_line():
@@ -83,3 +90,59 @@ def test_flash_and_instructions_within_bounds_of_qemu(tmp_path, board):
         assert abs(eff.flash_bytes - compiled.report["flash_bytes"]) <= 0.03 * compiled.report["flash_bytes"]
         assert abs(eff.instructions - result.instructions) <= 0.10 * result.instructions
         assert compiled.report["peak_sram_bytes"] <= eff.peak_sram_bytes
+
+
+def _params_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) else a[k] == b[k] for k in a)
+
+
+def test_layer_cache_gives_what_the_passes_give():
+    """Candidates sharing layers: the cost model prepares each layer once (its layer cache), and the
+    graphs it plans have exactly the params te.run_passes gives, hence the same figures."""
+    model = CostModel(SMALL, "stm32f746")
+    rng = random.Random(11)
+    first = SMALL.sample(rng)
+    model.get_efficiency(first)
+    seen = len(model._layers)
+    for _ in range(3):
+        c = SMALL.mutate(first, rng, prob=0.2)
+        graph = model.prepared(c)
+        fresh = te.run_passes(te.set_target(lower(SMALL, c, seed=model.seed), model.board),
+                              te.CompileOptions(board=model.board.name))
+        assert [n.name for n in graph.nodes] == [n.name for n in fresh.nodes]
+        assert all(_params_equal(a.params, b.params) for a, b in zip(graph.nodes, fresh.nodes))
+        assert model.get_efficiency(c) == CostModel(SMALL, "stm32f746").get_efficiency(c)
+    # mutants share most layers: far fewer new entries than layers planned
+    assert len(model._layers) - seen < 3 * len(graph.nodes) // 2
+
+
+@pytest.mark.parametrize("patch", [False, True])
+def test_plans_per_candidate_stay_few(monkeypatch, patch):
+    """The cost model's speed rests on how few full memory plans a candidate takes: tinyengine's grants
+    (packed tables, optional scratch: dozens per network) go through planner.Replanner, not plan_graph.
+    Counted, not timed: per plan_memory call one plan for the schedule, one with every useful fusion
+    and one per fusion dropped, one final plan; with --patch (layer by layer first, then the patch
+    schedule of `--patch auto`) also one per patch schedule tried."""
+    from tinyengine import fusion, patching, planner
+    calls = {"plan_graph": 0, "try_node": 0, "schedules": 0, "pairs": 0}
+
+    def counting(name, f, count=lambda result: 1):
+        def wrapped(*a, **k):
+            result = f(*a, **k)
+            calls[name] += count(result)
+            return result
+        return wrapped
+
+    monkeypatch.setattr(planner, "plan_graph", counting("plan_graph", planner.plan_graph))
+    monkeypatch.setattr(planner.Replanner, "try_node", counting("try_node", planner.Replanner.try_node))
+    monkeypatch.setattr(patching, "candidates", counting("schedules", patching.candidates, len))
+    monkeypatch.setattr(fusion, "build", counting("pairs", fusion.build))
+    space = SearchSpace()
+    model = CostModel(space, "stm32f746", patch=patch)
+    c = space.sample(random.Random(2))
+    eff = model.get_efficiency(c)
+    assert (eff.patch is not None) == patch
+    assert calls["try_node"] >= 40                       # every grant tried, without a plan
+    plan_memory_calls = 2 if patch else 1
+    assert calls["plan_graph"] <= plan_memory_calls * 3 + calls["pairs"] + calls["schedules"], calls

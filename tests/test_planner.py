@@ -2,8 +2,11 @@
 import time
 
 import numpy as np
+import pytest
 
-from tinyengine.planner import GreedyPlanner, LinearPlanner, plan_graph
+from tinyengine.compiler import CompileOptions, load_model, run_passes, set_target
+from tinyengine.memory import plan_memory
+from tinyengine.planner import GreedyPlanner, LinearPlanner, Replanner, plan_graph
 from tinyengine.ir import Graph, Node, Tensor, QuantParams
 
 
@@ -70,3 +73,36 @@ def test_plan_keeps_live_tensors_apart():
             if la <= hb and lb <= ha:
                 oa, ob = plan.offsets.get(a, None), plan.offsets.get(b, None)
                 assert oa + sa <= ob or ob + sb <= oa
+
+
+@pytest.mark.parametrize("model,options", [
+    ("mcunet/mcunet-vww1.tflite", {}),                       # fused pairs, overlaps (8 sweeps)
+    ("mcunet/mcunet-vww1.tflite", {"patch": "auto"}),        # a patch stage's tables
+    ("mlperf_tiny/vww_96_int8.tflite", {"planner": "linear"}),
+    ("mlperf_tiny/kws_ref_model.tflite", {"overlap": False}),  # one sweep
+])
+def test_replanner_gives_plan_graphs_arena_after_every_grant(models_dir, monkeypatch, model, options):
+    """memory.plan_memory tries its grants with planner.Replanner (replayed sweeps, no replanning):
+    at every try, the arena it finds is the one plan_graph gives the graph as it then is, the
+    grant is kept exactly where that does not exceed the arena so far, and the final plan is
+    plan_graph's."""
+    tries = []
+    try_node = Replanner.try_node
+
+    def checked(self, i):
+        before = self.arena_bytes
+        full = plan_graph(*self.args).arena_bytes
+        kept = try_node(self, i)
+        assert kept == (full <= before), (i, full, before)
+        assert self.arena_bytes == (full if kept else before)
+        tries.append(kept)
+        return kept
+
+    monkeypatch.setattr(Replanner, "try_node", checked)
+    opts = CompileOptions(board="stm32f746", **options)
+    graph = run_passes(set_target(load_model(models_dir / model), opts.board), opts)
+    plan = plan_memory(graph, opts.plan_options())
+    assert len(tries) >= 5
+    assert any(tries) == (opts.planner != "linear")      # without reuse every grant costs bytes
+    assert plan.arena_bytes == plan_graph(graph, opts.planner, overlap=opts.overlap, patch=plan.patch,
+                                          fusions=plan.fusions).arena_bytes

@@ -24,6 +24,9 @@ QEMU_ORIGINS = {"mps2-an500": (0x00000000, 0x20000000), "mps2-an386": (0x0000000
 
 DEFAULT_STACK_BYTES = 8 * 1024
 
+#: SYSCLK of the MPS2 FPGA images (AN386, AN500), as QEMU's mps2 machines model it.
+MPS2_CLOCK_HZ = 25_000_000
+
 
 @dataclass(frozen=True)
 class Board:
@@ -40,12 +43,26 @@ class Board:
     stack_bytes: int = DEFAULT_STACK_BYTES   # stack reserved by the linker script
     openocd_target: str = ""        # openocd target config, e.g. "target/stm32f7x.cfg"
     flashable: bool = False         # can `make flash` program it (st-flash / openocd)
+    clock_hz: int = 0               # core clock the datasheet gives (0: none, host); latency estimates
     notes: tuple = field(default_factory=tuple)
 
     @property
     def has_dsp(self) -> bool:
         """Armv7E-M DSP extension (SMLAD, SXTB16...): Cortex-M4 and M7."""
         return self.cpu in ("cortex-m4", "cortex-m7")
+
+    @property
+    def has_clock(self) -> bool:
+        return self.clock_hz > 0
+
+    def latency_ms(self, instructions: int) -> float:
+        """An estimate of the time `instructions` take at the board's clock, assuming about one
+        instruction per cycle (what QEMU's -icount counts; real cores stall on memory and branches and
+        dual-issue some pairs, so this is an estimate, not a measurement)."""
+        if not self.has_clock:
+            raise TinyEngineError(f"board {self.name} has no clock rate, so no latency estimate "
+                                  f"(boards with one: {', '.join(b.name for b in _BOARDS if b.has_clock)})")
+        return 1000.0 * instructions / self.clock_hz
 
     @property
     def is_host(self) -> bool:
@@ -72,23 +89,23 @@ _BOARDS = [
     Board("stm32f746", "STM32F746 (Cortex-M7 216 MHz, single-precision FPU): 320 KB SRAM, 1 MB Flash",
           "cortex-m", "cortex-m7", CORTEX_M7_SP, sram_bytes=320 * 1024, flash_bytes=1024 * 1024,
           sram_origin=0x20000000, flash_origin=0x08000000, qemu_machine="mps2-an500",
-          openocd_target="target/stm32f7x.cfg", flashable=True,
+          openocd_target="target/stm32f7x.cfg", flashable=True, clock_hz=216_000_000,
           notes=("SRAM = 64 KB DTCM + 240 KB SRAM1 + 16 KB SRAM2, contiguous at 0x20000000",)),
     Board("stm32h743", "STM32H743 (Cortex-M7 480 MHz, double-precision FPU): 512 KB AXI SRAM, 2 MB Flash",
           "cortex-m", "cortex-m7", CORTEX_M7_DP, sram_bytes=512 * 1024, flash_bytes=2 * 1024 * 1024,
           sram_origin=0x24000000, flash_origin=0x08000000, qemu_machine="mps2-an500",
-          openocd_target="target/stm32h7x.cfg", flashable=True,
+          openocd_target="target/stm32h7x.cfg", flashable=True, clock_hz=480_000_000,
           notes=("only the AXI SRAM at 0x24000000 is used; the 128 KB DTCM at 0x20000000 is not",)),
     Board("stm32f411", "STM32F411 (Cortex-M4 100 MHz, single-precision FPU): 128 KB SRAM, 512 KB Flash",
           "cortex-m", "cortex-m4", CORTEX_M4, sram_bytes=128 * 1024, flash_bytes=512 * 1024,
           sram_origin=0x20000000, flash_origin=0x08000000, qemu_machine="mps2-an386",
-          openocd_target="target/stm32f4x.cfg", flashable=True),
+          openocd_target="target/stm32f4x.cfg", flashable=True, clock_hz=100_000_000),
     Board("mps2-an500", "Arm MPS2 AN500 (Cortex-M7, as emulated by QEMU): 4 MB SRAM, 4 MB code memory",
           "cortex-m", "cortex-m7", CORTEX_M7_DP, sram_bytes=4 * 1024 * 1024, flash_bytes=4 * 1024 * 1024,
-          sram_origin=0x20000000, flash_origin=0x00000000, qemu_machine="mps2-an500"),
+          sram_origin=0x20000000, flash_origin=0x00000000, qemu_machine="mps2-an500", clock_hz=MPS2_CLOCK_HZ),
     Board("mps2-an386", "Arm MPS2 AN386 (Cortex-M4, as emulated by QEMU): 4 MB SRAM, 4 MB code memory",
           "cortex-m", "cortex-m4", CORTEX_M4, sram_bytes=4 * 1024 * 1024, flash_bytes=4 * 1024 * 1024,
-          sram_origin=0x20000000, flash_origin=0x00000000, qemu_machine="mps2-an386"),
+          sram_origin=0x20000000, flash_origin=0x00000000, qemu_machine="mps2-an386", clock_hz=MPS2_CLOCK_HZ),
     Board("host", "this computer (native gcc): for debugging; no Flash/SRAM limits, no instruction count",
           "host"),
 ]

@@ -115,10 +115,13 @@ def set_target(graph: Graph, board: Board | str) -> Graph:
     return graph
 
 
-def run_passes(graph: Graph, options: CompileOptions | None = None) -> Graph:
-    """The passes the options leave in (PASSES, in order), the IR validated after each."""
+def run_passes(graph: Graph, options: CompileOptions | None = None,
+               prepared: dict | None = None) -> Graph:
+    """The passes the options leave in (PASSES, in order), the IR validated after each.
+    prepared: a dict kept across calls by a caller that compiles many graphs sharing layers,
+    each node's prepared params by passes.node_key (see passes.prepare)."""
     for p in (options or CompileOptions()).passes():
-        graph = p(graph)
+        graph = passes.prepare(graph, prepared) if p is passes.prepare else p(graph)
         graph.validate()
     return graph
 

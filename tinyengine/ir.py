@@ -12,6 +12,7 @@ and int32 so that training graphs (gradients) live in the same structure, and no
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -79,6 +80,14 @@ class QuantParams:
         """The per-tensor zero point."""
         return int(self.zero_point[0])
 
+    def _usable_per_tensor(self, tensor: "Tensor") -> bool:
+        """problem()'s checks of one scale and one zero point passed, on Python numbers (the
+        common case, checked on every tensor after every pass)."""
+        s, z = self.scale.item(), self.zero_point.item()
+        lo, hi = ACTIVATION_SCALE_RANGE
+        z_lo, z_hi = ZERO_POINT_RANGE.get(tensor.dtype, (z, z))
+        return math.isfinite(s) and (tensor.is_const or lo <= s <= hi) and z_lo <= z <= z_hi
+
     def problem(self, tensor: "Tensor") -> Optional[str]:
         """What makes these parameters unusable for ``tensor`` (None if nothing): scales that
         are not finite numbers, activation scales that are not positive or absurdly small or
@@ -86,6 +95,8 @@ class QuantParams:
         them), zero points outside the tensor's integer range, mismatched lengths, a
         per-channel axis outside the shape or with a different number of channels."""
         scale, zp = self.scale, self.zero_point
+        if scale.size == 1 and zp.size == 1 and self._usable_per_tensor(tensor):
+            return None
         if scale.size == 0:
             return "quantization has no scale"
         bad = scale[~np.isfinite(scale)]

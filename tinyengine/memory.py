@@ -55,24 +55,26 @@ def plan_memory(graph: Graph, options: PlanOptions | None = None) -> MemoryPlan:
                                                  patch=plan.patch, fusions=fs, deltas=deltas),
             plan, plan.patch.split if plan.patch is not None else -1)
 
-    def replan():
-        return planner.plan_graph(graph, options.planner, overlap=options.overlap,
-                                  patch=plan.patch, fusions=fusions, deltas=deltas)
-
+    # the grants, each kept where the arena does not grow: planner.Replanner replays the
+    # plan's sweeps for the node's resized buffers instead of planning again
+    arena = planner.Replanner(graph, options.planner, overlap=options.overlap, patch=plan.patch,
+                              fusions=fusions, deltas=deltas)
     pair = {k for f in fusions for k in (f.expand, f.dw)}
     stage = set(range(plan.patch.split + 1)) if plan.patch is not None else set()
     if options.compact_params:
-        plan = grant_compact_params(graph, plan, replan,
-                                    set(range(len(graph.nodes))) - pair - stage)
-    plan = grant_optional_scratch(graph, plan, replan)
+        grant_compact_params(graph, plan, arena, set(range(len(graph.nodes))) - pair - stage)
+    grant_optional_scratch(graph, plan, arena)
     if options.compact_params:
         # a fused pair's tables after its kernels' optional scratch (which saves work on every
         # row), and only where one expanded copy serves every row; a patch stage's last: each
         # one is held over the whole stage
         one_copy = {k for f in fusions for k in (f.expand, f.dw)
                     if fusion.pair_channel_params(graph, f, k) is not None}
-        plan = grant_compact_params(graph, plan, replan, one_copy)
-        plan = grant_compact_params(graph, plan, replan, stage)
+        grant_compact_params(graph, plan, arena, one_copy)
+        grant_compact_params(graph, plan, arena, stage)
+    if arena.replans:
+        plan = arena.plan()
+    if options.compact_params:
         drop_unpaying_exceptions(graph, plan)
     return plan
 
@@ -135,15 +137,16 @@ def drop_unpaying_exceptions(graph: Graph, plan: MemoryPlan) -> None:
             graph.nodes[i].params["rq_packed"] = words
 
 
-def grant_compact_params(graph: Graph, plan: MemoryPlan, replan,
-                         among: set) -> MemoryPlan:
+def grant_compact_params(graph: Graph, plan: MemoryPlan, arena: planner.Replanner,
+                         among: set) -> None:
     """Store a layer's per-channel parameters bit-packed in Flash (ops/chanpack.py) wherever
     the table they expand to fits in the arena as it is (the table lives in the layer's
     scratch while it runs; for a layer of a fused pair, which runs row by row, the pair's
     scratch holds it from before the first row to the last, see fusion.scratch_of; for a
     layer of a patch stage, which runs once per patch, a buffer expanded before the first
     patch and alive over the whole stage holds it, see patching.stage_channel_params).  Only
-    the ``among`` node indices are considered."""
+    the ``among`` node indices are considered, in order, each granted where ``arena`` (the
+    plan's replanner) does not grow."""
     for i in sorted(among):
         node = graph.nodes[i]
         cp = _channel_table(graph, plan, i)
@@ -154,30 +157,25 @@ def grant_compact_params(graph: Graph, plan: MemoryPlan, replan,
         if packed.nbytes >= size:
             continue
         node.params["rq_table_bytes"] = size
-        trial = replan()
-        if trial.arena_bytes > plan.arena_bytes:
+        if not arena.try_node(i):
             del node.params["rq_table_bytes"]
             continue
-        plan = trial
         node.params["rq_packed"] = packed
-    return plan
 
 
-def grant_optional_scratch(graph: Graph, plan: MemoryPlan, replan) -> MemoryPlan:
-    """Give kernels the optional scratch that speeds them up wherever the arena stays the same.
+def grant_optional_scratch(graph: Graph, plan: MemoryPlan, arena: planner.Replanner) -> None:
+    """Give kernels the optional scratch that speeds them up wherever the arena stays the same
+    (``arena``: the plan's replanner).
 
     Nodes ask with ``params["optional_scratch_bytes"]`` (see tinyengine/ops/__init__.py);
     nodes of a patch stage keep their per-patch plan and are left alone.
     """
     first = plan.patch.split + 1 if plan.patch is not None else 0  # after the patch stage
-    for node in graph.nodes[first:]:
+    for i in range(first, len(graph.nodes)):
+        node = graph.nodes[i]
         want = int(node.params.get("optional_scratch_bytes", 0))
         if not want or node.params.get("scratch_bytes"):
             continue
         node.params["scratch_bytes"] = want
-        trial = replan()
-        if trial.arena_bytes > plan.arena_bytes:
+        if not arena.try_node(i):
             node.params["scratch_bytes"] = 0
-        else:
-            plan = trial
-    return plan

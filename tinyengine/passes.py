@@ -26,11 +26,46 @@ def remove_dead_nodes(graph: Graph) -> Graph:
     return graph
 
 
-def prepare(graph: Graph) -> Graph:
-    """Compute each node's compile-time kernel parameters into node.params."""
+def prepare(graph: Graph, cache: dict | None = None) -> Graph:
+    """Compute each node's compile-time kernel parameters into node.params.
+
+    cache: a dict kept by a caller that compiles many graphs sharing layers (tinynas' cost
+    model): params by node_key, a node found there gets a copy instead of being prepared again.
+    It stays in ``graph.meta["prepared"]``, where regions.region_graph keeps the prepared
+    params of the schedules' parts (patches, fused rows) as well."""
+    if cache is not None:
+        graph.meta["prepared"] = cache
     for node in graph.nodes:
-        node.params = ops.get(node.op).prepare(node, graph)
+        opdef = ops.get(node.op)
+        if cache is None:
+            node.params = opdef.prepare(node, graph)
+            continue
+        key = node_key(graph, node)
+        if key not in cache:
+            cache[key] = opdef.prepare(node, graph)
+        node.params = dict(cache[key])     # the memory plan adds its grants to node.params
     return graph
+
+
+def node_key(graph: Graph, node) -> tuple:
+    """Everything a node's prepare() reads, as a hashable key: the target, the node's op, name
+    and attrs, each of its tensors (shape, type, quantization, a digest of constant data) and
+    its op's prepare_context (what it reads of the rest of the graph)."""
+    import hashlib
+
+    tensors = []
+    for name in list(node.inputs) + list(node.outputs):
+        t = graph.tensors[name] if name is not None else None
+        if t is None:
+            tensors.append(None)
+            continue
+        q = t.quant
+        tensors.append((name, tuple(t.shape), t.dtype,
+                        None if q is None else (q.scale.tobytes(), q.zero_point.tobytes(), q.axis),
+                        hashlib.blake2b(t.data.tobytes(), digest_size=16).digest()
+                        if t.data is not None else None))
+    return (ops.target_of(graph), node.op, node.name, repr(sorted(node.attrs.items())),
+            tuple(tensors), ops.get(node.op).prepare_context(node, graph))
 
 
 FOLDABLE_PAD_CONSUMERS = ("CONV_2D", "DEPTHWISE_CONV_2D")

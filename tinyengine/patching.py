@@ -166,6 +166,13 @@ def build(graph: Graph, split: int, grid: tuple) -> PatchSchedule:
     why = stage_problem(graph, split)
     if why:
         raise PatchError(f"cannot run the first {split + 1} ops patch by patch: {why}")
+    return _build(graph, split, grid, graph_macs(graph))
+
+
+def _build(graph: Graph, split: int, grid: tuple, macs_whole: int,
+           max_overhead: float | None = None) -> PatchSchedule | None:
+    """build() of a split that stage_problem accepts, the model's MACs given; None where the
+    patches' extra MACs exceed ``max_overhead`` (checked before the overlap analysis)."""
     rows, cols = grid
     split_node = graph.nodes[split]
     out = split_node.outputs[0]
@@ -201,24 +208,35 @@ def build(graph: Graph, split: int, grid: tuple) -> PatchSchedule:
             patches.append(Patch(r, regions, _patch_graph(graph, split, regions, r)))
     whole = {t for n in stage for t in n.outputs} - {out}
     sizes = {t: max(p.graph.tensors[t].nbytes for p in patches) for t in sorted(whole)}
+    # a patch's node is its shapes and padding (regions.region_graph): one of each kind per node
+    kinds = [{} for _ in stage]
+    macs_p = 0
+    for k, node in enumerate(stage):
+        for p in patches:
+            n = p.graph.nodes[k]
+            kind = (tuple(tuple(p.graph.tensors[t].shape) for t in n.inputs + n.outputs
+                          if t is not None and not p.graph.tensors[t].is_const),
+                    repr(n.attrs.get("padding")))
+            if kind not in kinds[k]:
+                kinds[k][kind] = (n, p.graph, ops.get(node.op).macs(n, p.graph))
+            macs_p += kinds[k][kind][2]
+    macs = macs_whole - sum(ops.get(n.op).macs(n, graph) for n in stage) + macs_p
+    if max_overhead is not None and (macs - macs_whole) / max(macs_whole, 1) > max_overhead:
+        return None
     scratch = {}
     overlaps = {}
     from . import overlap as ov
     for k, node in enumerate(stage):
-        s = max(ops.get(node.op).scratch_bytes(p.graph.nodes[k], p.graph) for p in patches)
+        s = max(ops.get(node.op).scratch_bytes(n, g) for n, g, _ in kinds[k].values())
         if s:
             scratch[node.name] = s
         for idx, t in enumerate(node.inputs):
             if t is None or graph.tensors[t].is_const or t == graph.inputs[0] or node.outputs[0] == out:
                 continue
-            ds = [ov.max_delta(p.graph.nodes[k], p.graph, idx) for p in patches]
+            ds = [ov.max_delta(n, g, idx) for n, g, _ in kinds[k].values()]
             overlaps[(k, idx)] = None if any(d is None for d in ds) else min(ds)
-    macs_whole = sum(ops.get(n.op).macs(n, graph) for n in graph.nodes)
-    macs_stage = sum(ops.get(n.op).macs(n, graph) for n in stage)
-    macs_p = sum(ops.get(n.op).macs(n, p.graph) for p in patches for n in p.graph.nodes)
     return PatchSchedule(split, (rows, cols), graph.inputs[0], out, patches, sizes, scratch,
-                         overlaps, macs_whole, macs_whole - macs_stage + macs_p,
-                         [n.name for n in stage])
+                         overlaps, macs_whole, macs, [n.name for n in stage])
 
 
 def stage_channel_params(graph: Graph, schedule: PatchSchedule, k: int):
@@ -252,21 +270,22 @@ def parse_spec(spec: str, graph: Graph) -> tuple:
 
 
 # -- search ----------------------------------------------------------------------------------
-def candidates(graph: Graph) -> list:
-    """Every valid schedule over split points and GRIDS (no ordering)."""
+def candidates(graph: Graph, max_overhead: float | None = None) -> list:
+    """Every valid schedule over split points and GRIDS (no ordering); with ``max_overhead``
+    only those with at most that fraction of extra MACs."""
     out = []
+    macs = graph_macs(graph)
     for split in range(len(graph.nodes)):
+        # a stage broken by a tensor read after it may be whole again further on: every split
         if stage_problem(graph, split):
-            if split > 0 and stage_problem(graph, split - 1) is None:
-                # stages are prefixes: once one breaks, longer ones only stay broken when the
-                # break is a tensor read later -- keep looking, it is cheap
-                pass
             continue
         for grid in GRIDS:
             try:
-                out.append(build(graph, split, grid))
+                s = _build(graph, split, grid, macs, max_overhead)
             except PatchError:
                 continue
+            if s is not None:
+                out.append(s)
     return out
 
 
@@ -284,7 +303,7 @@ def choose(graph: Graph, plan_fn, mode: str, sram_limit: int | None):
     """
     base = plan_fn(None)
     options = [(None, base, graph_macs(graph))]
-    for s in candidates(graph):
+    for s in candidates(graph, MAX_MAC_OVERHEAD if mode == "auto" else None):
         if mode == "auto" and s.overhead > MAX_MAC_OVERHEAD:
             continue
         options.append((s, plan_fn(s), s.macs))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from . import ops
 from .errors import PatchError
 from .ir import Graph, Node, Tensor
+from .passes import node_key
 
 WINDOW_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
 
@@ -68,7 +69,8 @@ def input_region(node, graph, r: Region) -> Region:
 def region_graph(graph: Graph, nodes: list, regions: dict, inputs: list, outputs: list) -> Graph:
     """``nodes`` re-derived on the region-sized tensors of ``regions`` (tensor -> Region):
     window ops get the explicit padding of their region (module docstring) and every node
-    is prepared on its sub-problem (cached in ``graph.meta``).  PatchError where a region's
+    is prepared on its sub-problem (cached in ``graph.meta``; also across graphs in the dict
+    given to run_passes as ``prepared``, by the original node's passes.node_key).  PatchError where a region's
     node cannot run.  The patches of a patch stage and the row bands of a fused pair are
     such graphs."""
     tensors = {}
@@ -92,16 +94,23 @@ def region_graph(graph: Graph, nodes: list, regions: dict, inputs: list, outputs
         new_nodes.append(Node(node.op, node.name, list(node.inputs), list(node.outputs), attrs))
     g = Graph(tensors, new_nodes, list(inputs), list(outputs), name=graph.name, meta=graph.meta)
     cache = graph.meta.setdefault("patch_prepare_cache", {})
+    shared = graph.meta.get("prepared")      # run_passes(prepared=...): kept across graphs
     for n, orig in zip(new_nodes, nodes):
         key = (orig.name, tuple(tuple(g.tensors[t].shape) for t in n.inputs + n.outputs
                                if t is not None and not g.tensors[t].is_const),
                repr(n.attrs.get("padding")))
         if key not in cache:
-            opdef = ops.get(n.op)
-            try:
-                opdef.check(n, g)
-                cache[key] = opdef.prepare(n, g)
-            except ops.UnsupportedError as e:
-                raise PatchError(f"a patch of node '{n.name}' cannot run: {e}") from None
+            across = None if shared is None else ("region", node_key(graph, orig)) + key[1:]
+            if across is not None and across in shared:
+                cache[key] = dict(shared[across])
+            else:
+                opdef = ops.get(n.op)
+                try:
+                    opdef.check(n, g)
+                    cache[key] = opdef.prepare(n, g)
+                except ops.UnsupportedError as e:
+                    raise PatchError(f"a patch of node '{n.name}' cannot run: {e}") from None
+                if across is not None:
+                    shared[across] = dict(cache[key])
         n.params = cache[key]
     return g

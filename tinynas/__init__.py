@@ -22,10 +22,17 @@ What exists:
   both fitted by `python -m tinynas.fit_cost` into cost_fit.json; cached, evaluated over processes.
 - `tinynas.search`: evolutionary search over two interfaces (efficiency, batched accuracy), SRAM /
   Flash / instruction limits, one-line NoFitError with the smallest network's needs.
+- `tinynas.accuracy`: accuracy for the search: `SupernetAccuracy` (a subnet's accuracy on the held-out
+  validation split after BN recalibration, cached) and `AccuracyPredictor` (MLP or ridge on a candidate
+  encoding, fitted on such measurements, with its held-out rank correlation and RMSE); measured for
+  small searches, the predictor for large ones (`choose_accuracy`).
 - `tinynas.space_opt`: MCUNet's stage 1 (CDF rule over a width x resolution grid, table and PNG).
-- `tinynas.cli` (`tinynas search`): stage 1 then the search, accuracy = MACs for now (MacsProxy).
+- `tinynas.cli` (`tinynas search`): stage 1, a supernet trained on `--data DIR` / `--digits` (or
+  `--supernet CKPT`), then the search for the best accuracy within SRAM, Flash and `--latency-ms`
+  (instructions / the board's `clock_hz`, about one instruction per cycle assumed); `--accuracy macs`
+  keeps the fast MACs proxy.
 
-What comes next: the supernet's accuracy predictor in the search, fine-tuning and quantizing the winner
+What comes next: fine-tuning and quantizing the winner
 (ONNX + calibration), the device run and report.json of `tinynas search`, `make nas-demo`; a faster cost
 model (planning a full-size candidate takes about 1 to 3 s on one core, below the 10 per second aimed at).
 

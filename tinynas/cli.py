@@ -1,10 +1,22 @@
-"""The `tinynas` command: `tinynas search --board B --sram 128KB --flash 512KB [--patch] -o out/`.
+"""The `tinynas` command: `tinynas search --board B --sram 128KB --flash 512KB [--latency-ms 200] [--patch]
+(--data DIR | --digits) [--supernet CKPT] -o out/`.
 
-What exists of the end-to-end search (issue 14): the search-space optimization over the `--widths` x
-`--resolutions` grid (MCUNet stage 1: table and CDF plot), then the evolutionary search in the chosen
-sub-space with tinyengine's cost model; the accuracy is MACs for now (tinynas.search.MacsProxy) until
-the supernet's accuracy predictor is plugged in. Writes out/search.json, out/space.md, out/space_cdf.png.
-Bad input: one line on stderr, exit code 2.
+What exists of the end-to-end search (issue 14):
+
+1. without --supernet: the search-space optimization over the `--widths` x `--resolutions` grid (MCUNet
+   stage 1: out/space.md, out/space_cdf.png), then a supernet of the chosen sub-space trained on the
+   data (`--supernet-epochs`, into out/supernet/; its validation split, `--val-fraction`, is held out
+   from training). With `--supernet CKPT` that checkpoint's space is searched and stage 1 is skipped.
+2. the evolutionary search in that space with tinyengine's cost model (SRAM, Flash, instructions) and
+   the accuracy `--accuracy` names (tinynas.accuracy): the supernet's subnets measured on the validation
+   split, a predictor fitted on such measurements, `auto` (the rule of tinynas.accuracy.choose_accuracy),
+   or `macs` (log10 MACs, no data and no supernet: fast runs).
+3. `--latency-ms`: an instruction limit of latency x the board's clock (`Board.clock_hz`; about one
+   instruction per cycle assumed, an estimate); a board without a clock (host) is refused.
+
+Writes out/search.json: the best candidate within SRAM, Flash and latency, its predicted figures,
+predicted latency, the accuracy predictor's description (held-out rank correlation and RMSE for the
+fitted one) and the winner's measured validation accuracy. Bad input: one line on stderr, exit code 2.
 """
 from __future__ import annotations
 
@@ -13,6 +25,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import tinyengine as te
@@ -23,6 +36,7 @@ from .search import Constraints, EvolutionSearch, MacsProxy
 from .space import SearchSpace
 from .space_opt import optimize_space
 
+DEFAULT_WIDTHS, DEFAULT_RESOLUTIONS = "0.35,0.5", "96,128"
 _UNITS = {"": 1, "B": 1, "KB": 1024, "KIB": 1024, "MB": 1024 * 1024, "MIB": 1024 * 1024}
 
 
@@ -47,36 +61,176 @@ def _numbers(text: str, option: str, kind):
     return values
 
 
+def _constraints(args, board) -> Constraints:
+    """SRAM and Flash budgets, and the instruction limit from --max-instructions or --latency-ms."""
+    limit = args.max_instructions
+    if args.latency_ms is not None:
+        if args.max_instructions is not None:
+            raise TinyNasError("--latency-ms and --max-instructions both limit latency: give one of them")
+        if not args.latency_ms > 0:
+            raise TinyNasError(f"--latency-ms: must be positive, got {args.latency_ms:g}")
+        if not board.has_clock:
+            raise TinyNasError(f"--latency-ms: board {board.name} has no clock rate (boards with one: "
+                               f"{', '.join(b.name for b in te.BOARDS.values() if b.has_clock)})")
+        limit = max(1, int(args.latency_ms * board.clock_hz / 1000))
+    return Constraints(parse_bytes(args.sram, "--sram"), parse_bytes(args.flash, "--flash"), limit)
+
+
+def _latency(board, eff, limit_ms) -> dict | None:
+    if not board.has_clock:
+        return None
+    return {"predicted_ms": round(board.latency_ms(eff.instructions), 3), "limit_ms": limit_ms,
+            "clock_hz": board.clock_hz,
+            "note": "predicted instructions / clock rate, assuming about one instruction per cycle (what QEMU "
+                    "-icount counts); an estimate, not a measurement"}
+
+
+def _data_spec(args) -> str | None:
+    if args.data is not None and args.digits:
+        raise TinyNasError("--data and --digits: give one of them")
+    if args.supernet_epochs < 1:
+        raise TinyNasError(f"--supernet-epochs must be at least 1, got {args.supernet_epochs}")
+    if args.verify_top < 1:
+        raise TinyNasError(f"--verify-top must be at least 1, got {args.verify_top}")
+    if args.predictor_samples < 8:
+        raise TinyNasError(f"--predictor-samples must be at least 8 (a quarter is held out), got "
+                           f"{args.predictor_samples}")
+    return "digits" if args.digits else args.data
+
+
+def _supernet_accuracy(args, data_spec: str, ckpt: Path):
+    from .accuracy import SupernetAccuracy
+    return SupernetAccuracy.from_checkpoint(ckpt, data_spec, args.channels, device=_device(args.device),
+                                            progress=not args.no_progress)
+
+
+def _device(device: str) -> str:
+    torch = _require("torch")
+    if device not in ("auto", "cpu", "cuda"):
+        raise TinyNasError(f"--device must be auto, cpu or cuda, got {device}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TinyNasError("--device cuda: no CUDA device is available (use --device cpu)")
+    return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def _train_supernet(args, data_spec: str, space: SearchSpace, out: Path) -> Path:
+    """A supernet of the chosen space trained on the data (tinynas.training), its checkpoint's path."""
+    from .training import CHECKPOINT, TrainConfig, train
+    print(f"training the supernet of w{space.width_mult:g} r{','.join(map(str, space.resolutions))} on "
+          f"{data_spec} for {args.supernet_epochs} epochs into {out}", flush=True)
+    train(TrainConfig(data=data_spec, out=out, space=space, epochs=args.supernet_epochs, seed=args.seed,
+                      val_fraction=args.val_fraction, channels=args.channels, device=args.device,
+                      progress=not args.no_progress))
+    return out / CHECKPOINT
+
+
+def _accuracy(args, space: SearchSpace, measured):
+    """The search's accuracy predictor as --accuracy says, and what search.json says about it."""
+    from .accuracy import choose_accuracy, fit_predictor
+    kind = args.accuracy
+    if kind == "macs":
+        return MacsProxy(space), {"kind": "macs", "description": "log10 of the MACs (MacsProxy)"}
+    if kind == "auto":
+        kind = choose_accuracy(args.population, args.generations, args.predictor_samples)
+    if kind == "supernet":
+        return measured, {"kind": "supernet", "description": "supernet subnet accuracy on the validation split "
+                                                             "after BN recalibration, measured per candidate"}
+    predictor = fit_predictor(measured, args.predictor_samples, args.predictor_model, args.seed)
+    fit = predictor.report
+    print(f"accuracy predictor ({fit.model}) fitted on {fit.samples} measured subnets: held-out rank correlation "
+          f"{fit.spearman:.3f}, RMSE {100 * fit.rmse:.2f} points ({fit.held_out} held out)", flush=True)
+    return predictor, {"kind": "predictor", "description": "accuracy predictor fitted on supernet measurements",
+                       **fit.to_dict()}
+
+
 def search(args) -> int:
     board = board_of(args.board)
-    cons = Constraints(parse_bytes(args.sram, "--sram"), parse_bytes(args.flash, "--flash"), args.max_instructions)
-    widths = _numbers(args.widths, "--widths", float)
-    resolutions = _numbers(args.resolutions, "--resolutions", int)
+    cons = _constraints(args, board)
+    data_spec = _data_spec(args)
+    if args.accuracy != "macs" and data_spec is None:
+        raise TinyNasError(f"--accuracy {args.accuracy}: the supernet needs data: --data DIR (DIR/<class>/<image>) "
+                           "or --digits (or --accuracy macs, no data)")
+    if args.supernet is not None and args.accuracy == "macs":
+        raise TinyNasError("--supernet: accuracy from a supernet; not with --accuracy macs")
+    if args.supernet is not None and (args.widths is not None or args.resolutions is not None):
+        raise TinyNasError("--widths / --resolutions: the space is the --supernet checkpoint's; leave them out")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = SearchSpace(num_classes=args.classes)
     t0 = time.time()
-    choice = optimize_space(base, widths, resolutions, board.name, cons, samples=args.samples, patch=args.patch,
-                            seed=args.seed)
-    (out / "space.md").write_text(choice.table() + "\n")
-    choice.plot(out / "space_cdf.png")
-    space = choice.space(base)
+    choice, measured = None, None
+    if args.supernet is not None:
+        measured = _supernet_accuracy(args, data_spec, Path(args.supernet))
+        space = measured.space
+        print(f"search space: the supernet's ({args.supernet}): w{space.width_mult:g}, resolutions "
+              f"{', '.join(map(str, space.resolutions))}", flush=True)
+    else:
+        widths = _numbers(args.widths or DEFAULT_WIDTHS, "--widths", float)
+        resolutions = _numbers(args.resolutions or DEFAULT_RESOLUTIONS, "--resolutions", int)
+        base = SearchSpace(num_classes=args.classes)
+        if data_spec is not None:       # classes and channels from the data (checked before stage 1)
+            from .data import load
+            data = load(data_spec, max(resolutions), args.channels, args.val_fraction, args.seed)
+            base = SearchSpace(num_classes=len(data.classes), in_channels=data.in_channels)
+        choice = optimize_space(base, widths, resolutions, board.name, cons, samples=args.samples,
+                                patch=args.patch, seed=args.seed)
+        (out / "space.md").write_text(choice.table() + "\n")
+        choice.plot(out / "space_cdf.png")
+        print(choice.table())
+        space = choice.space(base)
+        if args.accuracy != "macs":
+            measured = _supernet_accuracy(args, data_spec, _train_supernet(args, data_spec, space, out / "supernet"))
     model = CostModel(space, board.name, patch=args.patch, sram_budget=cons.sram_bytes)
-    res = EvolutionSearch(space, model, MacsProxy(space), cons, population=args.population,
-                          seed=args.seed).run(args.generations)
-    evaluated = sum(s.sampled for s in choice.subspaces) + res.evaluated
+    accuracy, about = _accuracy(args, space, measured)
+    res = _evolve(args, space, model, accuracy, cons)
+    if about["kind"] == "predictor":
+        from .accuracy import verify
+        model.evaluate(list(measured.cache))           # the predictor's samples compete if they fit
+        winner, _ = verify(measured, [c for _, c in res.population], args.verify_top,
+                           lambda c: cons.fits(model.get_efficiency(c)))
+        about["verified_top"] = min(args.verify_top, len(res.population))
+        about["predicted_best"] = res.score
+        res = replace(res, candidate=winner, score=accuracy.predict_acc([winner])[0],
+                      efficiency=model.get_efficiency(winner))
+    if measured is not None:
+        about["best_measured"] = measured.measure(res.candidate)
+        about["subnets_measured"] = measured.measured
+        about["measuring_seconds"] = round(measured.seconds, 1)
+    evaluated = (sum(s.sampled for s in choice.subspaces) if choice is not None else 0) + res.evaluated
     result = {"board": board.name, "constraints": cons.__dict__, "patch": args.patch,
               "space": space.to_dict(), "candidate": res.candidate.to_dict(), "macs": space.macs(res.candidate),
-              "predicted": res.efficiency.to_dict(), "accuracy_predictor": "MACs (MacsProxy)",
+              "predicted": res.efficiency.to_dict(), "latency": _latency(board, res.efficiency, args.latency_ms),
+              "accuracy_predictor": about, "score": res.score,
               "history": res.history, "candidates_evaluated": evaluated, "seconds": round(time.time() - t0, 1)}
     (out / "search.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(choice.table())
     e = res.efficiency
-    print(f"best on {board.name}: w{choice.best.width_mult:g} r{choice.best.resolution}, {result['macs']:,} MACs, "
-          f"peak SRAM {e.peak_sram_bytes:,} B, Flash {e.flash_bytes:,} B, {e.instructions:,} instructions"
+    lat = f", ~{result['latency']['predicted_ms']:.1f} ms at {board.clock_hz / 1e6:g} MHz" if result["latency"] else ""
+    acc = f", accuracy {100 * about['best_measured']:.1f}% (supernet, validation)" if measured is not None else ""
+    print(f"best on {board.name}: w{space.width_mult:g} r{res.candidate.r}, {result['macs']:,} MACs{acc}, "
+          f"peak SRAM {e.peak_sram_bytes:,} B, Flash {e.flash_bytes:,} B, {e.instructions:,} instructions{lat}"
           f"{', patches ' + e.patch if e.patch else ''} ({evaluated} candidates in {result['seconds']} s); "
           f"wrote {out / 'search.json'}")
     return 0
+
+
+def _require(module: str):
+    """An optional dependency of tinynas (the extra `nas`), or a one-line error saying how to install it."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise TinyNasError(f"tinynas needs {module} (the optional extra nas): pip install -e '.[nas]'") from None
+
+
+def _evolve(args, space, model, accuracy, cons):
+    """The evolutionary search with a progress bar over the generations (off where stderr is no terminal)."""
+    tqdm = _require("tqdm").tqdm
+    with tqdm(total=args.generations + 1, desc="evolution", leave=False, dynamic_ncols=True,
+              disable=True if args.no_progress else None) as bar:
+        def progress(_generation, best):
+            bar.set_postfix(best=f"{best:.4g}")
+            bar.update()
+        return EvolutionSearch(space, model, accuracy, cons, population=args.population,
+                               seed=args.seed).run(args.generations, progress)
 
 
 def main(argv=None) -> int:
@@ -87,15 +241,37 @@ def main(argv=None) -> int:
     s.add_argument("--sram", required=True, help="peak SRAM budget, e.g. 128KB")
     s.add_argument("--flash", required=True, help="Flash budget, e.g. 512KB")
     s.add_argument("--max-instructions", type=int, default=None, help="latency limit in instructions")
+    s.add_argument("--latency-ms", type=float, default=None,
+                   help="latency limit in ms: predicted instructions / the board's clock (about one instruction "
+                        "per cycle assumed; an estimate)")
     s.add_argument("--patch", action="store_true", help="allow patch-based inference of the first stage")
-    s.add_argument("--widths", default="0.35,0.5")
-    s.add_argument("--resolutions", default="96,128")
+    s.add_argument("--widths", default=None, help=f"width multipliers of stage 1 (default {DEFAULT_WIDTHS})")
+    s.add_argument("--resolutions", default=None, help=f"resolutions of stage 1 (default {DEFAULT_RESOLUTIONS})")
     s.add_argument("--samples", type=int, default=20, help="networks sampled per (width, resolution)")
     s.add_argument("--population", type=int, default=16)
     s.add_argument("--generations", type=int, default=5)
-    s.add_argument("--classes", type=int, default=10)
+    s.add_argument("--classes", type=int, default=10, help="classes without data (--accuracy macs)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--out", default="tinynas_out")
+    a = s.add_argument_group("accuracy (see tinynas.accuracy)")
+    a.add_argument("--accuracy", choices=("auto", "supernet", "predictor", "macs"), default="auto",
+                   help="supernet: measured per candidate; predictor: fitted on --predictor-samples measured "
+                        "subnets; auto: measured when the search asks no more candidates than the predictor "
+                        "needs measured, else the predictor; macs: log10 MACs, no supernet (fast)")
+    a.add_argument("--data", default=None, help="image folder DIR/<class>/<image>")
+    a.add_argument("--digits", action="store_true", help="the built-in digits demo (scikit-learn's 8x8 digits)")
+    a.add_argument("--channels", type=int, default=None, help="image channels, 1 or 3 (default: digits 1, folders 3)")
+    a.add_argument("--val-fraction", type=float, default=0.2, help="validation split held out from training")
+    a.add_argument("--supernet", default=None, metavar="CKPT",
+                   help="a trained supernet's checkpoint.pt (its space is searched; stage 1 is skipped)")
+    a.add_argument("--supernet-epochs", type=int, default=10, help="epochs of the supernet trained without --supernet")
+    a.add_argument("--predictor-samples", type=int, default=200, help="measured subnets the predictor is fitted on")
+    a.add_argument("--predictor-model", choices=("mlp", "ridge"), default="mlp")
+    a.add_argument("--verify-top", type=int, default=8,
+                   help="with the predictor: the last population's best K are measured; the best measured "
+                        "network that fits wins, from those and the predictor's samples")
+    a.add_argument("--device", default="auto", help="auto, cpu or cuda (supernet training and accuracy)")
+    a.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     return te.run_command("tinynas", lambda: search(args), user_errors=(TinyNasError,))
 

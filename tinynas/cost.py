@@ -15,14 +15,19 @@
   candidates (same script). A kernel the fit never saw uses the fit of its op (all its kernels
   together); `Efficiency.instructions_from_op_fit` counts such layers.
 
-The planning is the costly part (about 1 to 3 s for a full-size MCUNet candidate on one core): results
-are cached per candidate, and `evaluate` spreads candidates over processes.
+Speed (`python bench/nas_speed.py` measures it): results are cached per candidate, and `evaluate`
+spreads candidates over processes. Per candidate, tinyengine's passes prepare each layer's kernel
+parameters (multipliers, packed weights, constant channels): `lower` draws each layer from its own
+seeded stream, so a layer recurs unchanged across candidates, and the model keeps the prepared
+params of every layer it has seen (`CostModel.prepared`, `te.run_passes(prepared=...)`). tinyengine's memory plan tries its grants by replaying its sweeps
+(`tinyengine.planner.Replanner`) rather than planning again.
 """
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -138,21 +143,31 @@ class CostModel:
         self.fit = fit if fit is not None else load_fit(self.board.name)
         self.seed = seed
         self._cache: dict = {}
+        self._layers: dict = {}      # tinyengine.passes.node_key -> prepared params
+        self._pool = None            # (processes, multiprocessing pool, finalizer) of evaluate
 
     def options(self, eff: Efficiency | None = None) -> te.CompileOptions:
         """The compile options whose report equals the prediction `eff` (without one: layer by layer)."""
         return te.CompileOptions(board=self.board.name, patch=eff.patch if eff is not None else None)
 
+    def prepared(self, c: Candidate):
+        """The lowered candidate after `te.run_passes`, as `te.compile_graph` runs them; the nodes'
+        prepared params found again in the model's layer cache where a candidate seen before had the
+        same layer (`tinyengine.passes.node_key`). A new graph every call (`te.plan_memory` writes
+        into its nodes' params)."""
+        graph = te.set_target(lower(self.space, c, seed=self.seed), self.board)
+        return te.run_passes(graph, te.CompileOptions(board=self.board.name), prepared=self._layers)
+
     def plan(self, c: Candidate):
         """(graph, plan) of the candidate as `te.compile_graph` plans it (see the class docstring)."""
         plain = te.CompileOptions(board=self.board.name)
-        graph = te.run_passes(te.set_target(lower(self.space, c, seed=self.seed), self.board), plain)
+        graph = self.prepared(c)
         plan = te.plan_memory(graph, plain.plan_options())
         if not self.patch or (self.sram_budget is not None
                               and plan.arena_bytes + self.board.stack_bytes <= self.sram_budget):
             return graph, plan
         patched = te.CompileOptions(board=self.board.name, patch="auto")
-        pgraph = te.run_passes(te.set_target(lower(self.space, c, seed=self.seed), self.board), patched)
+        pgraph = self.prepared(c)
         pplan = te.plan_memory(pgraph, patched.plan_options())
         # auto compares arenas before fusion: after it, layer by layer can still be the smaller
         return (pgraph, pplan) if pplan.arena_bytes < plan.arena_bytes else (graph, plan)
@@ -187,21 +202,54 @@ class CostModel:
         return int(round(total)), from_op
 
     def evaluate(self, cands: list[Candidate], processes: int | None = None) -> list[Efficiency]:
-        """get_efficiency of each candidate, the uncached ones spread over `processes` (default: all cores)."""
+        """get_efficiency of each candidate, the uncached ones spread over `processes` (default: all cores).
+        The worker processes stay (and keep their layer caches) from one call to the next until `close()`
+        or another number of processes is asked."""
         todo = list(dict.fromkeys(c for c in cands if c not in self._cache))
         processes = processes or os.cpu_count() or 1
         if len(todo) > 1 and processes > 1:
-            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                              else "spawn")
-            with ctx.Pool(processes) as pool:
-                for c, eff in zip(todo, pool.map(self._evaluate, todo, chunksize=1)):
-                    self._cache[c] = eff
+            for c, eff in zip(todo, self._workers(processes).map(_evaluate_in_worker, todo, chunksize=1)):
+                self._cache[c] = eff
         else:
             for c in todo:
                 self.get_efficiency(c)
         return [self._cache[c] for c in cands]
 
-    def __getstate__(self):       # workers get the model without the cache
+    def _workers(self, processes: int):
+        if self._pool is None or self._pool[0] != processes:
+            self.close()
+            global _WORKER
+            if "fork" in multiprocessing.get_all_start_methods():
+                _WORKER = self            # what the forked workers inherit (the pool holds no reference
+                try:                      # to the model, so that dropping the model stops them)
+                    pool = multiprocessing.get_context("fork").Pool(processes)
+                finally:
+                    _WORKER = None
+            else:
+                pool = multiprocessing.get_context("spawn").Pool(processes, initializer=_init_worker,
+                                                                 initargs=(self,))
+            self._pool = (processes, pool, weakref.finalize(self, pool.terminate))
+        return self._pool[1]
+
+    def close(self) -> None:
+        """Stop the worker processes (`evaluate` starts them again where needed)."""
+        if self._pool is not None:
+            self._pool[2]()
+            self._pool = None
+
+    def __getstate__(self):       # workers get the model without caches or workers
         state = dict(self.__dict__)
-        state["_cache"] = {}
+        state.update(_cache={}, _layers={}, _pool=None)
         return state
+
+
+_WORKER: CostModel | None = None      # in a worker process of CostModel.evaluate: its model
+
+
+def _init_worker(model: CostModel) -> None:      # a spawned worker: the model comes pickled
+    global _WORKER
+    _WORKER = model
+
+
+def _evaluate_in_worker(c: Candidate) -> Efficiency:
+    return _WORKER._evaluate(c)

@@ -13,7 +13,9 @@ Quantization as TFLite's post-training int8 quantization writes it: weights int8
 channel (conv OHWI along axis 0, depthwise 1HWC along axis 3), the classifier per tensor, biases int32
 with scale input scale x weight scale, activations per tensor: after ReLU6 the range [0, 6]
 (scale 6/255, zero point -128), projections and residual sums a symmetric-ish range of a plausible
-scale drawn from the seed. Weights are random (seeded) unless `weights` gives float ones by layer name
+scale drawn from the seed. Each layer draws its random parts from its own stream (the seed and the
+layer's name), so that a layer is the same in every candidate where its name, shapes and input range
+are (the cost model caches tinyengine's work per layer, tinynas.cost). Weights are random unless `weights` gives float ones by layer name
 (`layer_names`), BN already folded; they are then quantized per channel here.
 
 Padding is TFLite's SAME, which for odd kernels gives the PyTorch subnet's output sizes
@@ -21,6 +23,8 @@ Padding is TFLite's SAME, which for odd kernels gives the PyTorch subnet's outpu
 as any TFLite export of the subnet would.
 """
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import tinyengine as te
@@ -32,12 +36,13 @@ RELU6 = (6.0 / 255.0, -128)   # the [0, 6] range in int8
 
 
 class _Builder:
-    """Adds tensors and nodes to one graph; draws the random parts from one seeded generator."""
+    """Adds tensors and nodes to one graph; draws the random parts of each layer from a generator
+    seeded by the seed and the layer's name (`rng`)."""
 
     def __init__(self, name: str, seed: int, weights: dict | None):
         self.tensors: dict = {}
         self.nodes: list = []
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.weights = weights
         self.used: set = set()
         self.name = name
@@ -46,11 +51,16 @@ class _Builder:
         self.tensors[name] = te.Tensor(name, shape, "int8", te.QuantParams(np.array([scale]), np.array([zp])))
         return name
 
-    def free_range(self) -> tuple[float, int]:
-        """A plausible range for an activation without ReLU6 (a projection, a sum)."""
-        return float(self.rng.uniform(0.04, 0.12)), int(self.rng.integers(-10, 11))
+    def rng(self, name: str) -> np.random.Generator:
+        """The random stream of the layer or tensor `name`."""
+        return np.random.default_rng(zlib.crc32(f"{self.seed}:{name}".encode()))
 
-    def quantized_weights(self, name: str, shape: tuple, axis: int | None,
+    def free_range(self, name: str) -> tuple[float, int]:
+        """A plausible range for the activation `name` without ReLU6 (a projection, a sum)."""
+        rng = self.rng(name)
+        return float(rng.uniform(0.04, 0.12)), int(rng.integers(-10, 11))
+
+    def quantized_weights(self, name: str, shape: tuple, axis: int | None, rng: np.random.Generator,
                           gain: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
         """int8 weights of `shape` and their scales (per channel along `axis`, or one); random ones have
         a real standard deviation of about gain x 0.58 / sqrt(fan-in)."""
@@ -69,11 +79,11 @@ class _Builder:
                 bshape[axis] = shape[axis]
             q = np.clip(np.round(w / scale.reshape(bshape)), -127, 127).astype(np.int8)
             return q, scale
-        q = self.rng.integers(-127, 128, size=shape).astype(np.int8)
+        q = rng.integers(-127, 128, size=shape).astype(np.int8)
         n = shape[axis] if axis is not None else 1
         # scaled so that a sum over the fan-in stays near the output's range, as trained layers are
         fan_in = int(np.prod(shape)) // n
-        scale = self.rng.uniform(0.5, 1.5, size=n) * (gain / (127.0 * np.sqrt(fan_in)))
+        scale = rng.uniform(0.5, 1.5, size=n) * (gain / (127.0 * np.sqrt(fan_in)))
         return q, scale
 
     def const(self, name: str, data: np.ndarray, scale, axis: int | None) -> str:
@@ -92,9 +102,10 @@ class _Builder:
             wshape, axis = (1, k, k, cout), 3
         else:
             wshape, axis = (cout, k, k, cin), 0
-        wq, wscale = self.quantized_weights(name, wshape, axis)
+        rng = self.rng(name)
+        wq, wscale = self.quantized_weights(name, wshape, axis, rng)
         bscale = in_scale * wscale
-        bias = np.round(self.rng.normal(0.0, 0.1, size=cout) / bscale).astype(np.int32)
+        bias = np.round(rng.normal(0.0, 0.1, size=cout) / bscale).astype(np.int32)
         wname = self.const(f"{name}.weight", wq, wscale, axis)
         bname = self.const(f"{name}.bias", bias, bscale, 0)
         oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
@@ -106,7 +117,7 @@ class _Builder:
         return y
 
     def add(self, name: str, a: str, b: str) -> str:
-        y = self.act(f"{name}.out", self.tensors[a].shape, *self.free_range())
+        y = self.act(f"{name}.out", self.tensors[a].shape, *self.free_range(f"{name}.out"))
         self.nodes.append(te.Node("ADD", name, [a, b], [y], {"activation": "NONE"}))
         return y
 
@@ -117,12 +128,13 @@ class _Builder:
         self.nodes.append(te.Node("AVERAGE_POOL_2D", "pool", [x], [pooled],
                                   {"padding": "VALID", "stride": (1, 1), "filter": (h, w), "activation": "NONE"}))
         # the pooled features are small (means): a classifier of larger weights and a finer output range
-        wq, wscale = self.quantized_weights("fc", (classes, c), None, gain=8.0)
+        rng = self.rng("fc")
+        wq, wscale = self.quantized_weights("fc", (classes, c), None, rng, gain=8.0)
         bscale = q.s * wscale
-        bias = np.round(self.rng.normal(0.0, 0.1, size=classes) / bscale).astype(np.int32)
+        bias = np.round(rng.normal(0.0, 0.1, size=classes) / bscale).astype(np.int32)
         wname = self.const("fc.weight", wq, wscale, None)
         bname = self.const("fc.bias", bias, bscale, None)
-        y = self.act("logits", (n, classes), float(self.rng.uniform(0.01, 0.03)), 0)
+        y = self.act("logits", (n, classes), float(rng.uniform(0.01, 0.03)), 0)
         self.nodes.append(te.Node("FULLY_CONNECTED", "fc", [pooled, wname, bname], [y],
                                   {"activation": "NONE", "keep_num_dims": False}))
         return y
@@ -157,7 +169,7 @@ def lower(space: SearchSpace, c: Candidate, seed: int = 0, weights: dict | None 
         if blk.stage >= 0:
             x = b.layer("CONV_2D", f"{prefix}.expand", x, blk.mid, 1, 1, "RELU6", RELU6)
         x = b.layer("DEPTHWISE_CONV_2D", f"{prefix}.dw", x, blk.mid, blk.k, blk.stride, "RELU6", RELU6)
-        x = b.layer("CONV_2D", f"{prefix}.project", x, blk.cout, 1, 1, "NONE", b.free_range())
+        x = b.layer("CONV_2D", f"{prefix}.project", x, blk.cout, 1, 1, "NONE", b.free_range(f"{prefix}.project.out"))
         if blk.residual:
             x = b.add(f"{prefix}.add", inp, x)
     y = b.head(x, space.num_classes)

@@ -5,13 +5,14 @@ The search knows two interfaces and nothing else (as once-for-all's evolution fi
 - an efficiency predictor: `get_efficiency(candidate)` -> an object with `peak_sram_bytes`,
   `flash_bytes`, `instructions` (tinynas.cost.CostModel); where it also has `evaluate(candidates)`
   (batched, over processes) the search hands it each new population at once;
-- an accuracy predictor: `predict_acc(candidates)` -> one score per candidate, batched (the
-  supernet's validation accuracy, or `MacsProxy` until that is plugged in).
+- an accuracy predictor: `predict_acc(candidates)` -> one score per candidate, batched
+  (tinynas.accuracy: the supernet's validation accuracy, or a predictor fitted on it; or `MacsProxy`).
 
 Evolution: a population of random candidates that fit; each generation keeps the best `parents`
 fraction, and fills the rest with mutants of random parents and crossovers of two, each redrawn at most
-`max_tries` times until it fits; the best candidate ever seen wins. Everything is drawn from one seeded
-`random.Random`: a seed gives the same search.
+`max_tries` times until it fits (the generation's proposals evaluated together, over processes); the
+best candidate ever seen wins. Everything is drawn from one seeded `random.Random`: a seed gives the
+same search.
 
 Nothing fits: after `max_tries` random draws the search stops with a one-line NoFitError that gives
 the smallest network's needs in bytes against the budget.
@@ -59,7 +60,7 @@ class Constraints:
 
 class MacsProxy:
     """An accuracy predictor that scores a candidate by log10 of its MACs (more compute, more accuracy):
-    what MCUNet's stage 1 assumes. It stands in until the supernet's predictor is plugged in."""
+    what MCUNet's stage 1 assumes. No supernet needed: fast runs (`tinynas search --accuracy macs`)."""
 
     def __init__(self, space: SearchSpace):
         self.space = space
@@ -75,6 +76,7 @@ class Result:
     efficiency: object
     history: list = field(default_factory=list)     # best score after each generation
     evaluated: int = 0                              # distinct candidates whose efficiency was asked
+    population: list = field(default_factory=list)  # the last population, (score, candidate), best first
 
 
 class EvolutionSearch:
@@ -96,13 +98,20 @@ class EvolutionSearch:
         self.seen.add(c)
         return self.constraints.fits(self.efficiency.get_efficiency(c))
 
-    def _draw(self, make) -> Candidate | None:
-        """`make()` redrawn until it fits, at most max_tries times (None: the child is left out)."""
+    def _draw_all(self, makers: list) -> list[Candidate]:
+        """One child per maker where one fits: a proposal for every open slot at once, evaluated
+        together (over processes, `_prefetch`), redrawn where it does not fit, at most max_tries rounds."""
+        chosen: list = [None] * len(makers)
         for _ in range(self.max_tries):
-            c = make()
-            if self._fits(c):
-                return c
-        return None
+            todo = [i for i, c in enumerate(chosen) if c is None]
+            if not todo:
+                break
+            proposals = {i: makers[i]() for i in todo}
+            self._prefetch(list(proposals.values()))
+            for i, c in proposals.items():
+                if self._fits(c):
+                    chosen[i] = c
+        return [c for c in chosen if c is not None]
 
     def _prefetch(self, cands: list[Candidate]) -> None:
         evaluate = getattr(self.efficiency, "evaluate", None)
@@ -129,26 +138,25 @@ class EvolutionSearch:
                                  f"{self.constraints.describe(small)} ({tries} random candidates tried)")
         return pop
 
-    def run(self, generations: int) -> Result:
+    def run(self, generations: int, progress=None) -> Result:
+        """The search; `progress(generation, best_score)` is called after the first population and each
+        generation (a progress bar, say)."""
         pop = self.initial()
         scores = self.accuracy.predict_acc(pop)
         best = max(zip(scores, pop), key=lambda sc: sc[0])
         history = [best[0]]
+        if progress is not None:
+            progress(0, best[0])
         n_parents = max(1, int(round(self.population * self.parents)))
         n_mutants = int(round(self.population * self.mutation))
         for _ in range(generations):
             ranked = sorted(zip(scores, pop), key=lambda sc: -sc[0])[:n_parents]
             parents = [c for _, c in ranked]
-            children = []
-            for i in range(self.population - len(parents)):
-                if i < n_mutants:
-                    child = self._draw(lambda: self.space.mutate(self.rng.choice(parents), self.rng,
-                                                                 self.mutate_prob))
-                else:
-                    child = self._draw(lambda: self.space.crossover(self.rng.choice(parents),
-                                                                    self.rng.choice(parents), self.rng))
-                if child is not None:
-                    children.append(child)
+            mutant = lambda: self.space.mutate(self.rng.choice(parents), self.rng, self.mutate_prob)  # noqa: E731
+            cross = lambda: self.space.crossover(self.rng.choice(parents), self.rng.choice(parents),  # noqa: E731
+                                                 self.rng)
+            children = self._draw_all([mutant if i < n_mutants else cross
+                                       for i in range(self.population - len(parents))])
             child_scores = self.accuracy.predict_acc(children) if children else []
             pop = parents + children
             scores = [s for s, _ in ranked] + list(child_scores)
@@ -156,4 +164,7 @@ class EvolutionSearch:
             if gen_best[0] > best[0]:
                 best = gen_best
             history.append(best[0])
-        return Result(best[1], best[0], self.efficiency.get_efficiency(best[1]), history, len(self.seen))
+            if progress is not None:
+                progress(len(history) - 1, best[0])
+        final = sorted(zip(scores, pop), key=lambda sc: -sc[0])
+        return Result(best[1], best[0], self.efficiency.get_efficiency(best[1]), history, len(self.seen), final)

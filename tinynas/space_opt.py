@@ -93,7 +93,10 @@ def optimize_space(base: SearchSpace, widths, resolutions, board: str, constrain
             subs.append(SubSpace(w, r, samples, macs))
     feasible = [s for s in subs if s.feasible_macs]
     if not feasible:
-        raise NoFitError(f"no network of any (width, resolution) sampled fits peak SRAM {constraints.sram_bytes} B "
-                         f"and Flash {constraints.flash_bytes} B on {board} ({samples} per pair); try smaller "
-                         f"widths or resolutions")
+        budget = f"peak SRAM {constraints.sram_bytes} B and Flash {constraints.flash_bytes} B"
+        if constraints.max_instructions is not None:
+            budget = (f"peak SRAM {constraints.sram_bytes} B, Flash {constraints.flash_bytes} B and "
+                      f"{constraints.max_instructions} instructions")
+        raise NoFitError(f"no network of any (width, resolution) sampled fits {budget} on {board} ({samples} per "
+                         f"pair); try smaller widths or resolutions")
     return SpaceChoice(max(feasible, key=lambda s: s.mean_macs), subs)

@@ -197,16 +197,26 @@ def accuracy(subnet: SubNet, x: torch.Tensor, y: torch.Tensor, batch: int) -> fl
     return correct / len(x)
 
 
+def calibration_batches(train_x: torch.Tensor, seed: int, batches: int, batch_size: int) -> list[torch.Tensor]:
+    """`batches` seeded random batches of training images for BN recalibration (the same for every candidate)."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train_x), generator=g)[:batches * batch_size]
+    return [train_x[order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
+
+
+def measure(net: SuperNet, c: Candidate, calib: list[torch.Tensor], val_x: torch.Tensor, val_y: torch.Tensor,
+            device) -> float:
+    """Validation accuracy of `c`'s static subnet after BN recalibration on `calib` (each resized to c.r)."""
+    sub = net.get_active_subnet(c).to(device)
+    if calib:
+        recalibrate_bn(sub, [resize(x.to(device), c.r) for x in calib])
+    return accuracy(sub, resize(val_x.to(device), c.r), val_y.to(device), 256)
+
+
 def evaluate(net: SuperNet, c: Candidate, data: Dataset, cfg: TrainConfig, device) -> float:
     """Validation accuracy of `c` after BN recalibration on seeded training batches."""
-    sub = net.get_active_subnet(c).to(device)
-    g = torch.Generator().manual_seed(cfg.seed)
-    order = torch.randperm(len(data.train_x), generator=g)[:cfg.calib_batches * cfg.batch_size]
-    calib = [resize(data.train_x[order[i:i + cfg.batch_size]].to(device), c.r)
-             for i in range(0, len(order), cfg.batch_size)]
-    if calib:
-        recalibrate_bn(sub, calib)
-    return accuracy(sub, resize(data.val_x.to(device), c.r), data.val_y.to(device), 256)
+    calib = calibration_batches(data.train_x, cfg.seed, cfg.calib_batches, cfg.batch_size)
+    return measure(net, c, calib, data.val_x, data.val_y, device)
 
 
 def _rng_state(device) -> dict:
@@ -223,15 +233,21 @@ def _set_rng_state(state: dict, device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _load_checkpoint(path: Path, space: SearchSpace, classes: list[str]) -> dict:
-    if not path.is_file():
-        raise TinyNasError(f"--resume: nothing to resume, {path} not found")
+def read_checkpoint(path: Path, option: str) -> dict:
+    """A checkpoint written by `train`, checked to be one (errors name `option`)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint file
-        raise TinyNasError(f"--resume: {path} is not a tinynas checkpoint ({type(exc).__name__})") from None
+        raise TinyNasError(f"{option}: {path} is not a tinynas checkpoint ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise TinyNasError(f"--resume: {path} is not a tinynas checkpoint (format {FORMAT} expected)")
+        raise TinyNasError(f"{option}: {path} is not a tinynas checkpoint (format {FORMAT} expected)")
+    return ckpt
+
+
+def _load_checkpoint(path: Path, space: SearchSpace, classes: list[str]) -> dict:
+    if not path.is_file():
+        raise TinyNasError(f"--resume: nothing to resume, {path} not found")
+    ckpt = read_checkpoint(path, "--resume")
     if ckpt["space"] != space.to_dict():
         raise TinyNasError(f"--resume: {path} was trained on another search space")
     if ckpt["classes"] != classes:

@@ -9,6 +9,8 @@ An OpDef is the single place that knows an operator:
                               return it as a dict.  The result is stored in ``node.params``.
                               Values are Python ints/floats/bools/strings or NumPy arrays; arrays
                               are emitted by codegen as ``static const`` C arrays.
+* ``prepare_context(node, graph)``  what prepare() reads beyond its node, the node's tensors and
+                              the target (a graph-wide choice), as a hashable tuple; () by default.
 * ``reference(node, graph, inputs)``  NumPy execution, bit-exact with TFLite Micro; takes the
                               list of input arrays (None for omitted optional inputs; constants are
                               passed too) and returns the list of output arrays.
@@ -58,6 +60,11 @@ class OpDef:
 
     def prepare(self, node, graph) -> dict:
         return {}
+
+    def prepare_context(self, node, graph) -> tuple:
+        """What prepare() reads beyond the node, its tensors and the target, as a hashable tuple
+        (passes.node_key): nothing for most ops."""
+        return ()
 
     def reference(self, node, graph, inputs: list) -> list:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -25,6 +25,7 @@ te_depthwise_conv_2d_s8_dsp's ``rq`` layout.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -77,19 +78,20 @@ def table(cp: ChannelParams) -> np.ndarray:
 def split_table(words: np.ndarray, n: int, group: int, names: tuple = ("rq",)) -> ChannelParams:
     """Inverse of table(): the logical arrays of an existing table (e.g. the depthwise rq)."""
     w = np.asarray(words, dtype=np.int64).astype(np.int32)
-    acc, mult, byte = [], [], []
-    pos = 0
-    for c in range(0, n, group):
-        r = min(group, n - c)
-        acc.append(w[pos:pos + r])
-        mult.append(w[pos + r:pos + 2 * r])
-        nb = (r + 3) // 4
-        byte.append(w[pos + 2 * r:pos + 2 * r + nb].view(np.uint8)[:r])
-        pos += 2 * r + nb
-    if pos != w.size:
+    if table_bytes(n, group) != 4 * w.size:
         raise ValueError(f"table of {w.size} words does not hold {n} channels in groups of {group}")
-    return ChannelParams(np.concatenate(acc), np.concatenate(mult),
-                         np.concatenate(byte).astype(np.int64), group, names)
+    full, r = divmod(int(n), int(group))
+    parts = []                 # (acc, mult, shift words) of the full groups, then of the last one
+    if full:
+        body = w[:full * (2 * group + (group + 3) // 4)].reshape(full, -1)
+        parts.append((body[:, :group], body[:, group:2 * group], body[:, 2 * group:], group))
+    if r:
+        tail = w[w.size - (2 * r + (r + 3) // 4):].reshape(1, -1)
+        parts.append((tail[:, :r], tail[:, r:2 * r], tail[:, 2 * r:], r))
+    acc = np.concatenate([a.ravel() for a, _, _, _ in parts])
+    mult = np.concatenate([m.ravel() for _, m, _, _ in parts])
+    byte = np.concatenate([np.ascontiguousarray(b).view(np.uint8)[:, :k].ravel() for _, _, b, k in parts])
+    return ChannelParams(acc, mult, byte.astype(np.int64), group, names)
 
 
 def _field(values) -> tuple:
@@ -319,8 +321,39 @@ def pack(cp: ChannelParams, exceptions: bool = True) -> np.ndarray:
     return packed
 
 
+# pack_if_packable's results by content (_content_key), oldest dropped first past MEMO_SIZE: a
+# compiler that plans many graphs sharing layers (tinynas' cost model) packs each table once
+MEMO_SIZE = 4096
+_packed_memo: dict = {}
+
+
+def _content_key(cp: ChannelParams, exceptions: bool) -> bytes:
+    """A digest of everything pack reads: the values, the grouping, the scales, the option."""
+    h = hashlib.blake2b(digest_size=20)
+    for v in (cp.acc, cp.mult, cp.byte):
+        h.update(np.ascontiguousarray(v, dtype=np.int64).tobytes())
+        h.update(b"|")
+    h.update(repr((cp.n, cp.group, None if cp.scales is None else [float(x) for x in cp.scales],
+                   bool(exceptions))).encode())
+    return h.digest()
+
+
 def pack_if_packable(cp: ChannelParams, exceptions: bool = True):
-    """pack(cp) where packable(cp), else None (one layout search for both)."""
+    """pack(cp) where packable(cp), else None (one layout search for both).  The words are
+    read-only: the same table gives the same array again (memoized by content)."""
+    key = _content_key(cp, exceptions)
+    if key in _packed_memo:
+        return _packed_memo[key]
+    words = _pack_if_packable(cp, exceptions)
+    if words is not None:
+        words.setflags(write=False)
+    if len(_packed_memo) >= MEMO_SIZE:
+        del _packed_memo[next(iter(_packed_memo))]
+    _packed_memo[key] = words
+    return words
+
+
+def _pack_if_packable(cp: ChannelParams, exceptions: bool):
     lay = _layout(cp, exceptions)
     if not lay.fits:
         return None

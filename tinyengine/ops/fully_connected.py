@@ -81,6 +81,9 @@ class FullyConnected(OpDef):
         total = sum(self.macs(n, graph) for n in graph.nodes if n.op == self.name)
         return total >= self.DSP_MIN_MODEL_MACS
 
+    def prepare_context(self, node, graph) -> tuple:
+        return (self._use_dsp(graph),)
+
     def kernel_sources(self, node) -> tuple:
         if node.params.get("kernel") == self.DSP_KERNEL:
             return (f"{self.DSP_KERNEL}.c",)
