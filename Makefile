@@ -7,7 +7,7 @@ DEMO_BOARD ?= stm32f746
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 
-.PHONY: all setup system-deps python-deps demo test bench clean
+.PHONY: all setup system-deps python-deps train-deps demo train-demo test bench bench-train clean
 
 all: test
 
@@ -32,16 +32,32 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test,profile]'
 	@touch $@
 
+# tinytrain's optional extra (torch==2.13.0, scikit-learn, pillow, matplotlib, tqdm).
+train-deps: $(VENV)/.installed-train
+
+$(VENV)/.installed-train: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[train]'
+	@touch $@
+
 demo: setup
 	@mkdir -p build/demo
 	$(VENV)/bin/python examples/image_to_npy.py $(DEMO_MODEL) build/demo-input.npy
 	$(VENV)/bin/tinyengine run $(DEMO_MODEL) --board $(DEMO_BOARD) -o build/demo --input build/demo-input.npy
+
+# mcunet-vww1 learns digits on the emulated STM32F746 (bench/train.py: head only, sparse update
+# with QAS on and off, the same scheme in float32 on the host, peak SRAM, Flash, instructions).
+train-demo: setup train-deps
+	$(VENV)/bin/python bench/train.py --models $(MODELS) --work build/train-demo \
+	  -o build/train-demo/TRAINING.md
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
 bench: setup
 	$(VENV)/bin/python bench/run.py --models $(MODELS)
+
+bench-train: setup train-deps
+	$(VENV)/bin/python bench/train.py --models $(MODELS) --work build/train-bench
 
 clean:
 	rm -rf build .pytest_cache

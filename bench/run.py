@@ -302,6 +302,18 @@ def render(rows: list, skipped: list, figures: dict, models_dir: Path, count: in
     return "\n".join(L)
 
 
+KEPT = ("<!-- bench/train.py: begin", "<!-- bench/train.py: end -->")   # bench/train.py's section
+
+
+def kept_sections(path: Path) -> str:
+    """The sections other benchmarks write into the same file (between their markers),
+    kept as they are when this one rewrites it."""
+    old = path.read_text() if path.is_file() else ""
+    if KEPT[0] not in old or KEPT[1] not in old:
+        return ""
+    return "\n" + old[old.index(KEPT[0]):old.index(KEPT[1]) + len(KEPT[1])] + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=str(ROOT.parent / "shared" / "models"),
@@ -350,7 +362,7 @@ def main(argv=None) -> int:
                       flush=True)
 
     text = render(rows, skipped, readme_figures(models_dir), models_dir, args.count)
-    Path(args.output).write_text(text + "\n")
+    Path(args.output).write_text(text + "\n" + kept_sections(Path(args.output)))
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=2) + "\n")
     if not args.work:
