@@ -7,7 +7,7 @@ DEMO_BOARD ?= stm32f746
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 
-.PHONY: all setup system-deps python-deps nas-deps demo nas-demo test bench bench-nas clean
+.PHONY: all setup system-deps python-deps train-deps nas-deps demo train-demo nas-demo test bench bench-train bench-nas clean
 
 all: test
 
@@ -32,6 +32,14 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test,profile]'
 	@touch $@
 
+# tinytrain's optional extra (torch==2.13.0, scikit-learn, pillow, matplotlib, tqdm).
+train-deps: $(VENV)/.installed-train
+
+$(VENV)/.installed-train: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[train]'
+	@touch $@
+
+
 # tinynas' extra (torch==2.13.0, tqdm, scikit-learn, pillow), installed when missing
 nas-deps: $(VENV)/.installed-nas
 
@@ -48,11 +56,20 @@ demo: setup
 	$(VENV)/bin/python examples/image_to_npy.py $(DEMO_MODEL) build/demo-input.npy
 	$(VENV)/bin/tinyengine run $(DEMO_MODEL) --board $(DEMO_BOARD) -o build/demo --input build/demo-input.npy
 
+# mcunet-vww1 learns digits on the emulated STM32F746 (bench/train.py: head only, sparse update
+# with QAS on and off, the same scheme in float32 on the host, peak SRAM, Flash, instructions).
+train-demo: setup train-deps
+	$(VENV)/bin/python bench/train.py --models $(MODELS) --work build/train-demo \
+	  -o build/train-demo/TRAINING.md
+
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
 bench: setup
 	$(VENV)/bin/python bench/run.py --models $(MODELS)
+
+bench-train: setup train-deps
+	$(VENV)/bin/python bench/train.py --models $(MODELS) --work build/train-bench
 
 # the TinyNAS section of BENCHMARKS.md: the searched network vs a hand-scaled MobileNetV2, int8 on the board
 bench-nas: setup nas-deps

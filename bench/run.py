@@ -161,14 +161,6 @@ def measure(label: str, model: Path, extra: list, board: str, count: int, work: 
 
 
 # -- BENCHMARKS.md -----------------------------------------------------------------------------
-def kept_sections(path: Path) -> str:
-    """Sections other benchmarks write into the file between <!-- NAME:begin --> and <!-- NAME:end -->
-    (bench/nas.py's): kept as they are, after the tables this script renders."""
-    if not path.exists():
-        return ""
-    found = re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", path.read_text(), re.S)
-    return "".join("\n" + m.group(0) + "\n" for m in found)
-
 def _n(v, spec=",") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -308,6 +300,18 @@ def render(rows: list, skipped: list, figures: dict, models_dir: Path, count: in
             if s:
                 L += [f"> {s}", ""]
     return "\n".join(L)
+
+
+KEPT = [("<!-- bench/train.py: begin", "<!-- bench/train.py: end -->"),   # bench/train.py's section
+        ("<!-- tinynas:begin -->", "<!-- tinynas:end -->")]                 # bench/nas.py's
+
+
+def kept_sections(path: Path) -> str:
+    """The sections other benchmarks write into the same file (between their markers),
+    kept as they are when this one rewrites it."""
+    old = path.read_text() if path.is_file() else ""
+    return "".join("\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+                   for begin, end in KEPT if begin in old and end in old)
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,8 @@
  *   TT_EPOCH <e> <mean train loss x 1e6, 0 for e = 0> <test correct> <test total>
  *   TT_STEP_INSTRUCTIONS <n>     (the first training step; TT_STEP_CYCLES on a board)
  *   TT_PREDICT_INSTRUCTIONS <n>  (the first prediction)
+ *   TT_LAYER <i> <n>             (compiled with -DTT_PROFILE: the first step's count of
+ *                                 each operator i of te_train_step)
  *   TE_STACK_BYTES <n>           (deepest stack use of a step or a prediction)
  *   ~~~TE DONE~~~
  * writes params.bin (tt_params: every trained parameter, then the momentum buffers) and
@@ -64,6 +66,32 @@ static void progress(void)
     out_char('\n');
     out_flush();
 }
+#ifdef TT_PROFILE
+static int g_profiling;          /* nonzero during the first training step */
+static uint32_t g_profile_last;  /* count at the previous mark */
+
+/* Called by te_train_step after operator `index` in a project compiled with profile=True:
+ * prints "TT_LAYER <index> <count since the previous mark>" during the first step.  The
+ * timer is paused meanwhile, so the printing is counted neither in the operators nor in
+ * the step's total. */
+void te_profile_mark(uint32_t index)
+{
+    const uint32_t now = te_timer_pause();
+    if (g_profiling && te_timer_label != 0) {
+        out_str("TT_LAYER ");
+        out_u32(index);
+        out_char(' ');
+        out_u32(now - g_profile_last);
+        out_char('\n');
+    }
+    g_profile_last = now;
+    te_timer_resume();
+}
+#define TT_PROFILE_STEP(on) (g_profiling = (on), g_profile_last = 0u)
+#else
+#define TT_PROFILE_STEP(on) ((void)0)
+#endif
+
 static uint32_t g_predict_count;
 static int g_predict_measured;
 
@@ -150,9 +178,14 @@ int main(void)
                 fail("train.bin changed while training", 0);
             }
             te_stack_paint();
+            TT_PROFILE_STEP(e == 1u && r == 0u);
             te_timer_start();
             const float loss = te_train_step(tt_input(), label);
             const uint32_t count = te_timer_stop();
+            TT_PROFILE_STEP(0);
+            if (tt_fault != 0) {
+                fail(tt_fault, 0);
+            }
             note_stack();
             if (e == 1u && r == 0u) {
                 step_count = count;

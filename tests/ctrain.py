@@ -39,12 +39,16 @@ def _sel(channels, n_all):
     return ptr(c), len(c), c
 
 
-def conv_2d_grad_input(grad_out, filter, filter_scale, *, in_hw, stride, pad):
+def conv_2d_grad_input(grad_out, filter, filter_scale, *, in_hw, stride, pad, packed=None):
+    """packed: the filter in the DSP layout (te_conv_2d_grad_input_f32_packed)."""
     g, w, s = _f32(grad_out), _i8(filter), _f32(filter_scale)
     b, oh, ow, oc = g.shape
     _, kh, kw, ic = w.shape
     out = np.empty((b, *in_hw, ic), np.float32)
-    _lib().te_conv_2d_grad_input_f32(ptr(g), I(b), I(oh), I(ow), I(oc), ptr(w), ptr(s), I(kh),
+    fn = _lib().te_conv_2d_grad_input_f32
+    if packed is not None:
+        fn, w = _lib().te_conv_2d_grad_input_f32_packed, _i8(packed)
+    fn(ptr(g), I(b), I(oh), I(ow), I(oc), ptr(w), ptr(s), I(kh),
                                      I(kw), ptr(out), I(in_hw[0]), I(in_hw[1]), I(ic),
                                      I(stride[0]), I(stride[1]), I(pad[0]), I(pad[1]))
     return out
@@ -74,16 +78,23 @@ def conv_2d_grad_bias(grad_out, filter_scale, input_scale):
 
 
 def depthwise_conv_2d_grad_input(grad_out, filter, filter_scale, *, depth_multiplier, in_hw,
-                                 stride, pad):
+                                 stride, pad, packed=None):
+    """packed: the filter in the DSP layout (te_depthwise_conv_2d_grad_input_f32_packed,
+    multiplier 1)."""
     g, w, s = _f32(grad_out), _i8(filter), _f32(filter_scale)
     b, oh, ow, oc = g.shape
     _, kh, kw, _ = w.shape
     ic = oc // depth_multiplier
     out = np.empty((b, *in_hw, ic), np.float32)
+    tail = (I(in_hw[0]), I(in_hw[1]), I(ic), I(stride[0]), I(stride[1]), I(pad[0]), I(pad[1]))
+    if packed is not None:
+        assert depth_multiplier == 1
+        _lib().te_depthwise_conv_2d_grad_input_f32_packed(
+            ptr(g), I(b), I(oh), I(ow), ptr(_i8(packed)), ptr(s), I(kh), I(kw), ptr(out), *tail)
+        return out
     _lib().te_depthwise_conv_2d_grad_input_f32(ptr(g), I(b), I(oh), I(ow), ptr(w), ptr(s),
                                                I(depth_multiplier), I(kh), I(kw), ptr(out),
-                                               I(in_hw[0]), I(in_hw[1]), I(ic), I(stride[0]),
-                                               I(stride[1]), I(pad[0]), I(pad[1]))
+                                               *tail)
     return out
 
 

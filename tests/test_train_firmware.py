@@ -13,6 +13,7 @@ training graph, trained on the host build and on QEMU's Cortex-M7 (stm32f746).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -109,8 +110,12 @@ def test_params_agree_with_reference(host_run, data):
     3% of the trained values; int32 biases within 2% of how far they moved (+-3); momentum
     buffers (float32 sums of float32 gradients) within 1e-3 relative.  (Measured: weights
     and biases equal, momentum within 1e-5 relative.)"""
-    project, result = host_run
-    want = simulate(project, *data[0])
+    assert_agrees_with_reference(*host_run, data[0])
+
+
+def assert_agrees_with_reference(project, result, train):
+    """test_params_agree_with_reference's check of one run's params.bin (its docstring)."""
+    want = simulate(project, *train)
     g = project.tg.graph
     for p in project.manifest["params"]:
         name, start = p["name"], g.tensors[p["name"]].data
@@ -153,6 +158,120 @@ def test_host_and_cortex_m7_same_bits(small, data, host_run, tmp_path):
     assert 0 <= sizes["sram_static_bytes"] - (plan.arena_bytes + plan.param_bytes
                                               + plan.state_bytes) < 1024
     assert m7.peak_sram_bytes == sizes["sram_static_bytes"] + m7.stack_bytes
+
+
+# -- bias-only layers on the DSP kernels ----------------------------------------------------------
+BIAS_SCHEME = sc.Scheme(bias_last=4)       # every layer's bias, no weights
+
+
+@pytest.fixture(scope="module")
+def bias_host_run(small, data, tmp_path_factory):
+    p = fw.compile_training(str(small), classes=CLASSES, scheme=BIAS_SCHEME, board="host",
+                            out_dir=tmp_path_factory.mktemp("tfw") / "bias_host", **OPTIM)
+    return p, fw.run_training(p, *data)
+
+
+def _forward_calls(project) -> dict:
+    """layer name -> the kernel te_train_step's forward calls for it (model.c: the first
+    te_* call after the operator's comment, a table's te_unpack_channels aside)."""
+    body = _calls(project).split("float te_train_step(", 1)[1].split("\n}\n", 1)[0]
+    ops = re.split(r"\n\s*/\* \[\d+\] ", body)[1:]
+    out = {}
+    for op in ops:
+        m = re.match(r"(CONV_2D|DEPTHWISE_CONV_2D|FULLY_CONNECTED) '([^']+)'", op)
+        if m:
+            out[m.group(2)] = next(k for k in re.findall(r"\b(te_\w+)\(", op)
+                                   if k != "te_unpack_channels")
+    return out
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["stm32f746", "stm32f411"])
+def test_bias_only_layers_run_the_dsp_kernels_bit_exact(small, data, bias_host_run, board,
+                                                        tmp_path):
+    """Layers whose bias alone trains keep the board's DSP kernels (the 3x3 and the 1x1 conv:
+    te_conv_2d_s8_dsp, te_conv_2d_1x1_s8_dsp, named in the generated C; the depthwise with
+    multiplier 2 has none), each updated bias written into the kernel's table
+    (te_fold_bias_s32) and the 1x1 conv's input gradient reading the packed weights: 100
+    steps on QEMU's Cortex-M7 and Cortex-M4 give the host build's params.bin (portable
+    kernels) bit for bit, the biases moved, and both agree with the NumPy reference."""
+    host_project, host = bias_host_run
+    p = fw.compile_training(str(small), classes=CLASSES, scheme=BIAS_SCHEME, board=board,
+                            out_dir=tmp_path / board, **OPTIM)
+    calls = _forward_calls(p)
+    assert calls == {"conv_2d_0": "te_conv_2d_s8_dsp",
+                     "depthwise_conv_2d_1": "te_depthwise_conv_2d_s8",
+                     "conv_2d_2": "te_conv_2d_1x1_s8_dsp",
+                     "head": "te_fully_connected_per_channel_s8"}, calls
+    assert set(_forward_calls(host_project).values()) <= {
+        "te_conv_2d_s8", "te_depthwise_conv_2d_s8", "te_fully_connected_per_channel_s8"}
+    c = _calls(p)
+    assert c.count("te_fold_bias_s32(") == 2 and "te_conv_2d_grad_input_f32_packed(" in c
+    r = fw.run_training(p, *data)
+    assert (p.dir / "params.bin").read_bytes() == (host_project.dir / "params.bin").read_bytes()
+    for name in ("b1", "b3"):
+        assert (r.params[name] != p.tg.graph.tensors[name].data).any(), name
+    assert_agrees_with_reference(host_project, host, data[0])
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 3, 6), (7, 1, 1, 9), (4, 1, 1, 16), (3, 5, 5, 2)])
+def test_grad_input_reads_packed_weights_to_the_same_bits(shape):
+    """te_conv_2d_grad_input_f32_packed / te_depthwise_conv_2d_grad_input_f32_packed (the
+    backward of a layer whose frozen weights the forward's DSP kernel reads, packed) give the
+    plain-layout kernels' result bit for bit: odd channel counts (a conv's odd last row, a
+    depthwise's channels past the last group of 4), 1x1 and larger windows, strides 1 and 2."""
+    from tests import ctrain
+    from tinyengine.ops.conv import pack_weights_dsp
+    from tinyengine.ops.depthwise_conv import pack_filter_dsp
+    rng = np.random.default_rng(sum(shape))
+    oc, kh, kw, ic = shape
+    for stride in (1, 2):
+        in_hw = (9, 8)
+        out_hw = ((in_hw[0] - kh) // stride + 1, (in_hw[1] - kw) // stride + 1)
+        w = rng.integers(-128, 128, shape).astype(np.int8)
+        scale = rng.uniform(0.001, 0.02, oc).astype(np.float32)
+        g = rng.normal(size=(1, *out_hw, oc)).astype(np.float32)
+        g[g < -1] = 0.0                                   # skipped zeros too
+        args = dict(in_hw=in_hw, stride=(stride, stride), pad=(0, 0))
+        want = ctrain.conv_2d_grad_input(g, w, scale, **args)
+        got = ctrain.conv_2d_grad_input(g, w, scale, packed=pack_weights_dsp(w.reshape(oc, -1)),
+                                        **args)
+        assert want.tobytes() == got.tobytes() and np.abs(want).max() > 0
+        dw = w.reshape(oc, kh, kw, ic)[:, :, :, :1].transpose(3, 1, 2, 0).copy()   # [1,kh,kw,oc]
+        gd = rng.normal(size=(1, *out_hw, oc)).astype(np.float32)
+        want = ctrain.depthwise_conv_2d_grad_input(gd, dw, scale, depth_multiplier=1, **args)
+        got = ctrain.depthwise_conv_2d_grad_input(gd, dw, scale, depth_multiplier=1,
+                                                  packed=pack_filter_dsp(dw), **args)
+        assert want.tobytes() == got.tobytes() and np.abs(want).max() > 0
+
+
+@pytest.mark.qemu
+def test_profile_counts_every_operator_of_a_step(small, data, tmp_path):
+    """compile_training(profile=True) on the Cortex-M7: one TT_LAYER count per operator of
+    te_train_step, summing to the step's count (the marks pause the counter; what remains is
+    the few instructions of the calls themselves); profile_rows names them, forward and
+    backward."""
+    p = fw.compile_training(str(small), classes=CLASSES, scheme=BIAS_SCHEME, board="stm32f746",
+                            out_dir=tmp_path / "prof", profile=True, **OPTIM)
+    r = fw.run_training(p, (data[0][0][:2], data[0][1][:2]), (data[1][0][:1], data[1][1][:1]))
+    rows = fw.profile_rows(p, r)
+    assert [i for i, *_ in rows] == list(range(len(p.tg.graph.nodes)))
+    total = sum(n for *_, n in rows)
+    assert r.step_instructions - 100 <= total <= r.step_instructions
+    kinds = {(part, k) for _, _, k, part, _ in rows}
+    assert ("forward", "te_conv_2d_1x1_s8_dsp") in kinds and ("backward", "te_fold_bias_s32") in kinds
+
+
+@pytest.mark.qemu
+def test_a_bias_past_the_dsp_kernels_range_stops_the_firmware(small, data, tmp_path):
+    """A learning rate so large that a bias trained on a DSP kernel leaves the range that kernel
+    computes exactly (te_fold_bias_s32's limit): the firmware stops with one TE_ERROR line
+    (run_training: RunError naming it) instead of training on with wrong outputs."""
+    p = fw.compile_training(str(small), classes=CLASSES, scheme=BIAS_SCHEME, board="stm32f746",
+                            out_dir=tmp_path / "big", lr=1e12)
+    with pytest.raises(te.RunError, match="a trained bias left the range of its layer's fast "
+                                          "forward kernel"):
+        fw.run_training(p, (data[0][0][:5], data[0][1][:5]), (data[1][0][:2], data[1][1][:2]))
 
 
 def test_firmware_arena_is_the_reported_plan(host_run, small):
@@ -200,7 +319,11 @@ def test_pruned_backward_is_absent_from_the_c(host_run, small, tmp_path):
 def test_mcunet_vww1_default_scheme_trains_on_cortex_m7(models_dir, tmp_path, capsys):
     """mcunet-vww1, 10 classes, the default scheme on stm32f746: the linked image's static SRAM
     is the plan's arena + trained state (+ the runner's statics, under 1 KB) and the peak
-    (plus the measured stack) is under 256 KB; three training steps run on QEMU."""
+    (plus the measured stack) is under 256 KB; three training steps run on QEMU.  The layers
+    below the earliest trained one run the inference kernels (those tinyengine prepares for
+    the board), the depthwise layers whose bias alone trains te_depthwise_conv_2d_s8_dsp and
+    the 1x1 convs te_conv_2d_1x1_s8_dsp; params.bin equals that of the host build (portable
+    kernels) of the same scheme bit for bit, the trained biases moved."""
     model = models_dir / "mcunet" / "mcunet-vww1.tflite"
     p = fw.compile_training(str(model), classes=10, board="stm32f746", out_dir=tmp_path / "mcu")
     assert p.manifest["scheme"]["source"] == "default scheme"
@@ -208,6 +331,27 @@ def test_mcunet_vww1_default_scheme_trains_on_cortex_m7(models_dir, tmp_path, ca
     x = rng.integers(-128, 128, (4,) + p.input_shape[1:]).astype(np.int8)
     y = rng.integers(0, 10, 4)
     r = fw.run_training(p, (x[:3], y[:3]), (x[3:], y[3:]))
+    calls, fwd = _forward_calls(p), p.tg.forward.nodes
+    trained = p.tg.targets
+    first = min(i for i, n in enumerate(fwd) if n.name in trained)
+    for n in fwd[:first]:
+        if n.name in calls:
+            assert calls[n.name].startswith(n.params["kernel"]), (n.name, calls[n.name])
+    bias_only = [n for n in fwd if n.name in trained and trained[n.name].channels is None]
+    assert {calls[n.name] for n in bias_only if n.op == "DEPTHWISE_CONV_2D"} == \
+        {"te_depthwise_conv_2d_s8_dsp"}
+    assert "te_conv_2d_1x1_s8_dsp" in {calls[n.name] for n in bias_only if n.op == "CONV_2D"}
+    c = _calls(p)        # their input gradients read the packed weights the forward reads
+    assert "te_depthwise_conv_2d_grad_input_f32_packed(" in c
+    assert "te_conv_2d_grad_input_f32_packed(" in c
+    scheme = sc.Scheme(bias_last=p.manifest["scheme"]["bias_last"],
+                       weights=tuple(map(tuple, p.manifest["scheme"]["weights"])))
+    host = fw.compile_training(str(model), classes=10, board="host", scheme=scheme,
+                               out_dir=tmp_path / "host")
+    fw.run_training(host, (x[:3], y[:3]), (x[3:], y[3:]))
+    assert (p.dir / "params.bin").read_bytes() == (host.dir / "params.bin").read_bytes()
+    assert all((r.params[t] != p.tg.graph.tensors[t].data).any()
+               for t, (layer, slot, _) in p.tg.params.items() if slot == "bias")
     sizes = te.project_size(p.dir)
     plan = p.plan
     statics = sizes["sram_static_bytes"] - (plan.arena_bytes + plan.param_bytes + plan.state_bytes)

@@ -43,6 +43,7 @@ from .ir import Graph, Node, QuantParams, Tensor
 from .memory import PlanOptions, plan_memory
 from .ops import OpDef, Target
 from .ops import get as get_op
+from .ops.conv import ACC_INIT_VARIES
 from .ops import register as register_op
 from .ops.float_edge import FLOAT_ATOL, FLOAT_RTOL
 from .planner import MemoryPlan
@@ -59,6 +60,7 @@ __all__ = [
     "__version__",
     # IR and errors
     "Graph", "Node", "Tensor", "QuantParams", "OpDef", "register_op", "get_op", "Target",
+    "ACC_INIT_VARIES",
     "TinyEngineError", "ModelError", "FitError", "PatchError", "IRError", "UnsupportedError",
     "UnknownBoardError", "BuildError", "RunError", "run_command",
     # boards

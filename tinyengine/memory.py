@@ -27,6 +27,7 @@ from . import fusion, ops, patching, planner
 from .errors import FitError
 from .ir import Graph
 from .ops import chanpack
+from .ops.conv import ACC_INIT_VARIES
 from .planner import MemoryPlan
 
 
@@ -149,6 +150,8 @@ def grant_compact_params(graph: Graph, plan: MemoryPlan, arena: planner.Replanne
     plan's replanner) does not grow."""
     for i in sorted(among):
         node = graph.nodes[i]
+        if node.attrs.get(ACC_INIT_VARIES):   # its table is rewritten at run time (tinytrain)
+            continue
         cp = _channel_table(graph, plan, i)
         packed = chanpack.pack_if_packable(cp) if cp is not None else None
         if packed is None:

@@ -21,8 +21,11 @@ Built with -ffp-contract=off (the host and a Cortex-M compute the same floats); 
 `make run EPOCHS=n` trains n epochs.
 
 The arena is the plan tinytrain.memory reports (memory.plan_arena: one te.plan_memory of the
-training graph).  A trained layer runs the portable forward kernel (graph.portable_params),
-which reads its weights and acc_init from SRAM.
+training graph).  A conv or depthwise layer whose bias alone trains keeps its board's DSP
+kernel, its channel table in SRAM, the bias written into it after each update (FOLD_BIAS,
+te_fold_bias_s32; the firmware stops with TE_ERROR should a bias leave the range the kernel
+computes exactly); every other trained layer runs the portable forward kernel
+(graph.trained_params), which reads its weights and acc_init from SRAM.
 
 Deviation from the contract (notes/train-contract.md): none in the interface; additions:
 run_training(..., epochs=n) overrides the compiled-in count (make run EPOCHS=n),
@@ -89,6 +92,7 @@ class TrainResult:
     flash_bytes: int
     params: dict                  # tensor name -> array after training (then velocity:<name>)
     stdout: str = ""
+    layers: dict = field(default_factory=dict)   # profile=True: operator index -> count (step 1)
 
 
 # -- compile ----------------------------------------------------------------------------------
@@ -144,21 +148,34 @@ def _param_order(tg) -> list:
     return order
 
 
+# a DSP forward kernel's weights array (its params key) and the input gradients that read it
+PACKED = {**{k: "w_packed" for k in bops.CONV_DSP}, bops.DW_DSP: "filter_dsp"}
+GRAD_INPUT = ("te_conv_2d_grad_input_f32", "te_depthwise_conv_2d_grad_input_f32")
+
+
 def with_refolds(tg, acc_symbol: dict):
     """The training graph with a FOLD_ACC_INIT node after each trained layer's last update:
     its acc_init (C array acc_symbol[layer]) refolded from its bias and weights, so that the
-    next forward sees them.  acc_init wraps modulo 2^32 as the compile-time fold does."""
+    next forward sees them (acc_init wraps modulo 2^32 as the compile-time fold does); a
+    layer on a DSP kernel (its bias alone trains) gets a FOLD_BIAS node instead, writing
+    the bias into that kernel's table."""
     g = tg.graph
     last = {}
     for i, node in enumerate(g.nodes):
         if node.attrs.get("kernel") in bops.UPDATE_KERNELS:
             last[tg.params[node.inputs[0]][0]] = i
-    fwd = {n.name: n for n in tg.forward.nodes}
+    fwd = {n.name: n for n in g.nodes}
     after = {}
     for layer, i in last.items():
         node = fwd[layer]
         x, w = (g.tensors[t] for t in node.inputs[:2])
         bias = node.inputs[2] if len(node.inputs) > 2 else None
+        kernel = node.params.get("kernel")
+        if kernel in tgm.FAST_KERNELS:           # bias only: into the DSP kernel's table
+            after[i] = te.Node(bops.FOLD_BIAS, f"{layer}/te_fold_bias_s32", [bias], [],
+                               {"table": acc_symbol[layer], "kernel": kernel,
+                                "weights": w.name, "input_offset": -int(x.quant.zp)})
+            continue
         after[i] = te.Node(bops.FOLD_ACC_INIT, f"{layer}/te_fold_acc_init_s32", [bias, w.name], [],
                            {"acc_init": acc_symbol[layer], "input_offset": -int(x.quant.zp),
                             "layout": weight_layout(node.op, w.shape)})
@@ -169,10 +186,18 @@ def with_refolds(tg, acc_symbol: dict):
             nodes.append(after[i])
     graph = te.Graph(g.tensors, nodes, list(g.inputs), list(g.outputs), g.name, g.meta)
     graph.validate()
+    # a trained layer's frozen weights on a DSP kernel exist once, packed as they are (no
+    # folds: ACC_INIT_VARIES; te.generate's te_n<i>_<key> array of its forward node i): its
+    # input gradient reads them so
+    packed = {n.inputs[1]: f"te_n{i}_{PACKED[n.params.get('kernel')]}"
+              for i, n in enumerate(nodes)
+              if n.params.get("kernel") in PACKED and n.attrs.get(te.ACC_INIT_VARIES)}
     for node in nodes:
         if node.op in bops.OPDEFS:
             bops.check(node, graph)
             node.params = bops.OPDEFS[node.op].prepare(node, graph)
+            if node.attrs.get("kernel") in GRAD_INPUT and node.inputs[1] in packed:
+                node.params["packed_filter"] = packed[node.inputs[1]]
     return tgm.TrainingGraph(graph, tg.forward, tg.targets, tg.params, tg.velocities, tg.grads)
 
 
@@ -208,10 +233,12 @@ def _install(tmp: Path, out: Path) -> None:
 def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f746", out_dir,
                      epochs: int = 1, lr: float = 0.05, momentum: float = 0.0,
                      lr_schedule: str = "constant", qas: bool = True, seed: int = 0,
-                     calibration=None) -> TrainProject:
+                     calibration=None, profile: bool = False) -> TrainProject:
     """The training firmware of a model (a .tflite / .onnx path or a loaded te.Graph) for
     `classes` classes under a scheme (None: memory.default_scheme) on a board, written to
-    out_dir (module docstring).  te.FitError where it does not fit the board's SRAM (bytes
+    out_dir (module docstring).  profile: te_train_step marks the end of each operator and
+    the runner prints its count in the first step (TrainResult.layers, profile_rows).
+    te.FitError where it does not fit the board's SRAM (bytes
     needed and available); nothing is written then."""
     b = te.get_board(board)
     _check_options(epochs, lr, momentum, lr_schedule)
@@ -224,7 +251,8 @@ def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f74
     params = _param_order(tg)
     velocities = [f"velocity:{p}" for p in params if f"velocity:{p}" in tg.velocities]
     layers = list(tg.targets)
-    state = params + [(layer, "acc_init") for layer in layers] + velocities
+    nodes = {n.name: n for n in tg.graph.nodes}
+    state = params + [(layer, tgm.table_key(nodes[layer])) for layer in layers] + velocities
     acc_symbol = {layer: f"te_state_{len(params) + k}" for k, layer in enumerate(layers)}
     tg = with_refolds(tg, acc_symbol)
     plan, arena = memory.plan_arena(tg, b.name)
@@ -248,7 +276,7 @@ def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f74
               label=ptr("label"), loss=ptr("loss"), logits=ptr(logits.name),
               forward_calls={i for i, n in enumerate(g.nodes)
                              if i <= head and n.op not in backward_ops})
-    gen = te.generate(g, arena, stamp, state=state, context={"tt": tt},
+    gen = te.generate(g, arena, stamp, profile=profile, state=state, context={"tt": tt},
                       templates={"model.c": "train/model.c.j2", "model.h": "train/model.h.j2"})
     manifest = {
         "tinytrain_version": __version__, "model": source, "board": b.name, "classes": classes,
@@ -272,7 +300,8 @@ def compile_training(model, *, classes: int, scheme=None, board: str = "stm32f74
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         te.emit_project(tmp, b, gen.files, gen.kernel_files, stamp, main=TRAIN_MAIN,
-                        cflags=["-ffp-contract=off", "-DTT_EPOCHS=$(EPOCHS)"],
+                        cflags=["-ffp-contract=off", "-DTT_EPOCHS=$(EPOCHS)"]
+                        + (["-DTT_PROFILE"] if profile else []),
                         make_vars=[("EPOCHS", epochs, "training epochs of `make run` "
                                     "(make run EPOCHS=n)")],
                         run_io="trains on train.bin, tests on test.bin, writes params.bin")
@@ -406,5 +435,19 @@ def run_training(project: TrainProject, train, test, *, timeout_s: int = DEFAULT
     return TrainResult(curve, _parse_int(out, "TT_STEP_INSTRUCTIONS"),
                        _parse_int(out, "TT_PREDICT_INSTRUCTIONS"), stack, peak,
                        sizes["flash_bytes"], read_params(project, (d / "params.bin").read_bytes()),
-                       out)
+                       out, {int(i): int(n) for i, n in _lines(out, "TT_LAYER")})
+
+
+def profile_rows(project: TrainProject, result: TrainResult) -> list:
+    """(index, node name, op or kernel, 'forward' / 'backward', count) of each operator of
+    te_train_step in a profiled run (compile_training(profile=True), project.tg needed)."""
+    g = project.tg.graph
+    forward = {n.name for n in project.tg.forward.nodes}
+
+    def kernel(n):        # a fold's attrs name the forward kernel whose table it writes
+        if n.op in (bops.FOLD_BIAS, bops.FOLD_ACC_INIT, bops.ACCUMULATE):
+            return bops.OPDEFS[n.op].kernels[0][:-2]
+        return n.attrs.get("kernel") or n.params.get("kernel") or n.op
+    return [(i, n.name, kernel(n), "forward" if n.name in forward else "backward",
+             result.layers[i]) for i, n in enumerate(g.nodes) if i in result.layers]
 

@@ -45,8 +45,10 @@ class TrainingGraph:
     def param_bytes(self) -> int:
         """SRAM of the trained parameters (whole tensors, in their int8 / int32 form) and of
         each trained layer's acc_init (its forward kernel's accumulator start, int32 per
-        channel, refolded after the layer's updates: tinytrain/firmware.py)."""
-        acc = sum(n.params["acc_init"].nbytes for n in self.graph.nodes if n.name in self.targets)
+        channel, refolded after the layer's updates: tinytrain/firmware.py), or its depthwise
+        DSP kernel's rq table (table_key)."""
+        acc = sum(n.params[table_key(n)].nbytes for n in self.graph.nodes
+                  if n.name in self.targets)
         return sum(self.graph.tensors[t].nbytes for t in self.params) + acc
 
     def state_bytes(self) -> int:
@@ -182,6 +184,30 @@ def forward_graph(model, board: str, classes: int, seed: int = 0, options=None):
     g = te.load_model(model, opts)
     g = te.set_target(g, board)
     return te.run_passes(replace_head(g, classes, seed), opts)
+
+
+FAST_KERNELS = ("te_depthwise_conv_2d_s8_dsp", "te_conv_2d_1x1_s8_dsp", "te_conv_2d_s8_dsp")
+
+
+def trained_params(node, fwd, target) -> dict:
+    """A trained layer's forward params.  A conv or depthwise layer whose bias alone trains
+    keeps its board's DSP kernel where it has one, prepared for a bias that changes at run
+    time (te.ACC_INIT_VARIES: tables valid for any accumulator below 2^30, no
+    bias-dependent folds; the firmware writes each updated bias into the table, FOLD_BIAS);
+    every other trained layer runs its portable kernel (portable_params)."""
+    if target.channels is None and node.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        fast = te.Node(node.op, node.name, list(node.inputs), list(node.outputs),
+                       {**node.attrs, te.ACC_INIT_VARIES: True})
+        p = te.get_op(node.op).prepare(fast, fwd)
+        if p.get("kernel") in FAST_KERNELS:
+            return p
+    return portable_params(node, fwd)
+
+
+def table_key(node) -> str:
+    """The params array a trained layer's forward reads its bias from (the firmware's state):
+    the depthwise DSP kernel's rq table, else acc_init."""
+    return "rq" if node.params.get("kernel") == "te_depthwise_conv_2d_s8_dsp" else "acc_init"
 
 
 def portable_params(node, fwd) -> dict:
@@ -432,9 +458,13 @@ def build(fwd, scheme: Scheme, *, lr: float = 0.01, momentum: float = 0.0, qas: 
                           {"kernel": "te_softmax_cross_entropy_grad_f32", "scalars": [1, 2]})]
     nodes = []
     for node in fwd.nodes:
-        params = portable_params(node, fwd) if node.name in targets else dict(node.params)
+        attrs, params = dict(node.attrs), dict(node.params)
+        if node.name in targets:
+            params = trained_params(node, fwd, targets[node.name])
+            if params.get("kernel") in FAST_KERNELS:
+                attrs[te.ACC_INIT_VARIES] = True
         nodes.append(te.Node(node.op, node.name, list(node.inputs), list(node.outputs),
-                             dict(node.attrs), params))
+                             attrs, params))
         if node.name in backwards:
             bw, want, slots = backwards[node.name]
             names = _Names(b, node, slots, None)

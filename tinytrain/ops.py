@@ -15,7 +15,8 @@ Codegen: each op has a call template (codegen_templates/train/ops/<kernel>.c.j2)
 prepare() that gives it the kernel's dimensions (from the tensors' shapes and the step's
 args); an update reads the learning rate of the step from the firmware's `te_lr` (the
 schedule, tinytrain/firmware.py).  FOLD_ACC_INIT (te_fold_acc_init_s32) refolds a trained
-layer's forward accumulator start after its updates.
+layer's forward accumulator start after its updates; FOLD_BIAS (te_fold_bias_s32) writes a
+bias trained with frozen weights into its layer's DSP kernel table.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from . import reference
 UPDATE_KERNELS = ("te_sgd_update_s8", "te_sgd_update_s32")
 ACCUMULATE = "TE_GRAD_ACCUMULATE_F32"   # the sum of two gradient contributions (te_binary_f32 add)
 FOLD_ACC_INIT = "TE_FOLD_ACC_INIT_S32_F32"   # a trained layer's acc_init after its updates
+FOLD_BIAS = "TE_FOLD_BIAS_S32_F32"      # a trained bias into a DSP kernel's table (weights frozen)
 # the kernels a kernel calls itself (its .c includes their headers)
 KERNEL_HELPERS = {"te_softmax_cross_entropy_grad_f32": ("te_exp_f32.c", "te_log_f32.c")}
 LR = "te_lr"                             # the firmware's learning rate of the current step
@@ -232,3 +234,48 @@ class FoldAccInit(te.OpDef):
 
     def reference(self, node, graph, inputs: list) -> list:
         return []
+
+
+DW_DSP = "te_depthwise_conv_2d_s8_dsp"
+CONV_DSP = ("te_conv_2d_1x1_s8_dsp", "te_conv_2d_s8_dsp")
+
+
+@_register
+class FoldBias(te.OpDef):
+    """A layer whose bias alone trains (weights frozen) and whose forward runs a DSP kernel
+    on a table in SRAM (tinyengine's ACC_INIT_VARIES prepare): its bias written into that
+    table after the update (te_fold_bias_s32).  Input the bias; attrs `table` (the C array:
+    the firmware's state), `kernel` (the layer's forward kernel), `weights` (the frozen
+    weights' tensor: the offsets and limits are computed from it at compile time) and
+    `input_offset`.  The firmware stops with TE_ERROR if the bias leaves the range the kernel
+    computes exactly.  State outside the graph: the reference leaves it alone."""
+    name = FOLD_BIAS
+    kernels = ("te_fold_bias_s32.c",)
+    template = "train/ops/te_fold_bias_s32.c.j2"
+
+    def check(self, node, graph) -> None:
+        if node.outputs or len(node.inputs) != 1 or node.inputs[0] is None or \
+                node.attrs.get("kernel") not in (DW_DSP,) + CONV_DSP:
+            raise te.UnsupportedError(f"node '{node.name}' ({node.op}): reads a bias, writes "
+                                      f"the table of a DSP conv or depthwise kernel")
+
+    def prepare(self, node, graph) -> dict:
+        w = graph.tensors[node.attrs["weights"]]
+        w64 = w.data.astype(np.int64)
+        if node.attrs["kernel"] == DW_DSP:          # channels last, the kernel adds the offset
+            wabs = np.abs(w64).reshape(-1, w.shape[-1]).sum(axis=0)
+            return dict(table=node.attrs["table"], n=int(w.shape[-1]), group=9,
+                        limit=_limit(wabs, 255))
+        w2d = w64.reshape(w.shape[0], -1)
+        offset = (int(node.attrs["input_offset"]) * w2d.sum(axis=1)) % (1 << 32)
+        return dict(table=node.attrs["table"], n=int(w.shape[0]), group=4,
+                    offset=_i32(np.where(offset >= 1 << 31, offset - (1 << 32), offset)),
+                    limit=_limit(np.abs(w2d).sum(axis=1), 128))
+
+    def reference(self, node, graph, inputs: list) -> list:
+        return []
+
+
+def _limit(wabs, x_max: int) -> int:
+    """te_fold_bias_s32's limit: 2^30 - 1 - x_max * the largest sum|w| of a channel, >= 0."""
+    return int(max((1 << 30) - 1 - x_max * int(np.max(wabs)), 0))

@@ -168,6 +168,49 @@ def _pad_before(x, k_hw, attrs) -> tuple:
                                 attrs["padding"], i)[0] for i in range(2))
 
 
+def node_forward(node, spec, tensors, act, param):
+    """The real output of a prepared forward node before its clamp, batch-agnostic.
+
+    spec: its grad_rules.OpSpec (tinytrain.graph.op_spec); tensors: the graph's tensors;
+    act(name) -> real activation [B, ...]; param(name) -> the stored integers of a weight or
+    bias as a float tensor (or None for None)."""
+    T = tensors
+    x = act(node.inputs[0])
+    out_shape = (x.shape[0],) + tuple(T[node.outputs[0]].shape[1:])
+    a = spec.attrs
+    if node.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        kw = dict(stride=(a["stride_h"], a["stride_w"]), out_hw=out_shape[1:3],
+                  pad=_pad_before(x, spec.shape("weights")[1:3], a))
+        w, s_w = param(node.inputs[1]), T[node.inputs[1]].quant.scale
+        b = param(node.inputs[2] if len(node.inputs) > 2 else None)
+        if node.op == "CONV_2D":
+            return conv_2d(x, w, s_w, b, T[node.inputs[0]].quant.s, **kw)
+        return depthwise_conv_2d(x, w, s_w, b, T[node.inputs[0]].quant.s,
+                                 depth_multiplier=out_shape[-1] // x.shape[-1], **kw)
+    if node.op == "FULLY_CONNECTED":
+        w = param(node.inputs[1])
+        b = param(node.inputs[2] if len(node.inputs) > 2 else None)
+        return fully_connected(x.reshape(-1, w.shape[1]), w, T[node.inputs[1]].quant.scale, b,
+                               T[node.inputs[0]].quant.s).reshape(out_shape)
+    if node.op == "ADD":
+        return x + act(node.inputs[1])
+    if node.op == "AVERAGE_POOL_2D":
+        k = (a["filter_height"], a["filter_width"])
+        return avg_pool_2d(x, filter_hw=k, stride=(a["stride_h"], a["stride_w"]),
+                           pad=_pad_before(x, k, a), out_hw=out_shape[1:3])
+    if node.op == "MEAN":
+        return mean(x, a["axes"]).reshape(out_shape)
+    if node.op == "TRANSPOSE":
+        return x.permute(*a["perm"])
+    if node.op == "RESHAPE":
+        return x.reshape(out_shape)
+    if node.op == "PAD":
+        return pad(x, a["pad_before"], out_shape)
+    if node.op in ("RELU", "RELU6", "RELU_N1_TO_1"):
+        return x
+    raise ValueError(f"node '{node.name}' ({node.op}): no simulation")
+
+
 def graph_gradients(fwd, values: dict, specs: dict, labels, trained: dict) -> dict:
     """torch.autograd's gradients of softmax cross-entropy on the dequantized logits of a
     prepared forward graph (a tinyengine IR graph, as tinytrain.graph.forward_graph gives it).
@@ -196,42 +239,8 @@ def graph_gradients(fwd, values: dict, specs: dict, labels, trained: dict) -> di
     for node in fwd.nodes:
         spec = specs[node.name]
         out = node.outputs[0]
-        x = act(node.inputs[0])
-        out_shape = T[out].shape
         a = spec.attrs
-        if node.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            kw = dict(stride=(a["stride_h"], a["stride_w"]), out_hw=out_shape[1:3],
-                      pad=_pad_before(x, spec.shape("weights")[1:3], a))
-            w, s_w = param(node.inputs[1]), T[node.inputs[1]].quant.scale
-            b = param(node.inputs[2] if len(node.inputs) > 2 else None)
-            if node.op == "CONV_2D":
-                y = conv_2d(x, w, s_w, b, T[node.inputs[0]].quant.s, **kw)
-            else:
-                y = depthwise_conv_2d(x, w, s_w, b, T[node.inputs[0]].quant.s,
-                                      depth_multiplier=out_shape[-1] // x.shape[-1], **kw)
-        elif node.op == "FULLY_CONNECTED":
-            w = param(node.inputs[1])
-            b = param(node.inputs[2] if len(node.inputs) > 2 else None)
-            y = fully_connected(x.reshape(-1, w.shape[1]), w, T[node.inputs[1]].quant.scale, b,
-                                T[node.inputs[0]].quant.s).reshape(out_shape)
-        elif node.op == "ADD":
-            y = x + act(node.inputs[1])
-        elif node.op == "AVERAGE_POOL_2D":
-            k = (a["filter_height"], a["filter_width"])
-            y = avg_pool_2d(x, filter_hw=k, stride=(a["stride_h"], a["stride_w"]),
-                            pad=_pad_before(x, k, a), out_hw=out_shape[1:3])
-        elif node.op == "MEAN":
-            y = mean(x, a["axes"]).reshape(out_shape)
-        elif node.op == "TRANSPOSE":
-            y = x.permute(*a["perm"])
-        elif node.op == "RESHAPE":
-            y = x.reshape(out_shape)
-        elif node.op == "PAD":
-            y = pad(x, a["pad_before"], out_shape)
-        elif node.op in ("RELU", "RELU6", "RELU_N1_TO_1"):
-            y = x
-        else:
-            raise ValueError(f"node '{node.name}' ({node.op}): no simulation")
+        y = node_forward(node, spec, T, act, param)
         q = T[out].quant
         actual = dequantize(values[out], q.zp, q.s)
         mask = None

@@ -40,4 +40,18 @@ void te_conv_2d_grad_input_f32(const float *grad_out, int32_t batches, int32_t o
                                int32_t stride_h, int32_t stride_w, int32_t pad_top,
                                int32_t pad_left);
 
+/*
+ * The same (same arguments, same order of summation, the same bits) with filter in
+ * te_conv_2d_mat_mult_s8_dsp.h's layout (tinyengine's pack_weights_dsp of the [out_c,
+ * k_h * k_w * in_c] rows: rows zero-padded to a multiple of 4, pairs of rows with their
+ * groups of 4 interleaved, an odd last row on its own): the backward of a layer whose
+ * frozen weights the forward's DSP kernel reads, with no second copy of them.
+ */
+void te_conv_2d_grad_input_f32_packed(const float *grad_out, int32_t batches, int32_t out_h,
+                                      int32_t out_w, int32_t out_c, const int8_t *filter,
+                                      const float *filter_scale, int32_t k_h, int32_t k_w,
+                                      float *grad_in, int32_t in_h, int32_t in_w, int32_t in_c,
+                                      int32_t stride_h, int32_t stride_w, int32_t pad_top,
+                                      int32_t pad_left);
+
 #endif /* TE_CONV_2D_GRAD_INPUT_F32_H */

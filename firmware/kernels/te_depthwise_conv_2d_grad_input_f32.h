@@ -37,4 +37,19 @@ void te_depthwise_conv_2d_grad_input_f32(const float *grad_out, int32_t batches,
                                          int32_t in_w, int32_t in_c, int32_t stride_h,
                                          int32_t stride_w, int32_t pad_top, int32_t pad_left);
 
+/*
+ * The same for depth_multiplier 1 (same order of summation, the same bits) with filter in
+ * te_depthwise_conv_2d_s8_dsp's layout (tinyengine's pack_filter_dsp: per group of 4 channels
+ * the k_h * k_w taps with 4 bytes each, then each of the in_c % 4 remaining channels' taps):
+ * the backward of a layer whose frozen weights the forward's DSP kernel reads, with no
+ * second copy of them.
+ */
+void te_depthwise_conv_2d_grad_input_f32_packed(const float *grad_out, int32_t batches,
+                                                int32_t out_h, int32_t out_w,
+                                                const int8_t *filter, const float *filter_scale,
+                                                int32_t k_h, int32_t k_w, float *grad_in,
+                                                int32_t in_h, int32_t in_w, int32_t in_c,
+                                                int32_t stride_h, int32_t stride_w,
+                                                int32_t pad_top, int32_t pad_left);
+
 #endif /* TE_DEPTHWISE_CONV_2D_GRAD_INPUT_F32_H */

@@ -116,7 +116,11 @@ def generate(graph: Graph, plan: MemoryPlan, stamp: dict, profile: bool = False,
             scratch = f"({scratch_base} + {node.params['rq_table_bytes']})"
             prelude = env.get_template("unpack_channels.c.j2").render(
                 packed=p["rq_packed"], n=cp.n, group=cp.group, table=scratch_base).rstrip() + "\n"
-        args = _conv_args(cp, opdef, node, graph, idx, p, consts, scratch_base)
+        # a node whose table is state (rewritten at run time: tinytrain) passes its arrays;
+        # the te_conv_args path would copy the table into a constant
+        rewritten = any((node.name, key) in state for key in node.params)
+        args = None if rewritten else _conv_args(cp, opdef, node, graph, idx, p, consts,
+                                                 scratch_base)
         same_buffer = bool(node.inputs and node.inputs[0] is not None and node.outputs
                            and plan.same_buffer(node.inputs[0], node.outputs[0]))
         body = env.get_template(opdef.template_for(node)).render(

@@ -114,6 +114,13 @@ RQ_POST_OFFSET = 4
 CALL_SOURCES = ("te_conv_args.c", "te_unpack_channels.c")
 
 
+# A node attribute (set by tinytrain, never by a frontend): the layer's bias changes at run
+# time, so prepare() keeps the DSP kernels' tables valid for any bias whose accumulator stays
+# below 2^30 in magnitude (the caller checks that after each change) and folds nothing that
+# depends on the bias's value.
+ACC_INIT_VARIES = "acc_init_varies"
+
+
 def acc_bound(acc_init, w2d, x_max: int = 128) -> np.ndarray:
     """Per output channel o, max |accumulator|: |acc_init[o]| + x_max * sum_k |w[o, k]|, for
     inputs of magnitude at most ``x_max`` (int8: 128)."""
@@ -467,14 +474,21 @@ class Conv2D(ConvBase):
         no_pad = not any(g[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
         kernel = "te_conv_2d_1x1_s8_dsp" if (k_h, k_w) == (1, 1) and no_pad else "te_conv_2d_s8_dsp"
         w2d = np.asarray(w.data).reshape(out_c, -1)
-        acc_init, w2d, mult = fold_negative_multipliers(acc_init, w2d, q["out_mult"],
-                                                        q["out_shift"], acc_bound(acc_init, w2d))
-        acc_init, mult, shift, w2d = fold_constant_channels(
-            acc_init, w2d, mult, q["out_shift"],
-            clamp=(q["output_offset"], q["act_min"], q["act_max"]))
-        if srdhm_may_saturate(mult, shift, acc_bound(acc_init, w2d)):
+        if node.attrs.get(ACC_INIT_VARIES):
+            # acc_init rewritten at run time (a trained bias): no fold that depends on its
+            # value; the requantization valid for every |acc| < 2^30 (checked by the caller)
+            mult, shift = q["out_mult"], q["out_shift"]
+            bound = np.full(out_c, (1 << 30) - 1, np.int64)
+        else:
+            acc_init, w2d, mult = fold_negative_multipliers(
+                acc_init, w2d, q["out_mult"], q["out_shift"], acc_bound(acc_init, w2d))
+            acc_init, mult, shift, w2d = fold_constant_channels(
+                acc_init, w2d, mult, q["out_shift"],
+                clamp=(q["output_offset"], q["act_min"], q["act_max"]))
+            bound = acc_bound(acc_init, w2d)
+        if srdhm_may_saturate(mult, shift, bound):
             return dict(kernel="te_conv_2d_s8")
-        mult, rshift, mode = requant_dsp(mult, shift, acc_bound(acc_init, w2d),
+        mult, rshift, mode = requant_dsp(mult, shift, bound,
                                          q["output_offset"], q["act_min"], q["act_max"])
         return dict(kernel=kernel, w_packed=pack_weights_dsp(w2d), acc_init=c_i32(acc_init),
                     rq_mult=mult, rq_shift=rshift, rq_mode=mode, rq_scales=q["scales"])

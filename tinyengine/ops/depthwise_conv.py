@@ -24,9 +24,9 @@ import numpy as np
 from tinyengine.ops import register, target_of, unsupported
 from tinyengine.ops.common import c_i32, fold_input_offset
 from tinyengine.ops.chanpack import split_table
-from tinyengine.ops.conv import (CALL_SOURCES, ConvBase, acc_bound, fold_constant_channels,
-                                  fold_negative_multipliers, pad_for_windows, requantize,
-                                  window_tap)
+from tinyengine.ops.conv import (ACC_INIT_VARIES, CALL_SOURCES, ConvBase, acc_bound,
+                                  fold_constant_channels, fold_negative_multipliers,
+                                  pad_for_windows, requantize, window_tap)
 
 PORTABLE = "te_depthwise_conv_2d_s8"
 DSP = "te_depthwise_conv_2d_s8_dsp"
@@ -203,12 +203,15 @@ class DepthwiseConv2D(ConvBase):
         # that they do not widen the layer's ranges.  The accumulator is bias + sum w (x + off).
         off = int(q["input_offset"])
         wt = np.asarray(w.data).reshape(-1, out_c).T
-        b0, wt, mult = fold_negative_multipliers(b0, wt, q["out_mult"], q["out_shift"],
-                                                 acc_bound(b0, wt, 128 + abs(off)))
-        b0, mult, shift, wt = fold_constant_channels(
-            b0, wt, mult, q["out_shift"],
-            depthwise=True, x_range=(-128 + off, 127 + off),
-            clamp=(q["output_offset"], q["act_min"], q["act_max"]))
+        if node.attrs.get(ACC_INIT_VARIES):       # a bias trained at run time (conv.py)
+            mult, shift = q["out_mult"], q["out_shift"]
+        else:
+            b0, wt, mult = fold_negative_multipliers(b0, wt, q["out_mult"], q["out_shift"],
+                                                     acc_bound(b0, wt, 128 + abs(off)))
+            b0, mult, shift, wt = fold_constant_channels(
+                b0, wt, mult, q["out_shift"],
+                depthwise=True, x_range=(-128 + off, 127 + off),
+                clamp=(q["output_offset"], q["act_min"], q["act_max"]))
         wt = np.ascontiguousarray(wt.T).reshape(w.shape).astype(np.int8)
         dsp = target_of(graph).dsp and dsp_preconditions(m, wt, b0, mult, shift)
         extra = {}
