@@ -112,8 +112,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, supernet_dir, case, 
     sram = "4KB" if case == "nofit" else "64KB"
     argv = ["search", "--board", board, "--sram", sram, "--flash", "256KB", *data, "--samples", "1",
             "--no-progress", "-o", str(tmp_path / "o")]
-    if case == "nofit":
-        argv += ["--supernet", str(supernet_dir)]
+    if case == "nofit":    # a small population: the search tries 100 per slot before it gives up
+        argv += ["--supernet", str(supernet_dir), "--population", "2"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinynas: ") and message in err and err.count("\n") == 1, err
