@@ -3,11 +3,19 @@
 two boards.
 
 One supernet is trained once (width 0.35, resolutions 24 / 28 / 32) and shared; then, for each (board,
-budget), `tinynas search --digits --supernet ...` searches its space (accuracy: the supernet's subnets on the
-validation split, or the predictor fitted on them), fine-tunes the winner, quantizes it through tinyengine's ONNX + calibration path, compiles it, runs it on the emulated
-board (QEMU) on the held-out images and writes report.json. A table of the runs follows: budgets, the
-winner, predicted vs measured peak SRAM / Flash / instructions, the int8 accuracy on the device and the
-number of candidates evaluated.
+budget), `tinynas search --digits --supernet ... --accuracy predictor` searches its space: the accuracy
+predictor is fitted on `--predictor-samples` subnets measured on the validation split once (the first search
+measures them, the others read them from measured.json beside the checkpoint), so the evolution (population
+x generations, each candidate's peak SRAM / Flash / instructions from the cost model over all cores) asks
+thousands of candidates; its best-predicted ones are measured before the winner is chosen. The winner is
+fine-tuned, quantized through tinyengine's ONNX + calibration path, compiled, run on the emulated board
+(QEMU) on the held-out images, and report.json written. A table of the runs follows: budgets, the winner,
+predicted vs measured peak SRAM / Flash / instructions, the int8 accuracy on the device and the number of
+candidates evaluated; then the total and the wall time.
+
+PyTorch runs on one thread (`--threads`): its tensors here are small, and on a machine with few cores its
+default (a thread per core) is about ten times slower where the cost model's worker processes or other
+jobs share the cores.
 
     python examples/nas_demo.py [-o build/nas-demo] [--supernet-epochs 3] [--finetune-epochs 2]
 """
@@ -56,10 +64,14 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "build" / "nas-demo")
     ap.add_argument("--supernet-epochs", type=int, default=3)
     ap.add_argument("--finetune-epochs", type=int, default=2)
-    ap.add_argument("--population", type=int, default=16)
-    ap.add_argument("--generations", type=int, default=4)
+    ap.add_argument("--population", type=int, default=100)
+    ap.add_argument("--generations", type=int, default=12)
+    ap.add_argument("--predictor-samples", type=int, default=150)
+    ap.add_argument("--threads", type=int, default=1, help="PyTorch's threads")
     args = ap.parse_args(argv)
     t0 = time.time()
+    import torch
+    torch.set_num_threads(args.threads)
     supernet = args.out / "supernet"
     if not (supernet / "checkpoint.pt").exists():
         print(f"== training the supernet once ({args.supernet_epochs} epochs, sandwich rule) into {supernet}",
@@ -67,21 +79,25 @@ def main(argv=None) -> int:
         train(TrainConfig(data="digits", out=supernet, space=SPACE, epochs=args.supernet_epochs, n_random=1))
     else:
         print(f"== reusing the supernet in {supernet}", flush=True)
+    print(f"   ({time.time() - t0:.0f} s so far)", flush=True)
     rows = []
     for board, sram, flash in RUNS:
         out = args.out / f"{board}-{sram}-{flash}"
         print(f"\n== {board}: peak SRAM <= {sram}, Flash <= {flash}", flush=True)
         rc = tinynas(["search", "--board", board, "--sram", sram, "--flash", flash, "--digits", "--supernet",
                       str(supernet / "checkpoint.pt"), "--population", str(args.population), "--generations",
-                      str(args.generations), "--finetune-epochs", str(args.finetune_epochs), "-o", str(out)])
+                      str(args.generations), "--accuracy", "predictor", "--predictor-samples",
+                      str(args.predictor_samples), "--finetune-epochs", str(args.finetune_epochs), "--no-progress",
+                      "-o", str(out)])
         if rc != 0:
             return rc
         report = json.loads((out / "report.json").read_text())
         report["candidates_evaluated"] = json.loads((out / "search.json").read_text())["candidates_evaluated"]
         rows.append(report)
+        print(f"   ({time.time() - t0:.0f} s so far)", flush=True)
     text = table(rows)
     total = sum(r["candidates_evaluated"] for r in rows)
-    print(f"\n{text}\n\n{total:,} candidates evaluated in all; {time.time() - t0:.0f} s in all "
+    print(f"\n{text}\n\n{total:,} candidates evaluated in all; {time.time() - t0:.0f} s wall time in all "
           f"(every report.json under {args.out})")
     (args.out / "summary.md").write_text(text + "\n")
     bad = [r["board"] for r in rows if not r["agreement"]["ok"]]

@@ -174,6 +174,18 @@ def test_search_command_with_a_trained_supernet(checkpoint, tmp_path):
     again = SupernetAccuracy.from_checkpoint(checkpoint, "digits")     # the winner's figure, measured anew
     assert about["best_measured"] == again.measure(Candidate.from_dict(res["candidate"]))
     assert -1 <= about["held_out_spearman"] <= 1 and 0 < about["best_measured"] <= 1
+    # the measurements are kept beside the checkpoint: a search of another budget reads them (the same
+    # predictor samples, not measured again), and they equal a fresh measurement
+    assert (checkpoint.parent / "measured.json").is_file()
+    assert main(base[:4] + ["32KB"] + base[5:] + ["--accuracy", "predictor", "--predictor-samples", "24",
+                                                  "--predictor-model", "ridge", "-o", str(tmp_path / "p")]) == 0
+    read = json.loads((tmp_path / "p" / "search.json").read_text())["accuracy_predictor"]
+    assert read["subnets_read"] >= 24 and read["held_out_spearman"] == about["held_out_spearman"]
+    shared = SupernetAccuracy.from_checkpoint(checkpoint, "digits", share=True)
+    c, acc = next(iter(shared.cache.items()))
+    assert shared.loaded >= 24 and again.measure(c) == acc
+    # another recalibration is another key: nothing read
+    assert SupernetAccuracy.from_checkpoint(checkpoint, "digits", share=True, calib_batches=2).loaded == 0
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -47,6 +47,8 @@ from .space import Candidate, SearchSpace
 
 # ---- measured ---------------------------------------------------------------------------------------
 
+MEASURED = "measured.json"     # beside a checkpoint: its subnets' measurements (SupernetAccuracy share=True)
+
 def load_supernet(path: Path):
     """(SuperNet with the checkpoint's weights, the checkpoint dict) from a `tinynas.training` checkpoint."""
     from .supernet import SuperNet
@@ -69,7 +71,7 @@ class SupernetAccuracy:
     re-estimate the BN statistics, as training's per-epoch evaluation does."""
 
     def __init__(self, net, data, calib_batches: int = 4, batch_size: int = 64, seed: int = 0,
-                 device: str = "cpu", progress: bool = False):
+                 device: str = "cpu", progress: bool = False, store: tuple[Path, str] | None = None):
         from .training import calibration_batches
         if net.space.num_classes != len(data.classes):
             raise TinyNasError(f"supernet: trained for {net.space.num_classes} classes, the data has "
@@ -82,6 +84,14 @@ class SupernetAccuracy:
         self.progress = progress
         self.cache: dict = {}
         self.seconds = 0.0                      # time spent measuring
+        self.store = store                      # (file, key): measurements shared by searches of one supernet
+        self.loaded = 0                         # measurements read from the store
+        if store is not None and store[0].is_file():
+            import json
+            saved = json.loads(store[0].read_text())
+            if saved.get("key") == store[1]:
+                self.cache = {Candidate.from_dict(d): float(a) for d, a in saved["measured"]}
+                self.loaded = len(self.cache)
 
     @classmethod
     def from_checkpoint(cls, path, data_spec: str, channels: int | None = None, **kwargs) -> "SupernetAccuracy":
@@ -97,7 +107,25 @@ class SupernetAccuracy:
         kwargs.setdefault("seed", cfg.get("seed", 0))
         kwargs.setdefault("calib_batches", cfg.get("calib_batches", 4))
         kwargs.setdefault("batch_size", cfg.get("batch_size", 64))
+        if kwargs.pop("share", False):
+            import hashlib
+            import json
+            setting = {k: kwargs[k] for k in ("seed", "calib_batches", "batch_size")}
+            key = hashlib.sha256(Path(path).read_bytes()).hexdigest() + json.dumps(
+                [data_spec, data.in_channels, setting, kwargs.get("device", "cpu")])
+            kwargs["store"] = (Path(path).with_name(MEASURED), key)
         return cls(net, data, **kwargs)
+
+    def save(self) -> None:
+        """Write every measurement to the store (where there is one): the next search of the same supernet,
+        data, recalibration and device reads them instead of measuring again."""
+        if self.store is None:
+            return
+        import json
+        rows = [[c.to_dict(), a] for c, a in self.cache.items()]
+        tmp = self.store[0].with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": self.store[1], "measured": rows}) + "\n")
+        tmp.replace(self.store[0])
 
     def measure(self, c: Candidate) -> float:
         import time

@@ -10,7 +10,9 @@ What exists of the end-to-end search (issue 14):
 2. the evolutionary search in that space with tinyengine's cost model (SRAM, Flash, instructions) and
    the accuracy `--accuracy` names (tinynas.accuracy): the supernet's subnets measured on the validation
    split, a predictor fitted on such measurements, `auto` (the rule of tinynas.accuracy.choose_accuracy),
-   or `macs` (log10 MACs, no data and no supernet: fast runs).
+   or `macs` (log10 MACs, no data and no supernet: fast runs). Measurements are kept beside the
+   checkpoint (measured.json, keyed by the checkpoint's bytes, the data and the recalibration), so searches
+   of one supernet for other boards or budgets fit their predictor without measuring again.
 3. `--latency-ms`: an instruction limit of latency x the board's clock (`Board.clock_hz`; about one
    instruction per cycle assumed, an estimate); a board without a clock (host) is refused.
 
@@ -109,7 +111,7 @@ def _data_spec(args) -> str | None:
 def _supernet_accuracy(args, data_spec: str, ckpt: Path):
     from .accuracy import SupernetAccuracy
     return SupernetAccuracy.from_checkpoint(ckpt, data_spec, args.channels, device=_device(args.device),
-                                            progress=not args.no_progress)
+                                            progress=not args.no_progress, share=True)
 
 
 def _device(device: str) -> str:
@@ -202,7 +204,9 @@ def search(args) -> int:
     if measured is not None:
         about["best_measured"] = measured.measure(res.candidate)
         about["subnets_measured"] = measured.measured
+        about["subnets_read"] = measured.loaded       # measured before by a search of the same supernet
         about["measuring_seconds"] = round(measured.seconds, 1)
+        measured.save()
     evaluated = (sum(s.sampled for s in choice.subspaces) if choice is not None else 0) + res.evaluated
     result = {"board": board.name, "constraints": cons.__dict__, "patch": args.patch,
               "space": space.to_dict(), "candidate": res.candidate.to_dict(), "macs": space.macs(res.candidate),
