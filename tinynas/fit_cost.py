@@ -5,7 +5,8 @@ under QEMU twice: plainly (measured Flash and total instructions, as `tinyengine
 with `profile=True` (per-layer instruction counts). Then, by least squares:
 
 - code bytes = Flash - the report's constant bytes = base + per_layer x layers;
-- per kernel key (`cost.layer_keys`) and per op: layer instructions = [MACs, output elements, 1] . w;
+- per kernel key (`cost.layer_keys`) and per op: layer instructions = `cost.fitted_layers`' features . w
+  (a fused expand's with its depthwise partner's);
 - instructions_base: the mean of (total - the sum of the layers), what te_invoke does around them.
 
 The result goes to tinynas/cost_fit.json (or --out), one entry per board, with the candidates it saw.
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import tinyengine as te
 
-from .cost import FIT_PATH, layer_features, layer_keys
+from .cost import FIT_PATH, fitted_layers
 from .lower import lower
 from .space import SearchSpace
 
@@ -42,13 +43,13 @@ def measure(space: SearchSpace, c, board: str, work: Path, patch: bool = False) 
     prof = te.compile_graph(lower(space, c), te.CompileOptions(profile=True, **opts))
     te.write_project(prof, work / "prof")
     counts = te.build_and_run(prof, work / "prof", records).layer_counts
-    keys = layer_keys(prof.graph, prof.plan)
+    layers = fitted_layers(prof.graph, prof.plan)
     return {"candidate": c.to_dict(), "in_channels": space.in_channels, "patch": patch,
             "layers": len(plain.graph.nodes),
             "flash_bytes": report["flash_bytes"], "const_bytes": report["const_bytes"],
             "instructions": result.instructions,
-            "per_layer": [{"key": k, "op": n.op, "features": layer_features(prof.graph, n), "count": int(n_)}
-                          for k, n, n_ in zip(keys, prof.graph.nodes, counts)]}
+            "per_layer": [{"key": k, "op": n.op, "features": f, "count": int(n_)}
+                          for (k, f), n, n_ in zip(layers, prof.graph.nodes, counts)]}
 
 
 def _lstsq(rows: list, targets: list) -> list[float]:
