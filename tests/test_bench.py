@@ -1,21 +1,19 @@
 """bench/run.py: measures the shared models and quotes the peers' figures from the shared README."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from tests import bench_scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_scripts.load("run")
 
 
 def test_peer_figures_are_quoted_from_the_shared_readme(bench, models_dir):
@@ -53,9 +51,7 @@ def test_bench_measures_a_model_and_writes_the_table(bench, models_dir, tmp_path
 
 def test_other_benchmarks_sections_survive_a_rewrite(bench, tmp_path):
     """bench/nas.py writes its section between markers; bench/run.py keeps it when it rewrites the file."""
-    spec = importlib.util.spec_from_file_location("bench_nas", ROOT / "bench" / "nas.py")
-    nas = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(nas)
+    nas = bench_scripts.load("nas")
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\n| old table |\n")
     nas.write_section(md, f"{nas.BEGIN}\nfirst\n{nas.END}")

@@ -36,7 +36,6 @@ bytes, bit-exact.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -48,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import bench_scripts
 from tests.golden import run_tflm_many
 from tests.tflite_builder import ModelBuilder
 from tinyengine import runner
@@ -337,10 +337,7 @@ ISSUE4_FLASH_OVER_WEIGHTS = 32 * 1024
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_scripts.load("run")
 
 
 def tflm_arena(path) -> dict:

@@ -2,12 +2,13 @@
 --int8` (the PyTorch simulation of the same steps), and bench/train.py's demo section."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests import bench_scripts
 
 from tests.conftest import have_arm_toolchain
 from tests.test_train_graph import small_model
@@ -82,10 +83,7 @@ def test_run_on_qemu_equals_the_host_build(task):
 # -- bench/train.py ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "bench" / "train.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_scripts.load("train")
 
 
 def _runs(head, on, off, host, peak=200_000):
