@@ -37,6 +37,7 @@ def test_load_gives_the_three_splits(labels):
     assert torch.equal(d.test_y, labels[test]) and torch.equal(d.val_y, labels[val])
     assert torch.equal(d.train_y, labels[train]) and len(d.val_y) == 359 and len(d.test_y) in (359, 360)
     assert d.test_x.shape == (len(d.test_y), 1, 8, 8)
+    assert torch.equal(d.test_index, test) and torch.equal(d.val_index, val)      # positions in the digits
 
 
 def test_without_a_test_split_the_two_way_split_is_kept(labels):

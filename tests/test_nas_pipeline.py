@@ -49,6 +49,7 @@ def _check_report(out, report, data, board):
     pred = json.loads((out / "predictions.json").read_text())
     labels = data.test_y.tolist()
     assert report["accuracy"]["split"].startswith("test split") and len(labels) == 359
+    assert pred["indices"] == data.test_index.tolist()
     assert pred["labels"] == labels and len(pred["device"]) == len(labels) == report["accuracy"]["held_out_images"]
     acc = float(np.mean(np.array(pred["device"]) == np.array(labels)))
     assert report["accuracy"]["int8_device"] == pytest.approx(acc)

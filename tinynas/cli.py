@@ -103,6 +103,8 @@ def _data_spec(args) -> str | None:
         raise TinyNasError(f"--verify-top must be at least 1, got {args.verify_top}")
     if args.finetune_epochs < 0:
         raise TinyNasError(f"--finetune-epochs must be at least 0, got {args.finetune_epochs}")
+    if not args.finetune_lr > 0:
+        raise TinyNasError(f"--finetune-lr must be positive, got {args.finetune_lr}")
     if args.predictor_samples < 8:
         raise TinyNasError(f"--predictor-samples must be at least 8 (a quarter is held out), got "
                            f"{args.predictor_samples}")
@@ -227,7 +229,7 @@ def search(args) -> int:
     if measured is not None and not args.no_deploy:
         from .pipeline import FinetuneConfig, deploy
         deploy(measured.net, res.candidate, model, measured.data, out,
-               FinetuneConfig(epochs=args.finetune_epochs, seed=args.seed), cons)
+               FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed), cons)
     return 0
 
 
@@ -294,7 +296,10 @@ def main(argv=None) -> int:
     a.add_argument("--verify-top", type=int, default=8,
                    help="with the predictor: the last population's best K are measured; the best measured "
                         "network that fits wins, from those and the predictor's samples")
-    a.add_argument("--finetune-epochs", type=int, default=3,
+    a.add_argument("--finetune-lr", type=float, default=0.05,
+                   help="fine-tuning's initial learning rate (cosine to 0; the supernet's default): the inherited "
+                        "weights were shared with every subnet and need more than a gentle nudge")
+    a.add_argument("--finetune-epochs", type=int, default=10,
                    help="epochs of fine-tuning of the winner before it is quantized and run on the board")
     a.add_argument("--no-deploy", action="store_true",
                    help="stop after the search (no fine-tuning, quantization, compilation nor run on the board)")

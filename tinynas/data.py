@@ -36,6 +36,8 @@ class Dataset:
     classes: list[str]
     test_x: torch.Tensor | None = None      # None: no test split (test_fraction 0)
     test_y: torch.Tensor | None = None
+    val_index: torch.Tensor | None = None   # the images' positions in the data (digits order, or sorted files)
+    test_index: torch.Tensor | None = None
 
     @property
     def in_channels(self) -> int:
@@ -66,8 +68,8 @@ def load(spec: str, size: int, channels: int | None, val_fraction: float, seed: 
                            f"{' and a test' if test_fraction > 0 else ''} split (--val-fraction {val_fraction}"
                            f"{f', --test-fraction {test_fraction}' if test_fraction > 0 else ''})")
     if test_fraction == 0:
-        return Dataset(x[train], y[train], x[val], y[val], classes)
-    return Dataset(x[train], y[train], x[val], y[val], classes, x[test], y[test])
+        return Dataset(x[train], y[train], x[val], y[val], classes, val_index=val)
+    return Dataset(x[train], y[train], x[val], y[val], classes, x[test], y[test], val, test)
 
 
 def _digits(size: int, channels: int):
