@@ -5,7 +5,9 @@ figures (tinynas.cost.Efficiency), and:
 
 1. fine-tunes the subnet with the weights it inherits from the supernet (`get_active_subnet`) for a
    few epochs on the training split (SGD, cosine learning rate, batch norm in training mode);
-2. exports it to a float ONNX file (torch.onnx.export, batch norm folded by the exporter);
+2. exports it to a float ONNX file (torch.onnx.export, batch norm folded by the exporter), its channels
+   constant on the training split settled first (`SubNet.settle_constant_channels`: the same outputs,
+   and the kernels tinynas.cost predicted);
 3. quantizes it through tinyengine's ONNX + calibration path (`te.load_model` with calibration
    images of the training split) and compiles it for the board with the schedule the prediction
    used (`CostModel.options`: layer by layer, or the same patch schedule);
@@ -166,6 +168,7 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
     val_x = resize(data.val_x, c.r)
     inherited = accuracy(subnet, val_x, data.val_y, 256)
     losses = finetune(subnet, data, cfg)
+    settled = subnet.settle_constant_channels(resize(data.train_x, c.r))     # the kernels the cost model predicts
     float_acc = accuracy(subnet, val_x, data.val_y, 256)
     log(f"fine-tuned {cfg.epochs} epoch(s): float accuracy {100 * inherited:.1f}% inherited -> "
         f"{100 * float_acc:.1f}% on {len(val_x)} held-out images")
@@ -201,7 +204,7 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
         "predicted": pred, "measured": measured, "agreement": {**asdict(agree), "ok": agree.ok},
         "accuracy": {"float": float_acc, "float_inherited": inherited, "int8_device": int8_acc,
                      "held_out_images": len(val_x), "split": "validation split (never trained on)"},
-        "finetune": {**asdict(cfg), "losses": losses},
+        "finetune": {**asdict(cfg), "losses": losses, "constant_channels_settled": settled},
         "seconds": round(time.time() - t0, 1),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
