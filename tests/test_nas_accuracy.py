@@ -36,8 +36,11 @@ def checkpoint(tmp_path_factory):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        # the two-way split (no test split): with 80% of the digits to train on, this tiny supernet's subnets
+        # differ by more than the noise of measuring them on 359 images, which the predictor's bound needs
+        # (with 60%, ridge's held-out rank correlation measured -0.1 to 0.7 over 6 to 16 epochs)
         train(TrainConfig(data="digits", out=out, space=TINY, epochs=6, batch_size=64, steps_per_epoch=20, lr=0.1,
-                          evaluate=False, progress=False))
+                          evaluate=False, progress=False, test_fraction=0.0))
     finally:
         torch.set_num_threads(n)
     return out / "checkpoint.pt"
@@ -61,7 +64,7 @@ def _distinct(space, n, seed):
 def test_measured_accuracy_is_on_the_held_out_split_and_cached(measured):
     data = load("digits", 16, None, 0.2, 0)          # the split training used (its val_fraction and seed)
     assert torch.equal(measured.data.val_y, data.val_y) and len(measured.data.val_y) == 359   # 20% per class
-    assert len(measured.data.train_y) + len(measured.data.val_y) == 1797
+    assert len(measured.data.train_y) + len(measured.data.val_y) == 1797 and measured.data.test_y is None
     big, small = measured.space.largest(), measured.space.smallest()
     accs = measured.predict_acc([big, small, big])
     assert accs[0] == accs[2] and measured.measured >= 2

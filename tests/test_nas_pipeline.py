@@ -33,7 +33,7 @@ def supernet_dir(tmp_path_factory):
 
 
 def _supernet(ckpt):
-    """The supernet and the data split as its training split it (the held-out images: its validation split)."""
+    """The supernet and the data split as its training split it (the held-out images: its test split)."""
     m = SupernetAccuracy.from_checkpoint(ckpt, "digits")
     return m.net, m.data
 
@@ -44,9 +44,11 @@ def _check_report(out, report, data, board):
     assert (out / "model.onnx").stat().st_size > 1000 and json.loads((out / "candidate.json").read_text())
     p, m = report["predicted"], report["measured"]
     assert m["peak_sram_bytes"] == p["peak_sram_bytes"] and m["arena_bytes"] == p["arena_bytes"]
-    # the device's predictions, against the held-out labels of the supernet's own split
+    # the device's predictions, against the labels of the supernet's own test split (held out from training,
+    # search and fine-tuning)
     pred = json.loads((out / "predictions.json").read_text())
-    labels = data.val_y.tolist()
+    labels = data.test_y.tolist()
+    assert report["accuracy"]["split"].startswith("test split") and len(labels) == 359
     assert pred["labels"] == labels and len(pred["device"]) == len(labels) == report["accuracy"]["held_out_images"]
     acc = float(np.mean(np.array(pred["device"]) == np.array(labels)))
     assert report["accuracy"]["int8_device"] == pytest.approx(acc)

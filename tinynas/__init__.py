@@ -32,10 +32,10 @@ What exists:
   (instructions / the board's `clock_hz`, about one instruction per cycle assumed); `--accuracy macs`
   keeps the fast MACs proxy; then the pipeline on the winner.
 - `tinynas.pipeline`: the winner fine-tuned from the supernet's weights, exported to ONNX, quantized through
-  tinyengine's ONNX + calibration path, compiled, run on the board (QEMU) on the held-out split; report.json
-  with predicted vs measured peak SRAM (equal), Flash, instructions and the int8 accuracy on the device.
+  tinyengine's ONNX + calibration path, compiled, run on the board (QEMU) on the test split (held out from
+  training and search); report.json with predicted vs measured peak SRAM (equal), Flash, instructions and the int8 accuracy on the device.
 - `make nas-demo` (examples/nas_demo.py): digits at 32x32, one supernet, two budgets on two boards;
-  `bench/nas.py`: the searched network vs a hand-scaled MobileNetV2 in BENCHMARKS.md.
+  `bench/nas.py`: the searched network vs a hand-scaled MobileNetV2 over 5 folds in BENCHMARKS.md.
 
 What comes next: a faster cost model (see README for the measured cost per candidate).
 

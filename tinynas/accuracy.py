@@ -100,7 +100,8 @@ class SupernetAccuracy:
         net, ckpt = load_supernet(path)
         cfg = ckpt.get("config", {})
         data = load(data_spec, max(net.space.resolutions), channels or net.space.in_channels,
-                    cfg.get("val_fraction", 0.2), cfg.get("seed", 0))
+                    cfg.get("val_fraction", 0.2), cfg.get("seed", 0), cfg.get("test_fraction", 0.0),
+                    cfg.get("test_fold", 0))
         if ckpt.get("classes") is not None and list(ckpt["classes"]) != list(data.classes):
             raise TinyNasError(f"--supernet {path}: trained on classes {ckpt['classes'][:5]}..., the data has "
                                f"{data.classes[:5]}... (use the data it was trained on)")

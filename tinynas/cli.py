@@ -5,8 +5,8 @@ What exists of the end-to-end search (issue 14):
 
 1. without --supernet: the search-space optimization over the `--widths` x `--resolutions` grid (MCUNet
    stage 1: out/space.md, out/space_cdf.png), then a supernet of the chosen sub-space trained on the
-   data (`--supernet-epochs`, into out/supernet/; its validation split, `--val-fraction`, is held out
-   from training). With `--supernet CKPT` that checkpoint's space is searched and stage 1 is skipped.
+   data (`--supernet-epochs`, into out/supernet/; its validation split, `--val-fraction`, and test split,
+   `--test-fraction`, are held out from training). With `--supernet CKPT` that checkpoint's space is searched and stage 1 is skipped.
 2. the evolutionary search in that space with tinyengine's cost model (SRAM, Flash, instructions) and
    the accuracy `--accuracy` names (tinynas.accuracy): the supernet's subnets measured on the validation
    split, a predictor fitted on such measurements, `auto` (the rule of tinynas.accuracy.choose_accuracy),
@@ -18,7 +18,8 @@ What exists of the end-to-end search (issue 14):
 
 4. with a supernet (data given, --accuracy other than macs): the winner fine-tuned from its inherited weights
    (`--finetune-epochs`), exported to ONNX, quantized through tinyengine's calibration path, compiled, run
-   on the board (QEMU, or the host) on the validation split (tinynas.pipeline): out/report.json with the
+   on the board (QEMU, or the host) on the test split, which neither training nor the search saw
+   (tinynas.pipeline): out/report.json with the
    predicted and measured peak SRAM (equal), Flash and instructions and the int8 accuracy on the device,
    out/model.onnx, out/candidate.json, out/project/ (`--no-deploy` stops after the search).
 
@@ -129,7 +130,8 @@ def _train_supernet(args, data_spec: str, space: SearchSpace, out: Path) -> Path
     print(f"training the supernet of w{space.width_mult:g} r{','.join(map(str, space.resolutions))} on "
           f"{data_spec} for {args.supernet_epochs} epochs into {out}", flush=True)
     train(TrainConfig(data=data_spec, out=out, space=space, epochs=args.supernet_epochs, seed=args.seed,
-                      val_fraction=args.val_fraction, channels=args.channels, device=args.device,
+                      val_fraction=args.val_fraction, test_fraction=args.test_fraction, test_fold=args.test_fold,
+                      channels=args.channels, device=args.device,
                       progress=not args.no_progress))
     return out / CHECKPOINT
 
@@ -179,7 +181,8 @@ def search(args) -> int:
         base = SearchSpace(num_classes=args.classes)
         if data_spec is not None:       # classes and channels from the data (checked before stage 1)
             from .data import load
-            data = load(data_spec, max(resolutions), args.channels, args.val_fraction, args.seed)
+            data = load(data_spec, max(resolutions), args.channels, args.val_fraction, args.seed, args.test_fraction,
+                        args.test_fold)
             base = SearchSpace(num_classes=len(data.classes), in_channels=data.in_channels)
         choice = optimize_space(base, widths, resolutions, board.name, cons, samples=args.samples,
                                 patch=args.patch, seed=args.seed)
@@ -277,7 +280,12 @@ def main(argv=None) -> int:
     a.add_argument("--data", default=None, help="image folder DIR/<class>/<image>")
     a.add_argument("--digits", action="store_true", help="the built-in digits demo (scikit-learn's 8x8 digits)")
     a.add_argument("--channels", type=int, default=None, help="image channels, 1 or 3 (default: digits 1, folders 3)")
-    a.add_argument("--val-fraction", type=float, default=0.2, help="validation split held out from training")
+    a.add_argument("--val-fraction", type=float, default=0.2,
+                   help="validation split held out from training: the search measures candidates on it")
+    a.add_argument("--test-fraction", type=float, default=0.2,
+                   help="test split held out from training, search and fine-tuning: the deployed network's accuracy "
+                        "on the board is measured on it (0: none, then on the validation split)")
+    a.add_argument("--test-fold", type=int, default=0, help="which --test-fraction slice of each class is the test split")
     a.add_argument("--supernet", default=None, metavar="CKPT",
                    help="a trained supernet's checkpoint.pt (its space is searched; stage 1 is skipped)")
     a.add_argument("--supernet-epochs", type=int, default=10, help="epochs of the supernet trained without --supernet")

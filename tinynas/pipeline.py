@@ -11,8 +11,10 @@ figures (tinynas.cost.Efficiency), and:
 3. quantizes it through tinyengine's ONNX + calibration path (`te.load_model` with calibration
    images of the training split) and compiles it for the board with the schedule the prediction
    used (`CostModel.options`: layer by layer, or the same patch schedule);
-4. builds it and runs it on the board (QEMU, or the host) on the held-out split: the int8 accuracy
-   is the device's argmax against the held-out labels;
+4. builds it and runs it on the board (QEMU, or the host) on the held-out test split (tinynas.data:
+   never trained on, and the search never chose by it): the int8 accuracy is the device's argmax against
+   its labels. Data without a test split (a checkpoint trained with test_fraction 0) is measured on the
+   validation split instead, and report.json says so: the search chose by that split, so it flatters;
 5. compares what tinyengine measured with what the search predicted, and writes `report.json`.
 
 What is compared (`Agreement`):
@@ -165,13 +167,17 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
 
     torch.manual_seed(cfg.seed)
     subnet = net.get_active_subnet(c)
-    val_x = resize(data.val_x, c.r)
-    inherited = accuracy(subnet, val_x, data.val_y, 256)
+    if data.test_x is not None:
+        held_x, held_y, split = data.test_x, data.test_y, "test split (held out from training, search and fine-tuning)"
+    else:
+        held_x, held_y, split = data.val_x, data.val_y, "validation split (never trained on; the search chose by it)"
+    held = resize(held_x, c.r)
+    inherited = accuracy(subnet, held, held_y, 256)
     losses = finetune(subnet, data, cfg)
     settled = subnet.settle_constant_channels(resize(data.train_x, c.r))     # the kernels the cost model predicts
-    float_acc = accuracy(subnet, val_x, data.val_y, 256)
+    float_acc = accuracy(subnet, held, held_y, 256)
     log(f"fine-tuned {cfg.epochs} epoch(s): float accuracy {100 * inherited:.1f}% inherited -> "
-        f"{100 * float_acc:.1f}% on {len(val_x)} held-out images")
+        f"{100 * float_acc:.1f}% on {len(held)} held-out images ({split.split(' (')[0]})")
 
     onnx_path = export_onnx(subnet, out / "model.onnx")
     g = torch.Generator().manual_seed(cfg.seed + 1)
@@ -181,7 +187,7 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
     project = out / "project"
     compiled_report = te.write_project(compiled, project)
     compile_sram = int(compiled_report["peak_sram_bytes"])
-    int8_acc, run = device_accuracy(compiled, project, val_x, data.val_y)
+    int8_acc, run = device_accuracy(compiled, project, held, held_y)
     rep = compiled.report
     measured = {"peak_sram_bytes": compile_sram, "arena_bytes": int(rep["arena_bytes"]),
                 "flash_bytes": int(rep["flash_bytes"]), "const_bytes": int(rep["const_bytes"]),
@@ -190,8 +196,8 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
                 "patch": compiled.plan.patch.spec() if compiled.plan.patch is not None else None}
     pred = predicted.to_dict()
     agree = agreement(pred, measured)
-    (out / "predictions.json").write_text(json.dumps({"labels": data.val_y.tolist(), "device": run.predictions,
-                                                       "float": _argmax(subnet, val_x)}) + "\n")
+    (out / "predictions.json").write_text(json.dumps({"labels": held_y.tolist(), "device": run.predictions,
+                                                       "float": _argmax(subnet, held)}) + "\n")
     candidate_path = out / "candidate.json"
     candidate_path.write_text(json.dumps({"space": space.to_dict(), "candidate": c.to_dict()}, indent=1) + "\n")
     report = {
@@ -203,7 +209,7 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
         "macs": space.macs(c), "params": space.params(c),
         "predicted": pred, "measured": measured, "agreement": {**asdict(agree), "ok": agree.ok},
         "accuracy": {"float": float_acc, "float_inherited": inherited, "int8_device": int8_acc,
-                     "held_out_images": len(val_x), "split": "validation split (never trained on)"},
+                     "held_out_images": len(held), "split": split},
         "finetune": {**asdict(cfg), "losses": losses, "constant_channels_settled": settled},
         "seconds": round(time.time() - t0, 1),
     }

@@ -68,6 +68,8 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # cap on the steps of an epoch (None: the whole training split)
     stop_after: int | None = None      # stop after this many epochs of this run (resume later)
     val_fraction: float = 0.2
+    test_fraction: float = 0.2         # held out from training and search: the deployed network's test split
+    test_fold: int = 0                 # which slice of each class is the test split (tinynas.data)
     channels: int | None = None
     calib_batches: int = 4             # BN recalibration batches before each evaluation
     evaluate: bool = True
@@ -272,7 +274,8 @@ def _train(cfg: TrainConfig, ctx: Distributed) -> dict:
 
     if cfg.batch_size % ctx.world:
         raise TinyNasError(f"--batch-size {cfg.batch_size} is not divisible by the {ctx.world} processes")
-    data = load(cfg.data, max(cfg.space.resolutions), cfg.channels, cfg.val_fraction, cfg.seed)
+    data = load(cfg.data, max(cfg.space.resolutions), cfg.channels, cfg.val_fraction, cfg.seed, cfg.test_fraction,
+                cfg.test_fold)
     space = replace(cfg.space, in_channels=data.in_channels, num_classes=len(data.classes))
     out = Path(cfg.out)
     if ctx.rank == 0:
@@ -402,7 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps-per-epoch", type=int, help="at most this many steps per epoch")
     t.add_argument("--stop-after", type=int, metavar="N", help="stop after N epochs of this run (then --resume)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    t.add_argument("--val-fraction", type=float, default=0.2)
+    t.add_argument("--val-fraction", type=float, default=0.2, help="validation split: the search measures on it")
+    t.add_argument("--test-fraction", type=float, default=0.2,
+                   help="test split held out from training and search (0: none); the deployed network is measured on it")
+    t.add_argument("--test-fold", type=int, default=0, help="which --test-fraction slice of each class is the test split")
     t.add_argument("--channels", type=int, help="image channels, 1 or 3 (default: digits 1, folders 3)")
     t.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches before evaluation")
     t.add_argument("--no-eval", action="store_true", help="skip the per-epoch validation")
@@ -432,6 +438,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        lr=args.lr, weight_decay=args.weight_decay, n_random=args.n_random,
                        distill=not args.no_distill, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
                        stop_after=args.stop_after, resume=args.resume, val_fraction=args.val_fraction,
+                       test_fraction=args.test_fraction, test_fold=args.test_fold,
                        channels=args.channels, calib_batches=args.calib_batches, evaluate=not args.no_eval,
                        device=args.device, progress=not args.no_progress)
 
