@@ -113,7 +113,7 @@ def _mbv2_with_a_dead_channel():
     with torch.no_grad():
         subnet.stem[1].bias[3] = -100.0                   # ReLU6 gives 0 for every image
         subnet.blocks[0].depthwise[1].running_var[3] = 0.9 ** 110
-    x = torch.rand(64, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    x = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     return subnet, x
 
 
