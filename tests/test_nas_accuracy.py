@@ -206,3 +206,26 @@ def test_accuracy_option_errors_are_one_line(tmp_path, capsys, extra, message):
                  "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinynas: error: ") and message in err and err.count("\n") == 1
+
+
+def test_finetune_keeps_the_epoch_with_the_best_validation_accuracy(measured):
+    """tinynas.pipeline.finetune: early stopping by the validation split. A learning rate that wrecks the
+    weights leaves the subnet as it was (epoch 0, its accuracy the supernet measurement's); a sane one keeps
+    the epoch whose validation accuracy is the largest of those it reports."""
+    from tinynas.pipeline import FinetuneConfig, finetune
+    from tinynas.training import recalibrate_bn, resize
+    c = measured.space.smallest()
+    sub = measured.net.get_active_subnet(c)
+    recalibrate_bn(sub, [resize(x, c.r) for x in measured.calib])
+    before = {k: v.clone() for k, v in sub.state_dict().items()}
+    wrecked = finetune(sub, measured.data, FinetuneConfig(epochs=2, lr=1e6))
+    assert wrecked.kept_epoch == 0 and len(wrecked.val_accuracy) == 3 and len(wrecked.losses) == 2
+    assert wrecked.val_accuracy[0] == measured.measure(c) > max(wrecked.val_accuracy[1:])
+    assert all(torch.equal(before[k], v) for k, v in sub.state_dict().items())
+    tuned = finetune(sub, measured.data, FinetuneConfig(epochs=2, lr=0.01))
+    best = max(tuned.val_accuracy)
+    assert tuned.val_accuracy[tuned.kept_epoch] == best and tuned.kept_epoch == max(
+        i for i, a in enumerate(tuned.val_accuracy) if a == best)
+    val = resize(measured.data.val_x, c.r)
+    with torch.no_grad():
+        assert (sub(val).argmax(1) == measured.data.val_y).float().mean().item() == pytest.approx(best)

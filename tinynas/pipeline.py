@@ -3,8 +3,11 @@
 `deploy(...)` takes the search's winner (a candidate of the supernet's space) and its predicted
 figures (tinynas.cost.Efficiency), and:
 
-1. fine-tunes the subnet with the weights it inherits from the supernet (`get_active_subnet`) for a
-   few epochs on the training split (SGD, cosine learning rate, batch norm in training mode);
+1. fine-tunes the subnet with the weights it inherits from the supernet (`get_active_subnet`), its batch
+   norm first recalibrated on training images as the search measured it, for a few epochs on the training
+   split (SGD, cosine learning rate, batch norm in training mode), and keeps the weights of the epoch
+   (0: the inherited ones) with the best accuracy on the validation split: early stopping by the
+   validation split, never by the test split;
 2. exports it to a float ONNX file (torch.onnx.export, batch norm folded by the exporter), its channels
    constant on the training split settled first (`SubNet.settle_constant_channels`: the same outputs,
    and the kernels tinynas.cost predicted);
@@ -47,7 +50,7 @@ from .data import Dataset
 from .errors import TinyNasError
 from .space import Candidate, SearchSpace
 from .supernet import SubNet, SuperNet
-from .training import accuracy, resize
+from .training import accuracy, calibration_batches, recalibrate_bn, resize
 
 SRAM_TOLERANCE = 0.0          # peak SRAM: exact
 FLASH_TOLERANCE = 0.03
@@ -62,20 +65,32 @@ class FinetuneConfig:
     momentum: float = 0.9
     weight_decay: float = 4e-5
     calib_samples: int = 200      # calibration images from the training split
+    bn_batches: int = 4           # batches of training images that recalibrate batch norm before fine-tuning
     seed: int = 0
 
     def check(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.calib_samples < 1 or self.lr <= 0:
+        if self.epochs < 0 or self.batch_size < 1 or self.calib_samples < 1 or self.lr <= 0 or self.bn_batches < 0:
             raise TinyNasError(f"fine-tuning: epochs >= 0, batch size >= 1, calibration samples >= 1 and "
                                f"a positive learning rate expected, got {self.epochs}, {self.batch_size}, "
                                f"{self.calib_samples}, {self.lr}")
 
 
-def finetune(subnet: SubNet, data: Dataset, cfg: FinetuneConfig) -> list[float]:
+@dataclass
+class Finetuned:
+    losses: list[float]           # mean training loss of each epoch
+    val_accuracy: list[float]     # validation accuracy before fine-tuning (index 0) and after each epoch
+    kept_epoch: int               # the epoch whose weights were kept (the best validation accuracy, the later on ties)
+
+
+def finetune(subnet: SubNet, data: Dataset, cfg: FinetuneConfig) -> Finetuned:
     """`cfg.epochs` epochs of SGD with cross-entropy on the training split at the candidate's resolution;
-    the mean loss of each epoch."""
+    the subnet keeps the weights of the epoch with the best validation accuracy (module docstring)."""
+    import copy
     r = subnet.candidate.r
     x, y = resize(data.train_x, r), data.train_y
+    val_x = resize(data.val_x, r)
+    best = (accuracy(subnet, val_x, data.val_y, 256), 0, copy.deepcopy(subnet.state_dict()))
+    val_accs = [best[0]]
     g = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.SGD(subnet.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps = max(1, len(x) // cfg.batch_size)
@@ -95,8 +110,12 @@ def finetune(subnet: SubNet, data: Dataset, cfg: FinetuneConfig) -> list[float]:
             run += loss.item()
             step += 1
         losses.append(run / steps)
+        val_accs.append(accuracy(subnet, val_x, data.val_y, 256))
+        if val_accs[-1] >= best[0]:
+            best = (val_accs[-1], len(losses), copy.deepcopy(subnet.state_dict()))
+    subnet.load_state_dict(best[2])
     subnet.eval()
-    return losses
+    return Finetuned(losses, val_accs, best[1])
 
 
 def export_onnx(subnet: SubNet, path) -> Path:
@@ -167,16 +186,22 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
 
     torch.manual_seed(cfg.seed)
     subnet = net.get_active_subnet(c)
+    if cfg.bn_batches:                      # the statistics the search measured the subnet with
+        recalibrate_bn(subnet, [resize(b, c.r) for b in calibration_batches(data.train_x, cfg.seed, cfg.bn_batches,
+                                                                            cfg.batch_size)])
+        for bn in (m for m in subnet.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.momentum = 0.1               # back to the running average fine-tuning updates
     if data.test_x is not None:
         held_x, held_y, split = data.test_x, data.test_y, "test split (held out from training, search and fine-tuning)"
     else:
         held_x, held_y, split = data.val_x, data.val_y, "validation split (never trained on; the search chose by it)"
     held = resize(held_x, c.r)
     inherited = accuracy(subnet, held, held_y, 256)
-    losses = finetune(subnet, data, cfg)
+    tuned = finetune(subnet, data, cfg)
     settled = subnet.settle_constant_channels(resize(data.train_x, c.r))     # the kernels the cost model predicts
     float_acc = accuracy(subnet, held, held_y, 256)
-    log(f"fine-tuned {cfg.epochs} epoch(s): float accuracy {100 * inherited:.1f}% inherited -> "
+    log(f"fine-tuned {cfg.epochs} epoch(s), kept epoch {tuned.kept_epoch} (validation "
+        f"{100 * tuned.val_accuracy[tuned.kept_epoch]:.1f}%): float accuracy {100 * inherited:.1f}% inherited -> "
         f"{100 * float_acc:.1f}% on {len(held)} held-out images ({split.split(' (')[0]})")
 
     onnx_path = export_onnx(subnet, out / "model.onnx")
@@ -210,7 +235,7 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
         "predicted": pred, "measured": measured, "agreement": {**asdict(agree), "ok": agree.ok},
         "accuracy": {"float": float_acc, "float_inherited": inherited, "int8_device": int8_acc,
                      "held_out_images": len(held), "split": split},
-        "finetune": {**asdict(cfg), "losses": losses, "constant_channels_settled": settled},
+        "finetune": {**asdict(cfg), **asdict(tuned), "constant_channels_settled": settled},
         "seconds": round(time.time() - t0, 1),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
