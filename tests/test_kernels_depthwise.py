@@ -316,7 +316,7 @@ def test_dw_network_bit_exact(board, tmp_path, capsys):
 def test_requantization_identity():
     """The DSP kernel's requantization, ((SMMULR(2*acc, m) - [acc < 0]) >> (e - 1) + 2*oo + 1)
     >> 1, equals TFLite's MultiplyByQuantizedMultiplier + oo for |acc| < 2^30, m in
-    [2^30, 2^31), e in [2, 31]; without the [acc < 0] term it still does after the clamp at
+    [2^30, 2^31), e in [1, 31]; without the [acc < 0] term it still does after the clamp at
     act_min = oo = -128.  Edge cases included (acc = -1 with m = 2^30, exact halves, the
     largest values)."""
     from tinyengine.quant import multiply_by_quantized_multiplier
@@ -330,7 +330,7 @@ def test_requantization_identity():
         return (a * b + (1 << 31)) >> 32
 
     for m in [1 << 30, (1 << 31) - 1, 1518500250, int(rng.integers(1 << 30, 1 << 31))]:
-        for e in [2, 3, 7, 13, 22, 31]:
+        for e in [1, 2, 3, 7, 13, 22, 31]:
             s = smmulr(2 * acc, np.int64(m))
             want = multiply_by_quantized_multiplier(acc, np.int64(m), np.int64(-e))
             for oo in (-128, 0, 77):
@@ -393,6 +393,60 @@ def test_constant_channels_keep_the_dsp_kernel_and_narrow_tables(board, tmp_path
         assert node.params["kernel"] == DSP, node.name
         cp = ops.get(node.op).channel_params(node)
         assert chanpack.widths(cp)[0] <= 20, (node.name, chanpack.widths(cp))   # not ~28
+    rc = main(["verify", str(path), "--board", board, "-n", "3", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "bit-exact" in out
+
+
+def _dw_large_multiplier_model() -> bytes:
+    """Depthwise layers (fast requantization: RELU6 with zero point -128; general: NONE) whose first
+    channels have a requantization multiplier in [0.25, 0.5), TFLite's shift -1: a channel of large
+    folded weights, as batch norm of a small running variance gives (small int8 weights keep their
+    outputs off the clamp)."""
+    rng = _rng("dw-large-multiplier")
+    mb = ModelBuilder()
+    s, c, hw = 0.03, 12, (8, 8)
+    x = mb.tensor("x", (1, *hw, c), "int8", scale=s, zero_point=0)
+    first = x
+    for n, act in enumerate(["RELU6", "NONE"]):
+        w = _rand_i8(rng, (1, 3, 3, c))
+        w[w == -128] = -127
+        w[..., :3] = rng.integers(-2, 3, size=(1, 3, 3, 3))
+        out_s = s * 1.8
+        w_s = rng.uniform(0.002, 0.02, size=c)
+        w_s[:3] = np.array([0.26, 0.37, 0.49]) * out_s / s        # the multipliers
+        b = rng.integers(-300, 300, size=c).astype(np.int32)
+        wi = mb.const(f"w{n}", w, "int8", scale=w_s.astype(np.float32), zero_point=np.zeros(c, np.int64),
+                      quantized_dimension=3)
+        bi = mb.const(f"b{n}", b, "int32", scale=(s * w_s).astype(np.float32), zero_point=np.zeros(c, np.int64))
+        out_zp = -128 if act == "RELU6" else 3
+        y = mb.tensor(f"y{n}", (1, *hw, c), "int8", scale=out_s, zero_point=out_zp)
+        mb.op("DEPTHWISE_CONV_2D", [x, wi, bi], [y], padding="SAME", stride_h=1, stride_w=1,
+              depth_multiplier=1, fused_activation_function=act)
+        x, s = y, out_s
+    mb.inputs([first])
+    mb.outputs([x])
+    return mb.build()
+
+
+@pytest.mark.parametrize("board", ["host", pytest.param("stm32f746", marks=pytest.mark.qemu),
+                                   pytest.param("stm32f411", marks=pytest.mark.qemu)])
+def test_multipliers_up_to_one_half_keep_the_dsp_kernel(board, tmp_path, capsys):
+    """A channel whose multiplier is in [0.25, 0.5) (shift -1: a right shift e = 1) keeps the DSP
+    kernel, in both requantizations; bit-exact with TFLM. (Trained depthwise weights give such
+    channels: a 1x1 map's channel of folded weight 33 between two ReLU6 ranges sent a tinynas
+    winner's 384-channel layer to the portable kernel, 40 times slower.)"""
+    from tinyengine.compiler import CompileOptions, compile_model
+
+    path = tmp_path / "dwm.tflite"
+    path.write_bytes(_dw_large_multiplier_model())
+    c = compile_model(path, CompileOptions(board="stm32f746"))
+    for node in c.graph.nodes:
+        assert node.params["kernel"] == DSP, node.name
+        assert list(node.params["out_shift"][:3]) == [-1, -1, -1], node.params["out_shift"]
+    golden = run_tflm(path.read_bytes(), [_rand_i8(_rng("dwm-x"), (1, 8, 8, 12))])[0]
+    assert all(len(np.unique(golden[..., ch])) > 5 for ch in range(3))     # not clamped flat
     rc = main(["verify", str(path), "--board", board, "-n", "3", "-o", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert rc == 0, out

@@ -11,11 +11,13 @@
   without generating C, plus the code: a per-board model `code = base + per_layer x layers`, fitted
   on real builds by `python -m tinynas.fit_cost` into `cost_fit.json`.
 - Instructions: per layer a non-negative combination of MACs, output and input elements, output channels,
-  output rows and 1 (`layer_features`; a fused expand also its depthwise partner's MACs, `fitted_layers`),
-  the coefficients fitted per kernel
-  (`node.params['kernel']`; fused pairs and patch stages apart) on QEMU `profile` counts of built
-  candidates (same script). A kernel the fit never saw uses the fit of its op (all its kernels
-  together); `Efficiency.instructions_from_op_fit` counts such layers.
+  output rows, weights and 1 (`layer_features`; a fused expand also its depthwise partner's MACs,
+  `fitted_layers`), the coefficients fitted per kernel (`node.params['kernel']`; fused pairs, patch
+  stages and a granted optional scratch apart) on QEMU `profile` counts of built candidates (same
+  script). A kernel the fit never saw uses the fit of its op (its kernels' layers that run alone);
+  `Efficiency.instructions_from_op_fit` counts such layers. The kernels are those of typical
+  quantization (`tinynas.lower`); trained weights keep them once their constant channels are settled
+  (`SubNet.settle_constant_channels`, which the deployment does).
 
 Speed (`python bench/nas_speed.py` measures it): results are cached per candidate, and `evaluate`
 spreads candidates over processes. Per candidate, tinyengine's passes prepare each layer's kernel
@@ -102,13 +104,17 @@ def const_bytes(graph) -> int:
 
 
 def layer_keys(graph, plan) -> list[str]:
-    """Per layer, the instruction fit's key: its kernel, marked when fused or in a patch stage."""
+    """Per layer, the instruction fit's key: its kernel, marked when fused or in a patch stage, and
+    `+scratch` where the plan granted the kernel's optional scratch (the depthwise DSP kernel then widens
+    its weights once and runs other pixel loops)."""
     fused = {k for f in plan.fusions for k in (f.expand, f.dw)}
     stage = plan.patch.split if plan.patch is not None else -1
     keys = []
     for i, node in enumerate(graph.nodes):
-        kernel = node.params.get("kernel", node.op)
-        keys.append(("patch:" if i <= stage else "fused:" if i in fused else "") + kernel)
+        p = node.params
+        kernel = p.get("kernel", node.op)
+        scratch = "+scratch" if p.get("optional_scratch_bytes", 0) and p.get("scratch_bytes", 0) else ""
+        keys.append(("patch:" if i <= stage else "fused:" if i in fused else "") + kernel + scratch)
     return keys
 
 
@@ -134,14 +140,17 @@ def layer_features(graph, node) -> list[float]:
     the kernels skip the padding, which on small maps is most of a large kernel's window), output
     elements, input elements, output channels (per-channel work: requantization set-up, weight rows),
     output rows (per-row loop set-up), the MACs of an odd last pixel (the DSP kernels compute two pixels
-    at a time, a last one alone at about twice the cost per MAC), 1."""
+    at a time, a last one alone at about twice the cost per MAC), the weights (work once per weight
+    whatever the map: the depthwise DSP kernel widens all its weights into scratch first, which on a 1 x 1
+    or 2 x 2 map, where most taps are padding, costs as much as the MACs), 1."""
     out = graph.tensors[node.outputs[0]]
     inp = graph.tensors[node.inputs[0]]
     rows = out.shape[1] if len(out.shape) == 4 else 1
     pixels = out.size // out.shape[-1]
     macs = _macs(graph, node)
+    weights = graph.tensors[node.inputs[1]].size if macs else 0
     return [float(macs), float(out.size), float(inp.size), float(out.shape[-1]), float(rows),
-            float(macs // pixels if pixels % 2 else 0), 1.0]
+            float(macs // pixels if pixels % 2 else 0), float(weights), 1.0]
 
 
 def _taps(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> int:

@@ -8,7 +8,9 @@ figures (tinynas.cost.Efficiency), and:
    split (SGD, cosine learning rate, batch norm in training mode), and keeps the weights of the epoch
    (0: the inherited ones) with the best accuracy on the validation split: early stopping by the
    validation split, never by the test split;
-2. exports it to a float ONNX file (torch.onnx.export, batch norm folded by the exporter);
+2. exports it to a float ONNX file (torch.onnx.export, batch norm folded by the exporter), its channels
+   constant on the training split settled first (`SubNet.settle_constant_channels`: the same outputs,
+   and the kernels tinynas.cost predicted);
 3. quantizes it through tinyengine's ONNX + calibration path (`te.load_model` with calibration
    images of the training split) and compiles it for the board with the schedule the prediction
    used (`CostModel.options`: layer by layer, or the same patch schedule);
@@ -198,6 +200,7 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
     held = resize(held_x, c.r)
     inherited = accuracy(subnet, held, held_y, 256)
     tuned = finetune(subnet, data, cfg)
+    settled = subnet.settle_constant_channels(resize(data.train_x, c.r))     # the kernels the cost model predicts
     float_acc = accuracy(subnet, held, held_y, 256)
     log(f"fine-tuned {cfg.epochs} epoch(s), kept epoch {tuned.kept_epoch} (validation "
         f"{100 * tuned.val_accuracy[tuned.kept_epoch]:.1f}%): float accuracy {100 * inherited:.1f}% inherited -> "
@@ -234,7 +237,7 @@ def deploy(net: SuperNet, c: Candidate, model: CostModel, data: Dataset, out, cf
         "predicted": pred, "measured": measured, "agreement": {**asdict(agree), "ok": agree.ok},
         "accuracy": {"float": float_acc, "float_inherited": inherited, "int8_device": int8_acc,
                      "held_out_images": len(held), "split": split},
-        "finetune": {**asdict(cfg), **asdict(tuned)},
+        "finetune": {**asdict(cfg), **asdict(tuned), "constant_channels_settled": settled},
         "seconds": round(time.time() - t0, 1),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -269,6 +269,47 @@ class SubNet(nn.Module):
     def forward(self, x):
         return self.classifier(self.blocks(self.stem(x)).mean((2, 3)))
 
+    @torch.no_grad()
+    def settle_constant_channels(self, x: torch.Tensor, batch_size: int = 256) -> int:
+        """Give every batch-norm channel whose input is the same for all images `x` (N x C x r x r) weight 0
+        and, as bias, the output it had (the same outputs on `x`); the number of such channels. Eval mode.
+
+        A depthwise channel fed by a ReLU6 channel that never fires computes a constant: its running
+        variance decays to about 0, and the folded weights (the ONNX export folds batch norm into the
+        convolution) come out about gamma / sqrt(eps), some 300 times too large. Their per-channel
+        requantization multiplier (above 0.25) then sends the whole layer from tinyengine's DSP
+        depthwise kernel to the portable one, eight times slower, where tinynas.cost predicted the DSP
+        kernel (MobileNetV2 w0.25 r32 on the digits: +32% instructions). Settled, the channel's folded
+        weights are 0: a constant channel for tinyengine too."""
+        self.eval()
+        norms = [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
+        lo = {m: None for m in norms}
+        hi = dict(lo)
+
+        def record(m, args):
+            v = args[0].transpose(0, 1).flatten(1)
+            a, b = v.min(1).values, v.max(1).values
+            lo[m] = a if lo[m] is None else torch.minimum(lo[m], a)
+            hi[m] = b if hi[m] is None else torch.maximum(hi[m], b)
+
+        hooks = [m.register_forward_pre_hook(record) for m in norms]
+        try:
+            for i in range(0, len(x), batch_size):
+                self(x[i:i + batch_size])
+        finally:
+            for h in hooks:
+                h.remove()
+        settled = 0
+        for m in norms:
+            if lo[m] is None:
+                continue
+            const = lo[m] == hi[m]
+            out = (lo[m] - m.running_mean) * torch.rsqrt(m.running_var + m.eps) * m.weight + m.bias
+            m.bias[const] = out[const]
+            m.weight[const] = 0.0
+            settled += int(const.sum())
+        return settled
+
 
 if __name__ == "__main__":
     from .training import main

@@ -25,7 +25,7 @@
  *              each group of four channels 4g..4g+3 (g < in_c / 4) 9 words: the 4 biases
  *              bias[c] (0 without bias; the accumulator's start), the 4 multipliers mult[c]
  *              in [2^30, 2^31) (TFLite's), then one word holding the 4 bytes k[c] = e - 1
- *              (uint8, in memory order, channel 4g first), e = -shift[c] in [2, 31]; then,
+ *              (uint8, in memory order, channel 4g first), e = -shift[c] in [1, 31]; then,
  *              if r = in_c % 4 > 0, 2r + 1 words laid out likewise for the remaining
  *              channels (r biases, r multipliers, a word whose first r bytes are their k).
  *              Requantization: s = SMMULR(2 * acc, mult) (= SaturatingRoundingDoublingHighMul),
@@ -50,7 +50,7 @@
  *              their pixels then take the general loop, with the same results.
  * Preconditions (checked by tinyengine.ops.depthwise_conv.dsp_preconditions; otherwise the
  * op keeps the portable kernel): depth multiplier 1, all sizes >= 1, strides and dilations
- * >= 1, pads >= 0; every shift[c] in [-31, -2] and mult[c] in [2^30, 2^31); and
+ * >= 1, pads >= 0; every shift[c] in [-31, -1] and mult[c] in [2^30, 2^31); and
  * |bias[c]| + 255 * sum |W[., ., c]| < 2^30, so that 2 * acc cannot overflow.
  *
  * Order of memory accesses (the in-place contract): output pixels are produced one at a

@@ -49,10 +49,10 @@ def requant_dsp_dw(bias, mult, shift) -> np.ndarray:
     """te_depthwise_conv_2d_s8_dsp's per-channel table (its header): per group of 4 channels
     (the last may hold the in_c % 4 remaining ones, n of them) the n biases (the
     accumulator's start), the n multipliers, then one word holding the n bytes k = e - 1
-    (e = -shift in [2, 31]) in memory order, zero-padded.  9 bytes per channel in full
+    (e = -shift in [1, 31]) in memory order, zero-padded.  9 bytes per channel in full
     groups, 5 besides the bias."""
     e = -np.asarray(shift, dtype=np.int64)
-    assert np.all(e >= 2) and np.all(e <= 31)
+    assert np.all(e >= 1) and np.all(e <= 31)
     bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), e.shape)
     mult = np.asarray(mult, dtype=np.int64)
     words = []
@@ -109,7 +109,7 @@ def dsp_paths(p) -> dict:
 
 def dsp_preconditions(m, w, bias, mult, shift) -> bool:
     """Whether te_depthwise_conv_2d_s8_dsp's preconditions hold (its header)."""
-    if m != 1 or np.any(np.asarray(shift) > -2) or np.any(np.asarray(shift) < -31):
+    if m != 1 or np.any(np.asarray(shift) > -1) or np.any(np.asarray(shift) < -31):
         return False
     if np.any(np.asarray(mult, dtype=np.int64) < (1 << 30)):
         return False
