@@ -27,7 +27,7 @@ FIELDS = {"board", "budgets", "candidate", "candidate_file", "onnx", "project", 
 @pytest.fixture(scope="module")
 def supernet_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("supernet")
-    train(TrainConfig(data="digits", out=out, space=TINY, epochs=1, steps_per_epoch=4, n_random=0, evaluate=False,
+    train(TrainConfig(data="digits", out=out, space=TINY, epochs=1, steps_per_epoch=16, n_random=0, evaluate=False,
                       progress=False))
     return out / "checkpoint.pt"
 
