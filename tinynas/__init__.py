@@ -37,7 +37,8 @@ What exists:
 - `make nas-demo` (examples/nas_demo.py): digits at 32x32, one supernet, two budgets on two boards;
   `bench/nas.py`: the searched network vs a hand-scaled MobileNetV2 over 5 folds in BENCHMARKS.md.
 
-What comes next: a faster cost model (see README for the measured cost per candidate).
+What could come next: an accuracy predictor that ranks well on a short-trained supernet, and a Flash model
+that knows which kernels a very small network links.
 
 The PyTorch parts need the optional extra `nas` (`pip install -e '.[nas]'`: torch==2.13.0, tqdm);
 `tinynas.space` needs nothing beyond the standard library.
