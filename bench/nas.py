@@ -2,7 +2,7 @@
 """TinyNAS against a hand-scaled MobileNetV2 under the same budget, int8 on the emulated board, over the
 folds of a k-fold split of the digits: the TinyNAS section of BENCHMARKS.md.
 
-    python bench/nas.py [--board stm32f746] [--sram 16KB] [--flash 240KB] [--folds 5] [--jobs 2]
+    python bench/nas.py [--board stm32f746] [--sram 16KB] [--flash 240KB] [--folds 5] [--repeats 3] [--jobs 2]
                         [--supernet-epochs 20] [--finetune-epochs 10] [--accuracy supernet] [-o BENCHMARKS.md]
 
 The digits (1797 images, 8 x 8, scaled up to 32 x 32) are cut into --folds per-class folds
@@ -20,12 +20,16 @@ network is trained on it, and the search never sees it. Of the other images, the
   same training split for as many epochs as the searched network's weights saw (supernet + fine-tuning
   epochs), then quantized, compiled and run the same way (tinynas.pipeline.deploy).
 
-Both int8 accuracies are the board's argmax on the fold's test images; over the folds every image is
-tested once. The two networks are compared image by image (McNemar's exact test on the images one gets
-right and the other wrong) and the verdict says whether the difference is significant (p < 0.05).
+Both int8 accuracies are the board's argmax on the fold's test images; over the folds of a split every
+image is tested once, and the k-fold is repeated on --repeats seeded splits (each its own supernets,
+searches and trainings). The two networks are compared image by image: per image, how many splits each
+network gets it right; the images where the two counts differ are counted for each side and an exact
+sign test says whether the difference is significant (p < 0.05; with one split this is McNemar's exact
+test). Wins, ties and losses over the runs (split, fold) are given too.
 
-Each fold runs in its own process (`--fold K`, up to --jobs at once, PyTorch on one thread each) and
-writes WORK/foldK/result.json; a fold whose result was made with the same settings is reused. The
+Each run (split, fold) runs in its own process (up to --jobs at once, PyTorch on one thread each) and
+writes WORK/splitS/foldK/result.json; a run whose result was made with the same settings is reused, and
+a supernet interrupted mid-training resumes from its checkpoint. The
 section between the markers below is replaced in place; bench/run.py keeps it.
 """
 from __future__ import annotations
@@ -332,7 +336,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scratch-lr", type=float, default=0.05, help="MobileNetV2's learning rate (as the supernet's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench-nas")
-    ap.add_argument("--repeats", type=int, default=1,
+    ap.add_argument("--repeats", type=int, default=3,
                     help="k-fold repeated on this many splits (seeds --seed, --seed + 1, ...): more test predictions")
     ap.add_argument("--supernets-only", action="store_true", help="train every run's supernet, then stop")
     ap.add_argument("--run", type=int, nargs=2, default=None, help=argparse.SUPPRESS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests import bench_scripts
@@ -60,3 +61,46 @@ def test_other_benchmarks_sections_survive_a_rewrite(bench, tmp_path):
     assert text.count(nas.BEGIN) == 1 and "second" in text and "first" not in text and "| old table |" in text
     kept = bench.kept_sections(md)
     assert kept.strip() == f"{nas.BEGIN}\nsecond\n{nas.END}"
+
+
+def test_nas_comparison_counts_images_and_tests_them_as_scipy_does(tmp_path):
+    """bench/nas.py's image-by-image comparison over repeated splits: per image, how often each network is
+    right; the sign test's p-value equals scipy's exact binomial test (McNemar's exact test for one split)."""
+    from scipy.stats import binomtest
+    nas = bench_scripts.load("nas")
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, 40)
+
+    def run(split, fold, idx, right_s, right_m):
+        out = {}
+        for name, right in (("searched", right_s), ("mobilenet_v2", right_m)):
+            pred = [int(y) if ok else int((y + 1) % 10) for y, ok in zip(labels[idx], right)]
+            f = tmp_path / f"{split}-{fold}-{name}.json"
+            f.write_text(json.dumps({"indices": idx.tolist(), "labels": labels[idx].tolist(), "device": pred}))
+            out[name] = {"predictions": str(f)}
+        return {"split_seed": split, "fold": fold, **out}
+
+    results, truth = [], {}
+    for split in range(2):
+        order = rng.permutation(40)
+        for fold in range(2):
+            idx = order[fold * 20:(fold + 1) * 20]
+            rs, rm = rng.random(20) < 0.8, rng.random(20) < 0.7
+            results.append(run(split, fold, idx, rs, rm))
+            for i, a, b in zip(idx, rs, rm):
+                t = truth.setdefault(int(i), [0, 0])
+                t[0] += int(a)
+                t[1] += int(b)
+    cmp = nas.paired(results)
+    better = sum(a > b for a, b in truth.values())
+    worse = sum(a < b for a, b in truth.values())
+    assert cmp["images"] == 40 and cmp["tests"] == 80
+    assert (cmp["images_searched_better"], cmp["images_mobilenet_v2_better"]) == (better, worse)
+    assert cmp["searched_correct"] == sum(a for a, _ in truth.values())
+    assert cmp["p_value"] == pytest.approx(binomtest(better, better + worse, 0.5).pvalue)
+    assert cmp["difference"] == pytest.approx(sum(a - b for a, b in truth.values()) / 80)
+    assert cmp["runs_won"] + cmp["runs_tied"] + cmp["runs_lost"] == 4
+    # predictions of the two networks on different images are refused
+    bad = dict(results[0], mobilenet_v2=results[1]["mobilenet_v2"])
+    with pytest.raises(SystemExit, match="test images differ"):
+        nas.paired([bad])
