@@ -27,6 +27,12 @@ def test_search_writes_its_results(tmp_path, capsys):
     (["--board", "stm32f746", "--sram", "lots", "--flash", "1MB"], "--sram: expected a size"),
     (["--board", "stm32f746", "--sram", "4KB", "--flash", "1MB", "--widths", "0.35", "--resolutions", "96",
       "--samples", "1", "--accuracy", "macs"], "no network of any (width, resolution) sampled fits peak SRAM 4096 B"),
+    (["--board", "stm32f746", "--sram", "96KB", "--flash", "1MB", "--digits", "--finetune-lr", "0"],
+     "--finetune-lr must be positive, got 0.0"),
+    (["--board", "stm32f746", "--sram", "96KB", "--flash", "1MB", "--digits", "--widths", "0.35", "--resolutions",
+      "32", "--test-fraction", "0.8"], "--val-fraction 0.2 + --test-fraction 0.8 must be below 1"),
+    (["--board", "stm32f746", "--sram", "96KB", "--flash", "1MB", "--digits", "--widths", "0.35", "--resolutions",
+      "32", "--test-fold", "5"], "--test-fold must be between 0 and 4"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert main(["search", *argv, "-o", str(tmp_path / "o")]) == 2
