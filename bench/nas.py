@@ -38,7 +38,6 @@ import argparse
 import datetime
 import json
 import math
-import re
 import subprocess
 import sys
 import time
@@ -47,6 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import sections  # noqa: E402
 
 BEGIN, END = "<!-- tinynas:begin -->", "<!-- tinynas:end -->"
 MBV2_WIDTHS = (0.35, 0.3, 0.25, 0.2, 0.15, 0.1)
@@ -226,7 +227,7 @@ def _run_row(r: dict) -> str:
 
 def section(args, results: list[dict], cmp: dict, seconds: float) -> str:
     m = results[0]["mobilenet_v2"]
-    mm, mp = m["measured"], m["predicted"]
+    mm = m["measured"]
     width = results[0]["mobilenet_v2_width"]
     p, lo, hi = cmp["p_value"], *cmp["ci95"]
     wins = cmp["difference"] > 0 and p < SIGNIFICANCE
@@ -278,10 +279,7 @@ def section(args, results: list[dict], cmp: dict, seconds: float) -> str:
 
 
 def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new.rstrip("\n") + "\n")
+    sections.write_section(path, text, BEGIN, END)
 
 
 def _reusable(args, r: int, k: int) -> dict | None:

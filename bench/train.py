@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import sections  # noqa: E402
+
 MODEL = "mcunet/mcunet-vww1.tflite"
 BOARD = "stm32f746"
 CLASSES = 10
@@ -142,15 +144,7 @@ def section(runs: dict, meta: dict) -> str:
 
 def write_section(path: Path, text: str) -> None:
     """Replace the training section of BENCHMARKS.md (or append it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if SECTION_BEGIN in old and SECTION_END in old:
-        a = old.index(SECTION_BEGIN)
-        b = old.index(SECTION_END) + len(SECTION_END)
-        new = old[:a] + text + old[b:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    sections.write_section(path, text, SECTION_BEGIN, SECTION_END)
 
 
 def main(argv=None) -> int:
