@@ -303,7 +303,8 @@ def render(rows: list, skipped: list, figures: dict, models_dir: Path, count: in
 
 
 KEPT = [("<!-- bench/train.py: begin", "<!-- bench/train.py: end -->"),   # bench/train.py's section
-        ("<!-- tinynas:begin -->", "<!-- tinynas:end -->")]                 # bench/nas.py's
+        ("<!-- tinynas:begin -->", "<!-- tinynas:end -->"),                 # bench/nas.py's
+        ("<!-- nas-demo:begin -->", "<!-- nas-demo:end -->")]               # examples/nas_demo.py's
 
 
 def kept_sections(path: Path) -> str:

@@ -22,7 +22,9 @@ jobs share the cores.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import sections  # noqa: E402
 from tinynas.cli import main as tinynas  # noqa: E402
 from tinynas.space import SearchSpace  # noqa: E402
 from tinynas.training import TrainConfig, train  # noqa: E402
@@ -39,6 +42,7 @@ from tinynas.training import TrainConfig, train  # noqa: E402
 RUNS = [("stm32f746", "16KB", "240KB"), ("stm32f746", "64KB", "320KB"),
         ("stm32f411", "32KB", "280KB"), ("stm32f411", "16KB", "220KB")]
 SPACE = SearchSpace(width_mult=0.35, resolutions=(24, 28, 32))
+BEGIN, END = "<!-- nas-demo:begin -->", "<!-- nas-demo:end -->"      # its section of BENCHMARKS.md
 
 
 def table(rows: list[dict]) -> str:
@@ -68,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--generations", type=int, default=12)
     ap.add_argument("--predictor-samples", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1, help="PyTorch's threads")
+    ap.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md",
+                    help="the markdown file whose nas-demo section gets the table")
     args = ap.parse_args(argv)
     t0 = time.time()
     import torch
@@ -100,6 +106,16 @@ def main(argv=None) -> int:
     print(f"\n{text}\n\n{total:,} candidates evaluated in all; {time.time() - t0:.0f} s wall time in all "
           f"(every report.json under {args.out})")
     (args.out / "summary.md").write_text(text + "\n")
+    sections.write_section(args.benchmarks, "\n".join([
+        BEGIN, "## TinyNAS demo: `make nas-demo` (digits 32x32, four searches, int8 on the board)", "",
+        f"Written by examples/nas_demo.py ({datetime.date.today().isoformat()}): one supernet "
+        f"({args.supernet_epochs} epochs: the searches show the costs, not the accuracy a longer-trained "
+        f"supernet gives, for which see the TinyNAS benchmark), population {args.population} x "
+        f"{args.generations} generations per search, accuracy from a predictor fitted on "
+        f"{args.predictor_samples} measured subnets, {args.finetune_epochs} fine-tuning epochs. Accuracy on the "
+        "test split (20% of each class, held out from training and search). "
+        f"{total:,} candidates evaluated in all; {time.time() - t0:.0f} s wall time in all (without set-up), "
+        f"{os.cpu_count()} cores.", "", text, END]), BEGIN, END)
     bad = [r["board"] for r in rows if not r["agreement"]["ok"]]
     if bad:
         print(f"measured figures outside the prediction's bounds on: {', '.join(bad)}", file=sys.stderr)
