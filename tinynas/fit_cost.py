@@ -80,15 +80,17 @@ def fit(samples: list[dict]) -> dict:
     code = _lstsq([[1.0, s["layers"]] for s in samples], [s["flash_bytes"] - s["const_bytes"] for s in samples])
     by_key: dict = {}
     by_op: dict = {}
+    op_of: dict[str, str] = {}
     for s in samples:
         for layer in s["per_layer"]:
             by_key.setdefault(layer["key"], ([], []))
             by_key[layer["key"]][0].append(layer["features"])
             by_key[layer["key"]][1].append(layer["count"])
+            op_of[layer["key"]] = layer["op"]
     # per op, its layers that run alone (a fused depthwise layer costs a few instructions: the pair's work
     # is its expand's), or all of them where it never runs alone
     for key, (rows, counts) in by_key.items():
-        op = next(layer["op"] for s in samples for layer in s["per_layer"] if layer["key"] == key)
+        op = op_of[key]
         alone = not key.startswith(("fused:", "patch:"))
         have = by_op.setdefault(op, {True: ([], []), False: ([], [])})[alone]
         have[0].extend(rows)
