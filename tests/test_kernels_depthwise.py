@@ -393,7 +393,7 @@ def test_constant_channels_keep_the_dsp_kernel_and_narrow_tables(board, tmp_path
         assert node.params["kernel"] == DSP, node.name
         cp = ops.get(node.op).channel_params(node)
         assert chanpack.widths(cp)[0] <= 20, (node.name, chanpack.widths(cp))   # not ~28
-    rc = main(["verify", str(path), "--board", board, "-n", "3", "-o", str(tmp_path / "out")])
+    rc = main(["verify", str(path), "--board", board, "-n", "300", "-o", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "bit-exact" in out
@@ -447,7 +447,7 @@ def test_multipliers_up_to_one_half_keep_the_dsp_kernel(board, tmp_path, capsys)
         assert list(node.params["out_shift"][:3]) == [-1, -1, -1], node.params["out_shift"]
     golden = run_tflm(path.read_bytes(), [_rand_i8(_rng("dwm-x"), (1, 8, 8, 12))])[0]
     assert all(len(np.unique(golden[..., ch])) > 5 for ch in range(3))     # not clamped flat
-    rc = main(["verify", str(path), "--board", board, "-n", "3", "-o", str(tmp_path / "out")])
+    rc = main(["verify", str(path), "--board", board, "-n", "300", "-o", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "bit-exact" in out
